@@ -1,0 +1,79 @@
+"""AlexNet transfer learning for the report's ants-vs-bees experiment.
+
+The backbone is torchvision's AlexNet with its ImageNet weights; the last classifier layer is
+replaced by a fresh 2-class head. Two standard modes (the report swapped their names):
+
+- `feature_extraction`: the backbone is frozen, only the new head trains;
+- `fine_tuning`: every layer trains, starting from the ImageNet weights.
+
+Idea: the PyTorch transfer-learning tutorial, which trains ResNet-18 on the same data.
+"""
+
+import os
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+from torchvision.models import AlexNet_Weights, alexnet
+
+MODES = ("feature_extraction", "fine_tuning")
+
+
+class WeightsUnavailableError(RuntimeError):
+    """The ImageNet weights are neither cached nor downloadable; the message says where to put them."""
+
+
+def load_backbone(weights_name: str | None) -> nn.Module:
+    """torchvision's AlexNet, with its ImageNet weights from the torch hub cache or the network."""
+    if weights_name is None:
+        return alexnet(weights=None)
+    weights = AlexNet_Weights[weights_name]
+    try:
+        return alexnet(weights=weights)
+    except OSError as error:  # URLError and socket errors are OSErrors
+        target = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+        raise WeightsUnavailableError(
+            f"AlexNet's ImageNet weights are not cached and could not be downloaded ({error}). "
+            f"Download {weights.url} to {target} (TORCH_HOME sets the folder), then try again."
+        ) from None
+
+
+class AlexNetTransfer(nn.Module, PyTorchModelHubMixin, tags=["cnn-lab", "transfer-learning"]):
+    """AlexNet with a new head.
+
+    Args:
+        num_classes: outputs of the new head (2: ants, bees).
+        mode: `feature_extraction` or `fine_tuning`.
+        backbone_weights: torchvision weights name for the backbone (`IMAGENET1K_V1`), or None
+            for random weights (tests, and reloading a checkpoint that holds every weight).
+    """
+
+    def __init__(self, num_classes: int = 2, mode: str = "feature_extraction", backbone_weights: str | None = None):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        backbone = load_backbone(backbone_weights)
+        self.features = backbone.features
+        self.avgpool = backbone.avgpool
+        self.flatten = nn.Flatten()
+        # Keep AlexNet's classifier except its last 4096 → 1000 layer, which the head replaces.
+        self.classifier = nn.Sequential(*list(backbone.classifier.children())[:-1])
+        self.head = nn.Linear(4096, num_classes)
+        self.mode = mode
+        for parameter in self.backbone_parameters():
+            parameter.requires_grad = mode == "fine_tuning"
+        # A saved checkpoint holds every weight, so reloading it must not fetch ImageNet again.
+        if self._hub_mixin_config is not None:
+            self._hub_mixin_config = {**self._hub_mixin_config, "backbone_weights": None}
+
+    def backbone_parameters(self):
+        yield from self.features.parameters()
+        yield from self.classifier.parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)  # B, 256, 6, 6 for 224×224 inputs
+        x = self.avgpool(x)  # B, 256, 6, 6
+        x = self.flatten(x)  # B, 9216
+        x = self.classifier(x)  # B, 4096
+        x = self.head(x)  # B, num_classes
+        return x

@@ -1,0 +1,79 @@
+"""Tiny datasets and a fake ImageNet checkpoint, made in temporary folders: no test downloads."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.models import alexnet
+
+from training.data import CIFAR10_CLASSES
+
+# Each class is a distinct colour with noise, so a small network learns it in a few steps.
+PALETTE = np.array([[(c * 37) % 256, (c * 91) % 256, (c * 151) % 256] for c in range(10)], dtype=np.float32)
+
+
+def learnable_images(label: int, count: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    noise = rng.normal(0, 30, (count, size, size, 3))
+    return np.clip(PALETTE[label] + noise, 0, 255).astype(np.uint8)
+
+
+def write_folder(root, classes, per_class, size, suffix, seed):
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for i, pixels in enumerate(learnable_images(label, per_class, size, rng)):
+            Image.fromarray(pixels).save(root / name / f"{i:04d}{suffix}")
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory):
+    """DATA_DIR with CIFAR-10 as an image folder (16+6 per class) and ants vs bees (8+4 per class)."""
+    root = tmp_path_factory.mktemp("data")
+    write_folder(root / "cifar10" / "train", CIFAR10_CLASSES, 16, 32, ".png", seed=1)
+    write_folder(root / "cifar10" / "test", CIFAR10_CLASSES, 6, 32, ".jpg", seed=2)
+    # Odd sizes: the loader must resize and centre-crop them to 256.
+    write_folder(root / "hymenoptera_data" / "train", ("ants", "bees"), 8, 300, ".jpg", seed=3)
+    write_folder(root / "hymenoptera_data" / "val", ("ants", "bees"), 4, 260, ".jpg", seed=4)
+    return root
+
+
+@pytest.fixture
+def tiny_data(tiny_root, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(tiny_root))
+    return tiny_root
+
+
+@pytest.fixture(scope="session")
+def cifar_batches_root(tmp_path_factory):
+    """CIFAR-10 in torchvision's pickled layout (cifar-10-batches-py), 4 images per class and batch."""
+    root = tmp_path_factory.mktemp("cifar-batches")
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        images = np.concatenate([learnable_images(c, 4, 32, rng) for c in range(10)])
+        labels = [c for c in range(10) for _ in range(4)]
+        batch = {"data": images.transpose(0, 3, 1, 2).reshape(len(images), -1), "labels": labels}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(CIFAR10_CLASSES)}))
+    return root
+
+
+@pytest.fixture(scope="session")
+def torch_home(tmp_path_factory):
+    """A TORCH_HOME whose hub cache holds an AlexNet checkpoint we wrote, under torchvision's file name."""
+    home = tmp_path_factory.mktemp("torch-home")
+    checkpoints = home / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.manual_seed(7)
+    torch.save(alexnet(weights=None).state_dict(), checkpoints / "alexnet-owt-7be5be79.pth")
+    return home
+
+
+@pytest.fixture
+def imagenet_weights(torch_home, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    return torch.load(torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth")

@@ -1,0 +1,43 @@
+import json
+
+import pytest
+
+from models import TeachingCNN
+from training.__main__ import main
+
+REQUIRED_CONFIG_KEYS = {"batch_norm", "momentum", "activation", "optimizer", "n_conv", "n_fc"}
+
+
+def test_cli_writes_results_and_models(tiny_data, tmp_path, capsys):
+    out, save_dir = tmp_path / "results.json", tmp_path / "models"
+    assert main(["batchnorm", "--device", "cpu", "--seed", "4", "--out", str(out), "--save-dir", str(save_dir)]) == 0
+    results = json.loads(out.read_text())
+    assert results["experiment"] == "batchnorm" and results["preset"] == "quick" and results["seed"] == 4
+    assert results["device"] == "cpu"
+    labels = [run["label"] for run in results["runs"]]
+    assert labels == ["no batch norm", "batch norm"]
+    for run in results["runs"]:
+        assert REQUIRED_CONFIG_KEYS <= run["config"].keys()
+        assert 0 <= run["test_acc"] <= 1 and run["train_time_s"] > 0
+        assert any(h["type"] == "Evaluation" for h in run["history"])
+    assert [run["config"]["batch_norm"] for run in results["runs"]] == [False, True]
+    reloaded = TeachingCNN.from_pretrained(save_dir / "batch-norm", strict=True)
+    assert any(name.endswith("norm.running_mean") for name in reloaded.state_dict())
+    assert "report (Kaggle GPU)" in capsys.readouterr().out
+
+
+def test_cli_reports_missing_data_without_a_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.setattr("training.data.CIFAR10", _offline_cifar)
+    assert main(["momentum", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "error: CIFAR-10 was not found" in err and "Traceback" not in err
+
+
+def _offline_cifar(*args, **kwargs):
+    raise RuntimeError("Dataset not found or corrupted. You can use download=True to download it")
+
+
+def test_cli_rejects_unknown_experiments():
+    with pytest.raises(SystemExit):
+        main(["dropout"])

@@ -1,0 +1,108 @@
+import pytest
+import torch
+
+from training.data import (
+    CIFAR10_CLASSES,
+    BatchLoader,
+    DatasetMissingError,
+    balanced_subset,
+    load_cifar10,
+    load_hymenoptera,
+    random_crop_flip,
+)
+
+
+def test_cifar_image_folder_decodes_to_uint8_tensors(tiny_root):
+    data = load_cifar10("train", tiny_root, download=False)
+    assert data.images.dtype == torch.uint8 and data.images.shape == (160, 3, 32, 32)
+    assert data.labels.bincount().tolist() == [16] * 10
+    assert data.classes == CIFAR10_CLASSES
+    assert load_cifar10("train", tiny_root, download=False) is data  # decoded once per process
+
+
+def test_cifar_torchvision_layout_loads(cifar_batches_root, monkeypatch):
+    # The fixture's pickles are ours, so torchvision's MD5 check of the official files is skipped.
+    monkeypatch.setattr("torchvision.datasets.cifar.check_integrity", lambda *args: True)
+    train = load_cifar10("train", cifar_batches_root, download=False)
+    test = load_cifar10("test", cifar_batches_root, download=False)
+    assert train.images.shape == (200, 3, 32, 32) and test.images.shape == (40, 3, 32, 32)
+    assert train.labels.bincount().tolist() == [20] * 10
+
+
+def test_missing_cifar_names_both_layouts_and_the_url(tmp_path):
+    with pytest.raises(DatasetMissingError) as error:
+        load_cifar10("train", tmp_path, download=False)
+    message = str(error.value)
+    assert "cifar-10-batches-py" in message
+    assert "cifar10/{train,test}/<class>" in message
+    assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in message
+    assert "DATA_DIR" in message
+
+
+def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr("training.data.download_and_extract_archive", offline)
+    with pytest.raises(DatasetMissingError) as error:
+        load_hymenoptera("train", tmp_path, download=True)
+    assert "network unreachable" in str(error.value)
+    assert "hymenoptera_data/{train,val}/{ants,bees}" in str(error.value)
+
+
+def test_wrong_class_folders_are_rejected(tmp_path):
+    (tmp_path / "cifar10" / "train" / "cats").mkdir(parents=True)
+    with pytest.raises(DatasetMissingError, match="airplane, automobile"):
+        load_cifar10("train", tmp_path, download=False)
+
+
+def test_unreadable_image_is_named(tmp_path):
+    for name in CIFAR10_CLASSES:
+        (tmp_path / "cifar10" / "test" / name).mkdir(parents=True)
+    (tmp_path / "cifar10" / "test" / "cat" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetMissingError, match="broken.png"):
+        load_cifar10("test", tmp_path, download=False)
+
+
+def test_photos_are_resized_and_centre_cropped(tiny_root):
+    data = load_hymenoptera("val", tiny_root, download=False)
+    assert data.images.shape == (8, 3, 256, 256) and data.classes == ("ants", "bees")
+
+
+def test_balanced_subset_depends_only_on_the_seed():
+    labels = torch.arange(10).repeat_interleave(50)
+    a, b, c = balanced_subset(labels, 43, 1), balanced_subset(labels, 43, 1), balanced_subset(labels, 43, 2)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    counts = labels[a].bincount()
+    assert counts.sum() == 43 and counts.max() - counts.min() <= 1
+    assert len(a.unique()) == 43
+
+
+def test_loaders_with_one_seed_yield_identical_batches(tiny_root):
+    data = load_cifar10("train", tiny_root, download=False)
+    first, second = (BatchLoader(data, 32, torch.device("cpu"), train=True, seed=5) for _ in range(2))
+    other = BatchLoader(data, 32, torch.device("cpu"), train=True, seed=6)
+    for epoch in range(2):
+        batches = list(zip(first, second, other))
+        assert len(batches) == 5
+        for (x1, y1), (x2, y2), (x3, _) in batches:
+            assert torch.equal(x1, x2) and torch.equal(y1, y2)
+        assert not all(torch.equal(x1, x3) for (x1, _), _, (x3, _) in batches)
+
+
+def test_evaluation_loader_keeps_every_image_in_order(tiny_root):
+    data = load_cifar10("test", tiny_root, download=False)
+    labels = torch.cat([y for _, y in BatchLoader(data, 7, torch.device("cpu"), train=False)])
+    assert torch.equal(labels, data.labels)
+
+
+def test_crop_flip_moves_pixels_but_keeps_their_values():
+    images = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    generator = torch.Generator().manual_seed(0)
+    out = random_crop_flip(images, 8, 0, generator)
+    # Without padding a crop of full size is the identity, so only flips remain.
+    for original, augmented in zip(images, out):
+        assert torch.equal(augmented, original) or torch.equal(augmented, original.flip(-1))
+    padded = random_crop_flip(images, 8, 2, torch.Generator().manual_seed(1))
+    assert padded.shape == images.shape
+    assert set(padded.unique().tolist()) <= set(images.unique().tolist()) | {0.0}

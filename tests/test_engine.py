@@ -1,0 +1,153 @@
+import gc
+from dataclasses import replace
+
+import pytest
+import torch
+
+from models.cnn import TeachingCNN
+from training.engine import (
+    EARLY_STOP_CHECK_STEPS,
+    Evaluation,
+    Finished,
+    Started,
+    TrainConfig,
+    TrainStep,
+    build_model,
+    compare,
+    run,
+)
+from training.experiments import EXPERIMENTS
+
+TINY = TrainConfig(model="cnn-tiny", batch_size=16, epochs=2, lr=0.01, momentum=0.9, device="cpu", precision="fp32")
+
+
+def finished(events) -> dict[str, Finished]:
+    return {e.arm: e for e in events if isinstance(e, Finished)}
+
+
+def same_named_parameters(a: torch.nn.Module, b: torch.nn.Module) -> list[str]:
+    sa, sb = a.state_dict(), b.state_dict()
+    shared = [k for k in sa if k in sb and sa[k].shape == sb[k].shape]
+    assert all(torch.equal(sa[k], sb[k]) for k in shared), "shared parameters differ"
+    return shared
+
+
+@pytest.mark.parametrize("name", ["activations", "momentum", "adaptive-lr", "batchnorm", "transfer"])
+def test_arms_of_an_experiment_start_from_identical_weights(name, imagenet_weights):
+    arms = EXPERIMENTS[name].arms("quick", seed=3, device="cpu")
+    models = [build_model(arm, torch.device("cpu")) for arm in arms]
+    for model in models[1:]:
+        shared = same_named_parameters(models[0], model)
+        # Every conv and linear weight is shared; only batch-norm parameters may be extra.
+        weights = [k for k in model.state_dict() if k.endswith("weight") and ".norm." not in k]
+        assert set(weights) <= set(shared)
+
+
+def test_another_seed_gives_other_initial_weights():
+    a = build_model(TINY, torch.device("cpu"))
+    b = build_model(replace(TINY, seed=1), torch.device("cpu"))
+    assert not torch.equal(a.features[0].conv.weight, b.features[0].conv.weight)
+
+
+def test_arms_see_identical_batches(tiny_data, monkeypatch):
+    seen: dict[int, list[torch.Tensor]] = {}
+    original_forward = torch.nn.Module.__call__
+
+    def recording_call(self, x, *args, **kwargs):
+        if isinstance(self, TeachingCNN) and self.training:
+            seen.setdefault(id(self), []).append(x.clone())
+        return original_forward(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "__call__", recording_call)
+    arms = [replace(TINY, label="plain", momentum=0.0), replace(TINY, label="momentum")]
+    list(compare(arms))
+    first, second = seen.values()
+    assert len(first) == len(second) == 2 * (160 // 16)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_an_arm_trains_the_same_alone_or_beside_others(tiny_data):
+    arm = replace(TINY, label="a")
+    alone = finished(run(arm))["a"].model
+    paired = finished(compare([arm, replace(TINY, label="b", lr=0.2)]))["a"].model
+    assert all(torch.equal(x, y) for x, y in zip(alone.state_dict().values(), paired.state_dict().values()))
+
+
+def test_loss_falls_and_accuracy_beats_chance_on_a_learnable_task(tiny_data):
+    events = list(run(replace(TINY, epochs=6)))
+    losses = [e.train_loss for e in events if isinstance(e, TrainStep)]
+    result = finished(events)["run"]
+    assert losses[-1] < 0.5 * losses[0]
+    assert result.test_acc > 0.5
+    assert len(result.confusion) == 10 and sum(map(sum, result.confusion)) == 60
+    assert len(result.per_class_acc) == 10
+
+
+def test_events_come_in_order_with_an_evaluation_per_epoch(tiny_data):
+    events = list(run(replace(TINY, epochs=3, event_interval_s=0.0)))
+    assert isinstance(events[0], Started) and events[0].total_steps == 30
+    assert isinstance(events[-1], Finished) and events[-1].steps == 30
+    evaluations = [e for e in events if isinstance(e, Evaluation)]
+    assert [e.step for e in evaluations] == [10, 20, 30]
+    steps = [e.step for e in events if isinstance(e, TrainStep)]
+    assert steps == list(range(1, 31))
+    assert all(0 <= e.test_acc <= 1 for e in evaluations)
+
+
+def test_early_stop_fires_at_the_first_check_under_the_threshold(tiny_data):
+    result = finished(run(replace(TINY, epochs=5, loss_threshold=100.0)))["run"]
+    assert result.stopped_early and result.steps == EARLY_STOP_CHECK_STEPS
+    never = finished(run(replace(TINY, epochs=3, loss_threshold=1e-9)))["run"]
+    assert not never.stopped_early and never.steps == 30
+
+
+def test_feature_extraction_keeps_the_backbone_and_fine_tuning_changes_it(tiny_data, imagenet_weights):
+    arms = EXPERIMENTS["transfer"].arms("quick", device="cpu")
+    arms = [replace(arm, epochs=1, batch_size=8, precision="fp32") for arm in arms]
+    results = finished(compare(arms))
+    frozen, tuned = results["feature extraction"].model, results["fine tuning"].model
+    for key, value in imagenet_weights.items():
+        if key.startswith("classifier.6"):
+            continue  # the replaced 1000-class layer
+        assert torch.equal(frozen.state_dict()[key], value), key
+    assert not torch.equal(tuned.features[0].weight, imagenet_weights["features.0.weight"])
+    start = build_model(arms[0], torch.device("cpu")).head.weight
+    assert not torch.equal(frozen.head.weight, start)
+
+
+def test_closing_the_generator_stops_training_and_frees_the_models(tiny_data):
+    arms = [replace(TINY, label=label, epochs=50, event_interval_s=0.0) for label in ("a", "b")]
+    events = compare(arms)
+    steps = []
+    for event in events:
+        if isinstance(event, TrainStep):
+            steps.append((event.arm, event.step))
+        if len(steps) == 4:
+            break
+    assert steps == [("a", 1), ("b", 1), ("a", 2), ("b", 2)]  # lockstep
+    events.close()
+    with pytest.raises(StopIteration):
+        next(events)
+    gc.collect()
+    assert not [o for o in gc.get_objects() if type(o) is TeachingCNN]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"epochs": 0}, "epochs"),
+        ({"lr": -1.0}, "lr"),
+        ({"momentum": 1.0}, "momentum"),
+        ({"device": "tpu"}, "device"),
+        ({"n_train": 1}, "n_train"),
+    ],
+)
+def test_bad_settings_are_named(change, message, tiny_data):
+    with pytest.raises(ValueError, match=message):
+        next(run(replace(TINY, **change)))
+
+
+def test_duplicate_arm_labels_are_rejected():
+    with pytest.raises(ValueError, match="distinct"):
+        next(compare([TINY, TINY]))

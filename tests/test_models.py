@@ -1,0 +1,92 @@
+import pytest
+import torch
+
+from models import AlexNetTransfer, TeachingCNN, WeightsUnavailableError, create_model, list_models, model_arguments
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_trains_one_step_without_nans(name, imagenet_weights):
+    torch.manual_seed(0)
+    model = create_model(name)
+    side = 224 if name.startswith("alexnet") else 32
+    x = torch.randn(2, 3, side, side)
+    logits = model(x)
+    loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1]))
+    loss.backward()
+    assert logits.shape == (2, model_arguments(name)["num_classes"])
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_final_architecture_follows_the_report():
+    model = create_model("cnn-final")
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [c.out_channels for c in convs] == [100, 200, 300, 400, 500, 600, 700]
+    assert all(c.kernel_size == (3, 3) for c in convs)
+    assert [type(m).__name__ for m in model.features].count("MaxPool2d") == 2
+    assert type(model.features[2]).__name__ == "MaxPool2d"  # 2 conv → pool → 5 conv → pool
+    assert [lin.out_features for lin in linears] == [100, 200, 10]
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == 7
+
+
+@pytest.mark.parametrize("kwargs, message", [({"n_conv": 8}, "n_conv"), ({"n_fc": 0}, "n_fc"), ({"activation": "swish"}, "activation"), ({"pool_after": (9,)}, "pool_after")])
+def test_bad_model_settings_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TeachingCNN(**kwargs)
+
+
+def test_unknown_model_lists_the_choices():
+    with pytest.raises(ValueError, match="cnn-quick"):
+        create_model("resnet-9000")
+
+
+def test_teaching_cnn_checkpoint_round_trip_is_exact(tmp_path):
+    torch.manual_seed(3)
+    model = create_model("cnn-quick", batch_norm=True, activation="tanh")
+    model(torch.randn(4, 3, 32, 32))  # moves the batch-norm running statistics off their defaults
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "config.json").exists() and (tmp_path / "model.safetensors").exists()
+    loaded = TeachingCNN.from_pretrained(tmp_path, strict=True)
+    original, reloaded = model.state_dict(), loaded.state_dict()
+    assert original.keys() == reloaded.keys()
+    assert all(torch.equal(original[k], reloaded[k]) for k in original)
+    model.eval(), loaded.eval()
+    x = torch.randn(3, 3, 32, 32)
+    assert torch.equal(model(x), loaded(x))
+
+
+def test_alexnet_checkpoint_reloads_without_imagenet_weights(tmp_path, imagenet_weights, monkeypatch):
+    model = create_model("alexnet-transfer", mode="fine_tuning")
+    model.save_pretrained(tmp_path)
+    # Reloading must not look for the ImageNet file: the checkpoint holds every weight.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    loaded = AlexNetTransfer.from_pretrained(tmp_path, strict=True)
+    assert loaded.mode == "fine_tuning"
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_alexnet_loads_torchvisions_cached_imagenet_weights(imagenet_weights):
+    model = create_model("alexnet-transfer")
+    assert torch.equal(model.features[0].weight, imagenet_weights["features.0.weight"])
+    assert torch.equal(model.classifier[1].weight, imagenet_weights["classifier.1.weight"])
+
+
+def test_missing_imagenet_weights_say_where_to_put_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(WeightsUnavailableError, match=r"alexnet-owt-7be5be79\.pth") as error:
+        create_model("alexnet-transfer")
+    assert str(tmp_path) in str(error.value)
+
+
+def test_feature_extraction_freezes_exactly_the_backbone():
+    frozen = AlexNetTransfer(mode="feature_extraction")
+    tuned = AlexNetTransfer(mode="fine_tuning")
+    assert {n for n, p in frozen.named_parameters() if p.requires_grad} == {"head.weight", "head.bias"}
+    assert all(p.requires_grad for p in tuned.parameters())

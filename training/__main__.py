@@ -1,0 +1,92 @@
+"""Command line: run one of the report's experiments and write its results.
+
+    python -m training batchnorm --preset quick --device cpu --out results.json --save-dir models/
+"""
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from models import WeightsUnavailableError
+from training.data import DatasetMissingError
+from training.engine import Finished, Started, TrainStep, compare, device_name, resolve_device
+from training.experiments import EXPERIMENTS, PRESETS, get_experiment
+from training.results import Recorder
+
+
+def folder_name(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-")
+
+
+def run_experiment(name: str, preset: str, seed: int, device: str, progress: bool = True) -> tuple[dict, dict]:
+    """Run an experiment to the end with a progress bar; return its results JSON and trained models."""
+    experiment = get_experiment(name)
+    configs = experiment.arms(preset, seed=seed, device=device)
+    recorder = Recorder(configs)
+    done: dict[str, int] = {}
+    planned: dict[str, int] = {}
+    with tqdm(total=0, unit="step", desc=name, disable=not progress, file=sys.stderr) as bar:
+        for event in compare(configs, lockstep=experiment.lockstep):
+            recorder.add(event)
+            if isinstance(event, Started):
+                planned[event.arm] = event.total_steps
+                bar.total += event.total_steps
+                bar.refresh()
+            elif isinstance(event, TrainStep):
+                bar.update(event.step - done.get(event.arm, 0))
+                done[event.arm] = event.step
+                bar.set_postfix_str(f"{event.arm}: loss {event.train_loss:.3f}")
+            elif isinstance(event, Finished):
+                # An early stop skips the arm's remaining steps.
+                bar.total -= planned[event.arm] - event.steps
+                bar.refresh()
+    results = recorder.to_json(name, preset, seed, device_name(resolve_device(device)))
+    return results, recorder.models
+
+
+def print_table(results: dict) -> None:
+    experiment = get_experiment(results["experiment"])
+    report = {r.arm: r for r in experiment.report}
+    print(f"\n{experiment.title} — preset {results['preset']}, seed {results['seed']}, {results['device_name']}")
+    print(f"{'arm':<20} {'test acc':>9} {'train s':>8} {'img/s':>8}   report (Kaggle GPU)")
+    for run in results["runs"]:
+        ours = f"{run['label']:<20} {run['test_acc']:>9.2%} {run['train_time_s']:>8.1f} {run['images_per_s']:>8.0f}"
+        theirs = report.get(run["label"])
+        if theirs and theirs.test_acc is not None:
+            print(f"{ours}   {theirs.test_acc:.2%} in {theirs.train_time_s} s")
+        else:
+            print(f"{ours}   {theirs.note if theirs else '—'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training", description="Run one of the report's experiments.")
+    parser.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    parser.add_argument("--preset", choices=PRESETS, default="quick", help="quick: about a minute on a 2-core CPU; report: the report's settings")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--seed", type=int, default=0, help="shared by every arm: subset, batches, augmentation, initial weights")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--save-dir", type=Path, help="save each trained model here (save_pretrained format, one folder per arm)")
+    args = parser.parse_args(argv)
+    try:
+        results, models = run_experiment(args.experiment, args.preset, args.seed, args.device)
+    except (DatasetMissingError, WeightsUnavailableError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print_table(results)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1))
+        print(f"results written to {args.out}")
+    if args.save_dir:
+        for label, model in models.items():
+            model.save_pretrained(args.save_dir / folder_name(label))
+        print(f"models saved under {args.save_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
