@@ -27,6 +27,14 @@ def write_folder(root, classes, per_class, size, suffix, seed):
             Image.fromarray(pixels).save(root / name / f"{i:04d}{suffix}")
 
 
+@pytest.fixture(autouse=True)
+def decoded_cache(tmp_path_factory, monkeypatch):
+    """Keep the decoded-dataset disk cache of every test out of the home folder."""
+    folder = tmp_path_factory.getbasetemp() / "decoded-cache"
+    monkeypatch.setenv("CNNLAB_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory):
     """DATA_DIR with CIFAR-10 as an image folder (16+6 per class) and ants vs bees (8+4 per class)."""

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from PIL import Image
 
 from training.data import (
     CIFAR10_CLASSES,
@@ -8,6 +9,7 @@ from training.data import (
     balanced_subset,
     load_cifar10,
     load_hymenoptera,
+    load_image_folder,
     random_crop_flip,
 )
 
@@ -18,6 +20,21 @@ def test_cifar_image_folder_decodes_to_uint8_tensors(tiny_root):
     assert data.labels.bincount().tolist() == [16] * 10
     assert data.classes == CIFAR10_CLASSES
     assert load_cifar10("train", tiny_root, download=False) is data  # decoded once per process
+
+
+def test_decoded_folder_is_reused_from_disk_until_a_file_changes(tmp_path, decoded_cache):
+    from conftest import write_folder
+
+    write_folder(tmp_path / "cifar10" / "test", CIFAR10_CLASSES, 2, 32, ".png", seed=9)
+    first = load_image_folder(tmp_path / "cifar10" / "test", 32, CIFAR10_CLASSES)
+    cached = list(decoded_cache.glob("test-32-*.pt"))
+    assert len(cached) >= 1
+    again = load_image_folder(tmp_path / "cifar10" / "test", 32, CIFAR10_CLASSES)
+    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
+    # A changed image must be decoded afresh, not served stale from the cache.
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(tmp_path / "cifar10" / "test" / "bird" / "0000.png")
+    changed = load_image_folder(tmp_path / "cifar10" / "test", 32, CIFAR10_CLASSES)
+    assert changed[0][4].float().mean(dim=(1, 2)).tolist() == [255.0, 0.0, 0.0]
 
 
 def test_cifar_torchvision_layout_loads(cifar_batches_root, monkeypatch):

@@ -8,6 +8,7 @@ CPU generator seeded by the run's seed, so two loaders with the same seed yield 
 batches on any device.
 """
 
+import hashlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -63,6 +64,11 @@ def data_dir() -> Path:
     return Path(os.environ.get("DATA_DIR", "./data"))
 
 
+def cache_dir() -> Path:
+    """Where decoded datasets are kept between processes (CNNLAB_CACHE, else ~/.cache/cnnlab)."""
+    return Path(os.environ.get("CNNLAB_CACHE", Path.home() / ".cache" / "cnnlab"))
+
+
 def _cifar10_missing_message(root: Path, reason: str) -> str:
     return (
         f"CIFAR-10 was not found under {root} ({reason}). Put it there in either layout:\n"
@@ -107,6 +113,19 @@ def load_image_folder(root: Path, size: int, classes: tuple[str, ...]) -> tuple[
         labels += [label] * len(class_files)
     if not files:
         raise DatasetMissingError(f"{root} holds no images")
+    # The decoded tensor is kept on disk too, keyed by the folder, the size and every file's
+    # name, size and mtime, so a new process (a CLI run, a restarted Space) loads it in a
+    # fraction of a second instead of decoding again.
+    signature = hashlib.sha1(f"{root.resolve()}|{size}".encode())
+    for path in files:
+        stat = path.stat()
+        signature.update(f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+    cache_file = cache_dir() / f"{root.name}-{size}-{signature.hexdigest()[:20]}.pt"
+    if cache_file.exists():
+        try:
+            return torch.load(cache_file)
+        except (OSError, RuntimeError, EOFError):
+            pass  # a torn or foreign file: decode again and overwrite it
     images = np.empty((len(files), size, size, 3), dtype=np.uint8)
 
     def decode_into(indices: range) -> None:
@@ -119,7 +138,15 @@ def load_image_folder(root: Path, size: int, classes: tuple[str, ...]) -> tuple[
     workers = os.cpu_count() if size > 64 else 1
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(decode_into, [range(start, len(files), workers) for start in range(workers)]))
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
+    decoded = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.tensor(labels)
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        torch.save(decoded, partial)
+        partial.replace(cache_file)  # atomic: a concurrent reader never sees half a file
+    except OSError:
+        pass  # a read-only home only costs the next process a decode
+    return decoded
 
 
 _cache: dict[tuple, ImageTensors] = {}

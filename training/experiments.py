@@ -78,7 +78,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             arm_overrides={preset: _grid(*grid) for preset, grid in DEPTH_GRID.items()},
             base={
                 "report": replace(REPORT_BASE, epochs=2),
-                "quick": replace(QUICK_BASE, n_train=3_000, n_test=1_000, epochs=1, evals_per_epoch=1),
+                "quick": replace(QUICK_BASE, n_train=6_000, n_test=1_000, epochs=2, evals_per_epoch=1),
             },
             report=(ReportNumber("conv5-fc3", None, None, "the best cell of the report's figure 1 (no number given)"),),
             lockstep=False,
@@ -139,7 +139,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                     optimizer="adadelta",
                     lr=1.0,
                     momentum=0.0,
-                    epochs=2,
+                    epochs=3,
                     loss_threshold=0.005,
                 ),
             },
