@@ -18,7 +18,7 @@ def test_cifar_image_folder_decodes_to_uint8_tensors(tiny_root):
     data = load_cifar10("train", tiny_root, download=False)
     assert data.images.dtype == torch.uint8 and data.images.shape == (160, 3, 32, 32)
     assert data.labels.bincount().tolist() == [16] * 10
-    assert data.classes == CIFAR10_CLASSES
+    assert data.info.classes == CIFAR10_CLASSES
     assert load_cifar10("train", tiny_root, download=False) is data  # decoded once per process
 
 
@@ -83,7 +83,7 @@ def test_unreadable_image_is_named(tmp_path):
 
 def test_photos_are_resized_and_centre_cropped(tiny_root):
     data = load_hymenoptera("val", tiny_root, download=False)
-    assert data.images.shape == (8, 3, 256, 256) and data.classes == ("ants", "bees")
+    assert data.images.shape == (8, 3, 256, 256) and data.info.classes == ("ants", "bees")
 
 
 def test_balanced_subset_depends_only_on_the_seed():

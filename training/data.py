@@ -39,25 +39,38 @@ class DatasetMissingError(RuntimeError):
     """A dataset is absent or unreadable; the message says what to put where."""
 
 
-@dataclass
-class ImageTensors:
-    """A decoded dataset split and how to present it to a model."""
+@dataclass(frozen=True)
+class DatasetInfo:
+    """How a dataset's images are stored and presented to a model."""
 
-    images: torch.Tensor  # N, 3, H, W uint8
-    labels: torch.Tensor  # N int64
+    name: str
     classes: tuple[str, ...]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    stored_size: int  # images are kept as stored_size² uint8
     crop_size: int  # side of the model's input
     crop_padding: int  # training crops are taken from images padded by this much
+
+
+CIFAR10_INFO = DatasetInfo("cifar10", CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, stored_size=32, crop_size=32, crop_padding=4)
+HYMENOPTERA_INFO = DatasetInfo(
+    "hymenoptera", HYMENOPTERA_CLASSES, IMAGENET_MEAN, IMAGENET_STD, stored_size=HYMENOPTERA_STORED_SIZE, crop_size=224, crop_padding=0
+)
+
+
+@dataclass
+class ImageTensors:
+    """A decoded dataset split."""
+
+    images: torch.Tensor  # N, 3, stored_size, stored_size uint8
+    labels: torch.Tensor  # N int64
+    info: DatasetInfo
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, indices: torch.Tensor) -> "ImageTensors":
-        return ImageTensors(
-            self.images[indices], self.labels[indices], self.classes, self.mean, self.std, self.crop_size, self.crop_padding
-        )
+        return ImageTensors(self.images[indices], self.labels[indices], self.info)
 
 
 def data_dir() -> Path:
@@ -87,13 +100,23 @@ def _hymenoptera_missing_message(root: Path, reason: str) -> str:
     )
 
 
-def _decode(path: Path, size: int) -> np.ndarray:
-    """One image as size×size×3 uint8: EXIF-rotated, RGB, shorter side resized, centre cropped."""
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image).convert("RGB")
+def square_rgb(image: Image.Image, size: int) -> np.ndarray:
+    """An image as size×size×3 uint8: EXIF-rotated, RGB, shorter side resized, centre cropped."""
+    image = ImageOps.exif_transpose(image).convert("RGB")
     if image.size != (size, size):
         image = ImageOps.fit(image, (size, size), Image.Resampling.BILINEAR)
     return np.asarray(image)
+
+
+def _decode(path: Path, size: int) -> np.ndarray:
+    with Image.open(path) as image:
+        return square_rgb(image, size)
+
+
+def model_input(image: Image.Image, info: DatasetInfo) -> torch.Tensor:
+    """One PIL image as the normalised 1×3×crop×crop batch a model of this dataset expects."""
+    pixels = torch.from_numpy(square_rgb(image, info.stored_size).copy()).permute(2, 0, 1)[None]
+    return normalize(center_crop(pixels, info.crop_size), info.mean, info.std)
 
 
 def load_image_folder(root: Path, size: int, classes: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,7 +190,7 @@ def load_cifar10(split: str, root: Path | None = None, download: bool = True) ->
     def load() -> ImageTensors:
         folder = root / "cifar10" / split
         if folder.is_dir():
-            images, labels = load_image_folder(folder, 32, CIFAR10_CLASSES)
+            images, labels = load_image_folder(folder, CIFAR10_INFO.stored_size, CIFAR10_INFO.classes)
         else:
             if not (root / "cifar-10-batches-py").is_dir() and not download:
                 raise DatasetMissingError(_cifar10_missing_message(root, "no such folder and downloading is off"))
@@ -178,7 +201,7 @@ def load_cifar10(split: str, root: Path | None = None, download: bool = True) ->
                 raise DatasetMissingError(_cifar10_missing_message(root, f"{reason}: {error}")) from None
             images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
             labels = torch.tensor(dataset.targets)
-        return ImageTensors(images, labels, CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, crop_size=32, crop_padding=4)
+        return ImageTensors(images, labels, CIFAR10_INFO)
 
     return _cached(("cifar10", split, root), load)
 
@@ -196,8 +219,8 @@ def load_hymenoptera(split: str, root: Path | None = None, download: bool = True
                 download_and_extract_archive(HYMENOPTERA_URL, download_root=str(root))
             except (OSError, RuntimeError) as error:
                 raise DatasetMissingError(_hymenoptera_missing_message(root, f"download failed: {error}")) from None
-        images, labels = load_image_folder(folder, HYMENOPTERA_STORED_SIZE, HYMENOPTERA_CLASSES)
-        return ImageTensors(images, labels, HYMENOPTERA_CLASSES, IMAGENET_MEAN, IMAGENET_STD, crop_size=224, crop_padding=0)
+        images, labels = load_image_folder(folder, HYMENOPTERA_INFO.stored_size, HYMENOPTERA_INFO.classes)
+        return ImageTensors(images, labels, HYMENOPTERA_INFO)
 
     return _cached(("hymenoptera", split, root), load)
 
@@ -287,8 +310,9 @@ class BatchLoader:
         for i in range(len(self)):
             index = order[i * self.batch_size : (i + 1) * self.batch_size]
             images = self.images[index]
+            info = self.data.info
             if self.train:
-                images = random_crop_flip(images, self.data.crop_size, self.data.crop_padding, self.generator)
+                images = random_crop_flip(images, info.crop_size, info.crop_padding, self.generator)
             else:
-                images = center_crop(images, self.data.crop_size)
-            yield normalize(images, self.data.mean, self.data.std), self.labels[index]
+                images = center_crop(images, info.crop_size)
+            yield normalize(images, info.mean, info.std), self.labels[index]

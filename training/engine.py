@@ -172,7 +172,7 @@ def eval_batch_size(data: ImageTensors, device: torch.device) -> int:
     # images). A CPU is fastest when a batch's activations stay in cache: 2,000 CIFAR test
     # images took 0.38 s in batches of 256 and 0.77 s in batches of 2048 (2 cores, bf16).
     pixels = 2**22 if device.type == "cuda" else 2**18
-    return max(1, pixels // data.crop_size**2)
+    return max(1, pixels // data.info.crop_size**2)
 
 
 @torch.no_grad()
@@ -180,7 +180,7 @@ def evaluate(model: nn.Module, data: ImageTensors, device: torch.device, precisi
     """The confusion matrix (true × predicted) of `model` on `data`."""
     was_training = model.training
     model.eval()
-    k = len(data.classes)
+    k = len(data.info.classes)
     confusion = torch.zeros(k * k, dtype=torch.long, device=device)
     for x, y in BatchLoader(data, eval_batch_size(data, device), device, train=False):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -307,7 +307,7 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
         stopped_early,
         (confusion.diag() / confusion.sum(dim=1).clamp(min=1)).tolist(),
         confusion.tolist(),
-        list(test_data.classes),
+        list(test_data.info.classes),
         model,
     )
 
