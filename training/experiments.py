@@ -37,10 +37,11 @@ class Experiment:
     lockstep: bool = True  # False: arms run one after another (cells of a grid, each timed alone)
     notes: str = ""
 
-    def arms(self, preset: str = "quick", seed: int = 0, device: str = "auto") -> list[TrainConfig]:
+    def arms(self, preset: str = "quick", seed: int = 0, device: str = "auto", **changes) -> list[TrainConfig]:
+        """The preset's arms; `changes` alter the shared base settings (an arm's own overrides win)."""
         if preset not in self.base:
             raise ValueError(f"preset must be one of {sorted(self.base)}, got {preset!r}")
-        base = replace(self.base[preset], seed=seed, device=device)
+        base = replace(self.base[preset], seed=seed, device=device, **changes)
         arms = []
         for label, overrides in self.arm_overrides[preset].items():
             overrides = dict(overrides)

@@ -1,0 +1,49 @@
+"""CNN Lab: assemble the tabs and serve them.
+
+    python app.py    # http://localhost:7860 (GRADIO_SERVER_PORT and GRADIO_SERVER_NAME are honoured)
+"""
+
+import gradio as gr
+
+from demo import activations, adaptive_lr, batchnorm, depth, final_cnn, momentum, transfer
+from demo.common import DEFAULT_PRESET, GPU_AVAILABLE
+from demo.uploads import MAX_UPLOAD_BYTES
+
+INTRO = f"""# CNN Lab
+Change one thing at a time and watch how a convolutional network trains, experiment by experiment from a
+student's report. Every comparison is **paired**: its arms share the seed, the initial weights, the data and
+the batch order, and differ only in the factor under study. Running on **{"a GPU" if GPU_AVAILABLE else "a CPU"}**:
+the `{DEFAULT_PRESET}` preset is selected.
+"""
+
+TABS = [
+    ("Activations", activations),
+    ("Momentum", momentum),
+    ("Adaptive learning rate", adaptive_lr),
+    ("Batch normalization", batchnorm),
+    ("Depth", depth),
+    ("Final CNN", final_cnn),
+    ("Transfer learning", transfer),
+]
+
+
+def build_app() -> gr.Blocks:
+    with gr.Blocks(title="CNN Lab") as app:
+        gr.Markdown(INTRO)
+        with gr.Tabs():
+            for title, module in TABS:
+                with gr.Tab(title):
+                    module.build()
+    # Classification runs beside training; trainings share one queue (see ComparisonPanel.wire).
+    return app.queue(default_concurrency_limit=4)
+
+
+def load_classifiers() -> None:
+    """Load CIFAR10_MODEL and ANTS_BEES_MODEL at start, so the first upload answers at once."""
+    final_cnn.cifar10_model.get()
+    transfer.ants_bees_model.get()
+
+
+if __name__ == "__main__":
+    load_classifiers()
+    build_app().launch(max_file_size=MAX_UPLOAD_BYTES)

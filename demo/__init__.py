@@ -1,0 +1,1 @@
+"""CNN Lab's Gradio tabs: one module per concept, each exporting `build()`."""

@@ -1,0 +1,67 @@
+"""Tab: ReLU vs sigmoid vs tanh — the functions, their derivatives and a paired CIFAR-10 run.
+
+The derivative plot is the whole story of the report's finding: sigmoid's slope never exceeds
+¼ and tanh's fades away from 0, so gradients shrink layer after layer (Glorot & Bengio, 2010);
+ReLU passes a slope of 1 for every positive input.
+"""
+
+from dataclasses import replace
+
+import gradio as gr
+import pandas as pd
+import torch
+
+from demo.common import ComparisonPanel, gpu, plan, stream_comparison
+from models import ACTIVATIONS
+from models.cnn import make_activation
+from training.experiments import get_experiment
+
+EXPLANATION = r"""
+An activation $f$ bends each layer's output; backpropagation multiplies the gradient by $f'$ at
+every layer it passes.
+
+| | $f(x)$ | $f'(x)$ | largest slope |
+| --- | --- | --- | --- |
+| ReLU | $\max(0, x)$ | $1$ if $x>0$, else $0$ | 1 |
+| sigmoid | $1/(1+e^{-x})$ | $f(x)\,(1-f(x))$ | ¼ |
+| tanh | $(e^{x}-e^{-x})/(e^{x}+e^{-x})$ | $1-f(x)^2$ | 1, only at 0 |
+
+Through five conv layers sigmoid multiplies the gradient by at most $(1/4)^5 \approx 0.001$, so the
+first layers barely learn. The arms below share everything but the activation.
+"""
+
+
+def activation_curves(names: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """f(x) and f'(x) on [-5, 5] for each activation, by autograd."""
+    rows, slopes = [], []
+    for name in names or list(ACTIVATIONS):
+        x = torch.linspace(-5, 5, 201, requires_grad=True)
+        y = make_activation(name)(x)
+        (slope,) = torch.autograd.grad(y.sum(), x)
+        rows += [(a, b, name) for a, b in zip(x.tolist(), y.tolist())]
+        slopes += [(a, b, name) for a, b in zip(x.tolist(), slope.tolist())]
+    return pd.DataFrame(rows, columns=["x", "f(x)", "activation"]), pd.DataFrame(slopes, columns=["x", "f'(x)", "activation"])
+
+
+@gpu(duration=300)
+def compare_activations(activations=("relu", "sigmoid", "tanh"), preset="quick", epochs=2, n_train=10_000, lr=0.01, batch_size=64, seed=0, progress=gr.Progress()):
+    """Train the same network with each chosen activation, paired."""
+    chosen = list(dict.fromkeys(activations or []))
+    unknown = [a for a in chosen if a not in ACTIVATIONS]
+    if not chosen or unknown or len(chosen) > len(ACTIVATIONS):
+        raise gr.Error(f"Choose one or more activations from {', '.join(ACTIVATIONS)}" + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+    experiment = get_experiment("activations")
+    template = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)[0]
+    configs = [replace(template, label=a, model_overrides={**template.model_overrides, "activation": a}) for a in chosen]
+    yield from stream_comparison(experiment, configs, preset, progress)
+
+
+def build() -> None:
+    panel = ComparisonPanel("activations", EXPLANATION)
+    values, slopes = activation_curves()
+    with panel.extra:
+        chosen = gr.CheckboxGroup(list(ACTIVATIONS), value=["relu", "sigmoid", "tanh"], label="Activations to compare")
+        with gr.Row():
+            gr.LinePlot(values, x="x", y="f(x)", color="activation", title="f(x)", height=220)
+            gr.LinePlot(slopes, x="x", y="f'(x)", color="activation", title="f'(x): what the gradient is multiplied by", height=220)
+    panel.wire(compare_activations, [chosen], api_name="compare_activations")

@@ -1,0 +1,43 @@
+"""Tab: an adaptive learning rate (Adadelta) against a constant one, Adam as an optional extra arm.
+
+Adadelta (Zeiler, 2012) scales each weight's step by the ratio of two running RMS values, so
+it needs no hand-tuned learning rate; SGD takes the same step size everywhere.
+"""
+
+from dataclasses import replace
+
+import gradio as gr
+
+from demo.common import ComparisonPanel, gpu, plan, stream_comparison
+from training.experiments import get_experiment
+
+EXPLANATION = r"""
+Constant-rate SGD: $w_{t+1} = w_t - \eta\, g_t$, the same $\eta$ for every weight and every step.
+
+Adadelta keeps running averages of squared gradients and squared updates, and steps by their ratio:
+
+$$E[g^2]_t = \rho E[g^2]_{t-1} + (1-\rho) g_t^2, \qquad \Delta w_t = -\frac{\sqrt{E[\Delta w^2]_{t-1}+\epsilon}}{\sqrt{E[g^2]_t+\epsilon}}\, g_t$$
+
+Weights with small, steady gradients take larger steps; noisy ones take smaller steps. Adam
+($\eta = 10^{-3}$) does the same with momentum added. The learning rate control sets the SGD arm;
+Adadelta uses PyTorch's $\eta = 1$ and Adam $10^{-3}$.
+"""
+
+ADAM_LR = 1e-3
+
+
+@gpu(duration=300)
+def compare_adaptive_lr(include_adam=False, preset="quick", epochs=3, n_train=10_000, lr=0.01, batch_size=64, seed=0, progress=gr.Progress()):
+    """Train the same network with constant-LR SGD and Adadelta (and Adam), paired."""
+    experiment = get_experiment("adaptive-lr")
+    configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)
+    if include_adam:
+        configs.append(replace(configs[0], label="adam", optimizer="adam", lr=ADAM_LR, momentum=0.0))
+    yield from stream_comparison(experiment, configs, preset, progress)
+
+
+def build() -> None:
+    panel = ComparisonPanel("adaptive-lr", EXPLANATION)
+    with panel.extra:
+        include_adam = gr.Checkbox(value=False, label="Add an Adam arm")
+    panel.wire(compare_adaptive_lr, [include_adam], api_name="compare_adaptive_lr")

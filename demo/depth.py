@@ -1,0 +1,94 @@
+"""Tab: depth — a grid of conv-layer × fully-connected-layer counts, like the report's figures 1 and 2.
+
+Each cell trains alone (so its time is its own) and fills in the accuracy and time heatmaps as
+soon as it finishes.
+"""
+
+from dataclasses import replace
+
+import gradio as gr
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")  # render off-screen: a server has no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from demo.common import ComparisonPanel, gpu, plan, results_table, session_result, watch  # noqa: E402
+from training.experiments import DEPTH_GRID, get_experiment  # noqa: E402
+
+EXPLANATION = r"""
+More layers mean more parameters and more compute per image, so **training time** grows with
+depth. **Accuracy** is a trade-off: conv layers build up features (edges → textures → parts),
+while extra fully-connected layers add parameters without adding spatial features and overfit
+sooner. Every cell shares the seed, data and batch order; cells with the same first layers start
+from the same weights in those layers. Cells run one after another and are timed alone.
+"""
+
+CONV_CHOICES = list(range(1, 8))
+FC_CHOICES = list(range(1, 4))
+
+
+def heatmap(values: np.ndarray, conv_counts: list[int], fc_counts: list[int], title: str, fmt: str, cmap: str):
+    figure, axes = plt.subplots(figsize=(3.6, 0.5 + 0.45 * len(conv_counts)), dpi=100)
+    axes.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto")
+    axes.set_xticks(range(len(fc_counts)), [str(f) for f in fc_counts])
+    axes.set_yticks(range(len(conv_counts)), [str(c) for c in conv_counts])
+    axes.set_xlabel("fully-connected layers"), axes.set_ylabel("conv layers")
+    for (row, column), value in np.ndenumerate(values):
+        axes.text(column, row, "…" if np.isnan(value) else format(value, fmt), ha="center", va="center", fontsize=8)
+    axes.set_title(title, fontsize=9)
+    figure.tight_layout()
+    plt.close(figure)
+    return figure
+
+
+def grid_figures(session_runs: dict, conv_counts: list[int], fc_counts: list[int]):
+    accuracy = np.full((len(conv_counts), len(fc_counts)), np.nan)
+    seconds = accuracy.copy()
+    for run in session_runs.values():
+        if "test_acc" in run:
+            row, column = conv_counts.index(run["config"]["n_conv"]), fc_counts.index(run["config"]["n_fc"])
+            accuracy[row, column] = 100 * run["test_acc"]
+            seconds[row, column] = run["train_time_s"]
+    return (
+        heatmap(accuracy, conv_counts, fc_counts, "Test accuracy (%)", ".1f", "viridis"),
+        heatmap(seconds, conv_counts, fc_counts, "Training time (s)", ".1f", "magma_r"),
+    )
+
+
+def checked_counts(values, allowed: list[int], name: str) -> list[int]:
+    try:
+        counts = sorted({int(v) for v in values or []})
+    except (TypeError, ValueError):
+        counts = []
+    if not counts or not set(counts) <= set(allowed):
+        raise gr.Error(f"Choose {name} layer counts from {allowed[0]} to {allowed[-1]}, got {values!r}")
+    return counts
+
+
+@gpu(duration=600)
+def depth_grid(conv_counts=(1, 3, 5), fc_counts=(1, 2, 3), preset="quick", epochs=2, n_train=6_000, lr=0.01, batch_size=64, seed=0, progress=gr.Progress()):
+    """Train one network per (conv, fc) cell, one after another; stream the two heatmaps."""
+    conv_counts = checked_counts(conv_counts, CONV_CHOICES, "conv")
+    fc_counts = checked_counts(fc_counts, FC_CHOICES, "fully-connected")
+    experiment = get_experiment("architecture")
+    template = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)[0]
+    configs = [
+        replace(template, label=f"conv{c}-fc{f}", model_overrides={**template.model_overrides, "n_conv": c, "n_fc": f})
+        for c in conv_counts
+        for f in fc_counts
+    ]
+    for recorder, status, finished in watch(experiment, configs, progress):
+        session = session_result(recorder, experiment, preset) if finished else gr.skip()
+        yield *grid_figures(recorder.runs, conv_counts, fc_counts), results_table(experiment, recorder), status, session
+
+
+def build() -> None:
+    panel = ComparisonPanel("architecture", EXPLANATION, plots=False)
+    with panel.extra:
+        conv_counts = gr.CheckboxGroup(CONV_CHOICES, value=list(DEPTH_GRID["quick"][0]), label="Conv layers")
+        fc_counts = gr.CheckboxGroup(FC_CHOICES, value=list(DEPTH_GRID["quick"][1]), label="Fully-connected layers")
+    with panel.plots:
+        accuracy = gr.Plot(label="Test accuracy", format="png")
+        seconds = gr.Plot(label="Training time", format="png")
+    panel.wire(depth_grid, [conv_counts, fc_counts], api_name="depth_grid", outputs=[accuracy, seconds, panel.table, panel.status, panel.session])

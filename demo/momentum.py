@@ -1,0 +1,92 @@
+"""Tab: SGD with and without momentum — a paired CIFAR-10 run and a 2-D loss-surface view.
+
+The surface view follows Goh's "Why Momentum Really Works" (Distill, 2017): on an
+ill-conditioned quadratic, plain gradient descent zig-zags across the narrow valley while
+momentum's running average cancels the zig-zag and keeps the progress along the floor.
+"""
+
+from dataclasses import replace
+
+import gradio as gr
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")  # render off-screen: a server has no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from demo.common import LIMITS, ComparisonPanel, bounded, gpu, plan, stream_comparison  # noqa: E402
+from training.experiments import get_experiment  # noqa: E402
+
+EXPLANATION = r"""
+Plain SGD steps against the gradient of the current batch: $w_{t+1} = w_t - \eta\, g_t$.
+Momentum keeps a running direction $v$ and steps along it:
+
+$$v_{t+1} = \beta\, v_t + g_t, \qquad w_{t+1} = w_t - \eta\, v_{t+1}$$
+
+With $\beta = 0.9$ a gradient keeps acting for about $1/(1-\beta) = 10$ steps, so noise from
+individual batches averages out, and directions that agree from step to step build up speed.
+Both arms below share the seed, the initial weights and every batch; only $\beta$ differs.
+"""
+
+SURFACE_CURVATURE = (1.0, 25.0)  # the valley is 25 times steeper across than along
+SURFACE_START = (-4.0, 1.6)
+SURFACE_STEPS = 60
+
+
+def descent_paths(beta: float, lr: float, steps: int = SURFACE_STEPS) -> dict[str, np.ndarray]:
+    """Iterates of gradient descent and heavy-ball momentum on f(w) = ½ Σ cᵢ wᵢ² from one start."""
+    curvature = np.array(SURFACE_CURVATURE)
+    paths = {}
+    for label, b in (("no momentum", 0.0), (f"momentum {beta:g}", beta)):
+        w, v = np.array(SURFACE_START), np.zeros(2)
+        points = [w.copy()]
+        for _ in range(steps):
+            v = b * v + curvature * w
+            w = w - lr * v
+            # A diverging path leaves the picture; stop it at the edge instead of overflowing.
+            if not np.all(np.abs(w) < 1e3):
+                break
+            points.append(w.copy())
+        paths[label] = np.array(points)
+    return paths
+
+
+def loss_surface(beta: float = 0.9, lr: float = 0.035):
+    """The contour plot of the valley with both optimizers' paths."""
+    beta = bounded("momentum", beta, integer=False)
+    lr = min(max(float(lr), 0.001), 0.1)
+    x, y = np.meshgrid(np.linspace(-4.5, 4.5, 200), np.linspace(-2, 2, 120))
+    loss = 0.5 * (SURFACE_CURVATURE[0] * x**2 + SURFACE_CURVATURE[1] * y**2)
+    figure, axes = plt.subplots(figsize=(6.4, 3.0), dpi=100)
+    axes.contour(x, y, loss, levels=np.geomspace(0.05, 60, 12), colors="#bbbbbb", linewidths=0.8)
+    for (label, path), color in zip(descent_paths(beta, lr).items(), ("#1f77b4", "#d62728")):
+        final = 0.5 * (SURFACE_CURVATURE * path[-1] ** 2).sum()
+        axes.plot(path[:, 0], path[:, 1], "o-", color=color, markersize=2.5, linewidth=1, label=f"{label} (loss after {len(path) - 1} steps: {final:.3g})")
+    axes.plot(0, 0, "k*", markersize=10)
+    axes.set_xlim(-4.5, 4.5), axes.set_ylim(-2, 2)
+    axes.set_title(f"{SURFACE_STEPS} steps of lr {lr:g} on a valley 25× steeper across than along", fontsize=9)
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    plt.close(figure)
+    return figure
+
+
+@gpu(duration=300)
+def compare_momentum(beta=0.9, preset="quick", epochs=3, n_train=10_000, lr=0.01, batch_size=64, seed=0, progress=gr.Progress()):
+    """Train the same network with plain SGD and with SGD + momentum β, paired."""
+    beta = bounded("momentum", beta, integer=False)
+    experiment = get_experiment("momentum")
+    plain, with_momentum = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)
+    configs = [plain, replace(with_momentum, label=f"momentum {beta:g}", momentum=beta)]
+    yield from stream_comparison(experiment, configs, preset, progress)
+
+
+def build() -> None:
+    panel = ComparisonPanel("momentum", EXPLANATION)
+    with panel.extra:
+        beta = gr.Slider(*LIMITS["momentum"], value=0.9, step=0.01, label="Momentum β")
+        toy_lr = gr.Slider(0.005, 0.08, value=0.035, step=0.005, label="Learning rate on the surface below")
+        surface = gr.Plot(value=loss_surface(0.9, 0.035), label="Loss surface", format="png")
+    for control in (beta, toy_lr):
+        control.change(loss_surface, [beta, toy_lr], surface, api_visibility="private", trigger_mode="always_last")
+    panel.wire(compare_momentum, [beta], api_name="compare_momentum")

@@ -1,0 +1,118 @@
+"""Uploaded photos and the classifiers that label them.
+
+`ImageUpload` is a `gr.Image` that opens uploads itself, so that anything PIL can read is
+converted (grayscale, alpha, palette, 16-bit, CMYK, EXIF rotation, the first frame of an animated
+GIF) and everything else — a corrupt or non-image file, a decompression bomb, a file over the
+size limit — becomes a clear `gr.Error` instead of a stack trace.
+"""
+
+import os
+import threading
+import warnings
+
+import gradio as gr
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from models.checkpoint import CheckpointError, load_pretrained
+from training.data import DatasetInfo, model_input
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+MAX_UPLOAD_PIXELS = 40_000_000  # a 40-megapixel photo decodes to 120 MB; more is refused unread
+
+
+def open_upload(path: str | None) -> Image.Image:
+    """An uploaded file as an RGB PIL image, or a gr.Error saying why it cannot be used."""
+    if not path:
+        raise gr.Error("Upload an image first.")
+    if os.path.getsize(path) > MAX_UPLOAD_BYTES:
+        raise gr.Error(f"That file is over {MAX_UPLOAD_BYTES // 2**20} MB; upload a smaller image.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            if image.width * image.height > MAX_UPLOAD_PIXELS:
+                raise gr.Error(f"That image is {image.width}×{image.height} pixels, more than the {MAX_UPLOAD_PIXELS // 10**6} megapixels allowed.")
+            image.seek(0)  # the first frame of an animation
+            image = ImageOps.exif_transpose(image)
+            return to_rgb(image)
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError, SyntaxError, ValueError) as error:
+        raise gr.Error(f"That file is not an image this app can read ({type(error).__name__}). Upload a PNG, JPEG, GIF, BMP or WebP photo.") from None
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grayscale: keep the top 8 bits rather than clipping everything above 255.
+        pixels = np.asarray(image, dtype=np.uint32)
+        image = Image.fromarray((pixels >> (8 if pixels.max() < 65536 else 24)).astype(np.uint8), "L")
+    if image.mode == "F":
+        image = Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), "L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        # Transparent pixels become white, as a viewer shows them, not black.
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+from gradio.events import Dependency
+
+class ImageUpload(gr.Image):
+    """gr.Image whose uploads go through `open_upload`; the handler receives an RGB PIL image."""
+
+    is_template = True  # the browser draws it as a plain gr.Image
+
+    def __init__(self, **kwargs):
+        super().__init__(type="pil", sources=["upload", "clipboard"], **kwargs)
+
+    def preprocess(self, payload) -> Image.Image | None:
+        if payload is None:
+            return None
+        return open_upload(payload.path)
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+@torch.no_grad()
+def classify(model: torch.nn.Module, image: Image.Image, info: DatasetInfo) -> dict[str, float]:
+    """Class probabilities of one image."""
+    model.eval()
+    device = next(model.parameters()).device
+    logits = model(model_input(image, info).to(device))
+    probabilities = logits.float().softmax(dim=1)[0]
+    return dict(zip(info.classes, probabilities.tolist()))
+
+
+class ConfiguredModel:
+    """The classifier named by an environment variable (Hub repo id or local folder), loaded once.
+
+    A failure is remembered as a message for the UI; the app keeps serving either way.
+    """
+
+    def __init__(self, variable: str, model_class: type[torch.nn.Module]):
+        self.variable = variable
+        self.model_class = model_class
+        self._lock = threading.Lock()
+        self._loaded = False
+        self.model: torch.nn.Module | None = None
+        self.message = ""
+
+    def get(self) -> torch.nn.Module | None:
+        with self._lock:
+            if not self._loaded:
+                self._loaded = True
+                source = os.environ.get(self.variable)
+                if not source:
+                    self.message = f"{self.variable} is not set."
+                else:
+                    try:
+                        self.model = load_pretrained(self.model_class, source)
+                        self.message = f"Using {source} ({self.variable})."
+                    except CheckpointError as error:
+                        self.message = f"{self.variable}={source} could not be loaded: {error}"
+            return self.model

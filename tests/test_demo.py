@@ -1,0 +1,213 @@
+"""The tabs' handlers, called as plain functions on tiny datasets."""
+
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from demo import activations, adaptive_lr, batchnorm, common, depth, final_cnn, momentum, transfer, uploads
+from models import AlexNetTransfer, create_model
+
+SMALL = dict(preset="quick", epochs=1, n_train=160, lr=0.01, batch_size=32, seed=0)
+
+
+def last(generator):
+    outputs = None
+    for outputs in generator:
+        pass
+    return outputs
+
+
+def test_momentum_streams_paired_curves_and_a_results_table(tiny_data):
+    updates = list(momentum.compare_momentum(0.5, **{**SMALL, "epochs": 2}))
+    loss, accuracy, table, status, session = updates[-1]
+    assert set(loss["arm"]) == {"no momentum", "momentum 0.5"}
+    assert set(accuracy["arm"]) == {"no momentum", "momentum 0.5"}
+    assert list(table["arm"]) == ["no momentum", "momentum 0.5"]
+    assert status.startswith("Done")
+    runs = session["results"]["runs"]
+    assert [r["config"]["momentum"] for r in runs] == [0.0, 0.5]
+    assert set(session["models"]) == {"no momentum", "momentum 0.5"}
+    assert all(isinstance(u[4], type(gr.skip())) for u in updates[:-1])
+
+
+def test_activations_compare_the_chosen_functions(tiny_data):
+    *_, session = last(activations.compare_activations(["tanh", "gelu"], **SMALL))
+    assert [r["config"]["activation"] for r in session["results"]["runs"]] == ["tanh", "gelu"]
+
+
+def test_adaptive_lr_can_add_an_adam_arm(tiny_data):
+    *_, session = last(adaptive_lr.compare_adaptive_lr(True, **SMALL))
+    optimizers = [(r["config"]["optimizer"], r["config"]["lr"]) for r in session["results"]["runs"]]
+    assert optimizers == [("sgd", 0.01), ("adadelta", 1.0), ("adam", 0.001)]
+
+
+def test_batchnorm_arms_differ_only_in_batch_norm(tiny_data):
+    *_, session = last(batchnorm.compare_batchnorm(**SMALL))
+    a, b = (r["config"] for r in session["results"]["runs"])
+    assert {k for k in a if a[k] != b[k]} == {"label", "model_overrides", "batch_norm"}
+
+
+def test_depth_grid_fills_every_chosen_cell(tiny_data):
+    accuracy, seconds, table, status, session = last(depth.depth_grid([1, 2], [1, 3], **SMALL))
+    assert sorted(table["arm"]) == ["conv1-fc1", "conv1-fc3", "conv2-fc1", "conv2-fc3"]
+    cells = [t.get_text() for t in accuracy.axes[0].texts]
+    assert len(cells) == 4 and "…" not in cells
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: momentum.compare_momentum(0.9, **{**SMALL, "epochs": 10**6}), "epochs must be between 1 and 30"),
+        (lambda: momentum.compare_momentum(1.5, **SMALL), "momentum must be between"),
+        (lambda: batchnorm.compare_batchnorm(**{**SMALL, "lr": float("nan")}), "lr must be between"),
+        (lambda: batchnorm.compare_batchnorm(**{**SMALL, "batch_size": "many"}), "batch_size must be a number"),
+        (lambda: depth.depth_grid(list(range(1, 51)), list(range(1, 51)), **SMALL), "Choose conv layer counts from 1 to 7"),
+        (lambda: activations.compare_activations(["swish"], **SMALL), "unknown: swish"),
+        (lambda: batchnorm.compare_batchnorm(**{**SMALL, "preset": "huge"}), "preset must be"),
+    ],
+)
+def test_out_of_bounds_requests_get_a_clear_error(call, message, tiny_data):
+    with pytest.raises(gr.Error, match=message):
+        next(call())
+
+
+def test_report_preset_on_a_cpu_is_refused_as_a_gpu_job(tiny_data, monkeypatch):
+    monkeypatch.setattr(common, "GPU_AVAILABLE", False)
+    with pytest.raises(gr.Error, match="GPU job"):
+        next(momentum.compare_momentum(0.9, "report", 5, 50_000, 0.001, 10, 0))
+
+
+def test_missing_data_is_a_message_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    monkeypatch.setattr("training.data.CIFAR10", _offline)
+    with pytest.raises(gr.Error, match="CIFAR-10 was not found"):
+        next(batchnorm.compare_batchnorm(**SMALL))
+
+
+def _offline(*args, **kwargs):
+    raise RuntimeError("Dataset not found or corrupted.")
+
+
+def test_preset_values_follow_the_experiment():
+    assert common.preset_values("batchnorm", "report") == (2, 50_000, 0.001, 10)
+    assert common.preset_values("transfer", "quick") == (2, 245, 0.001, 20)
+
+
+def test_activation_curves_show_sigmoids_small_slope():
+    values, slopes = activations.activation_curves(["relu", "sigmoid"])
+    sigmoid = slopes[slopes["activation"] == "sigmoid"]["f'(x)"]
+    relu = slopes[slopes["activation"] == "relu"]["f'(x)"]
+    assert sigmoid.max() == pytest.approx(0.25, abs=1e-3) and relu.max() == 1.0
+
+
+def test_momentum_gets_further_down_the_valley():
+    paths = momentum.descent_paths(beta=0.9, lr=0.035)
+    loss = {k: 0.5 * (np.array(momentum.SURFACE_CURVATURE) * p[-1] ** 2).sum() for k, p in paths.items()}
+    assert loss["momentum 0.9"] < loss["no momentum"]
+    assert all(np.array_equal(p[0], momentum.SURFACE_START) for p in paths.values())
+    assert momentum.loss_surface(0.5, 0.02).axes[0].get_title().startswith("60 steps of lr 0.02")
+
+
+def save(image: Image.Image, path, **kwargs):
+    image.save(path, **kwargs)
+    return str(path)
+
+
+def odd_images(folder):
+    rgba = Image.new("RGBA", (40, 30), (255, 0, 0, 0))
+    palette = Image.new("P", (20, 20))
+    palette.info["transparency"] = 0
+    sixteen = Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
+    exif = Image.Image.getexif(Image.new("RGB", (1, 1)))
+    exif[0x0112] = 6  # rotate 90°: a 40×20 sensor image is shown 20×40
+    frames = [Image.new("RGB", (16, 16), c) for c in ((0, 255, 0), (0, 0, 255))]
+    gif = folder / "animated.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100)
+    return {
+        "grayscale": (save(Image.new("L", (33, 33), 128), folder / "gray.png"), (128, 128, 128)),
+        "alpha": (save(rgba, folder / "alpha.png"), (255, 255, 255)),
+        "palette": (save(palette, folder / "palette.png"), (255, 255, 255)),
+        "16-bit": (save(sixteen, folder / "sixteen.png"), None),
+        "cmyk": (save(Image.new("CMYK", (30, 30), (0, 0, 0, 0)), folder / "cmyk.jpg"), None),
+        "exif": (save(Image.new("RGB", (40, 20), (10, 20, 30)), folder / "rotated.jpg", exif=exif), None),
+        "gif": (str(gif), (0, 255, 0)),
+    }
+
+
+def test_odd_but_valid_uploads_become_rgb(tmp_path):
+    for name, (path, corner) in odd_images(tmp_path).items():
+        image = uploads.open_upload(path)
+        assert image.mode == "RGB", name
+        if corner:
+            assert image.getpixel((0, 0)) == corner, name
+    assert uploads.open_upload(odd_images(tmp_path)["exif"][0]).size == (20, 40)
+    sixteen = np.asarray(uploads.open_upload(odd_images(tmp_path)["16-bit"][0]))
+    assert sixteen.max() > 200  # scaled down, not clipped to white
+
+
+def test_bad_uploads_get_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    Image.new("L", (8000, 6000)).save(tmp_path / "bomb.png")  # 48 megapixels, tiny file
+    for name in ("notes.txt", "broken.png"):
+        with pytest.raises(gr.Error, match="not an image this app can read"):
+            uploads.open_upload(str(tmp_path / name))
+    with pytest.raises(gr.Error, match="megapixels"):
+        uploads.open_upload(str(tmp_path / "bomb.png"))
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 10)
+    with pytest.raises(gr.Error, match="over 0 MB|smaller image"):
+        uploads.open_upload(str(tmp_path / "notes.txt"))
+    with pytest.raises(gr.Error, match="Upload an image first"):
+        uploads.open_upload(None)
+
+
+def test_classify_cifar10_without_any_model_says_how_to_get_one(monkeypatch):
+    monkeypatch.setattr(final_cnn, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL_UNSET_IN_TESTS", type(create_model("cnn-tiny"))))
+    with pytest.raises(gr.Error, match="train one above, or set CIFAR10_MODEL"):
+        final_cnn.classify_cifar10(Image.new("RGB", (32, 32)), None)
+
+
+def test_classify_cifar10_with_the_session_model_shows_top_classes_filters_and_maps(monkeypatch):
+    monkeypatch.setattr(final_cnn, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL_UNSET_IN_TESTS", type(create_model("cnn-tiny"))))
+    model = create_model("cnn-final", width=8, width_growth=8, fc_width=16, fc_growth=16)
+    probabilities, filters, maps = final_cnn.classify_cifar10(Image.new("RGB", (50, 40), (200, 10, 10)), {"models": {"final": model}})
+    assert len(probabilities) == 10 and sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert filters.dtype == np.uint8 and filters.ndim == 3
+    assert maps.shape[2] == 3
+
+
+def test_configured_model_loads_a_folder_and_reports_a_corrupt_one(tmp_path, monkeypatch, imagenet_weights):
+    model = AlexNetTransfer(mode="fine_tuning")
+    model.save_pretrained(tmp_path / "good")
+    monkeypatch.setenv("ANTS_BEES_MODEL", str(tmp_path / "good"))
+    configured = uploads.ConfiguredModel("ANTS_BEES_MODEL", AlexNetTransfer)
+    monkeypatch.setattr(transfer, "ants_bees_model", configured)
+    result = transfer.classify_ants_bees(Image.new("RGB", (300, 200), (250, 200, 0)))
+    assert set(result) == {"ants", "bees"} and sum(result.values()) == pytest.approx(1.0, abs=1e-5)
+
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text((tmp_path / "good" / "config.json").read_text())
+    (tmp_path / "bad" / "model.safetensors").write_bytes(b"garbage")
+    monkeypatch.setenv("ANTS_BEES_MODEL", str(tmp_path / "bad"))
+    broken = uploads.ConfiguredModel("ANTS_BEES_MODEL", AlexNetTransfer)
+    assert broken.get() is None and "corrupt" in broken.message
+
+
+def test_final_cnn_download_is_a_loadable_checkpoint(tmp_path):
+    import zipfile
+
+    model = create_model("cnn-tiny")
+    archive = final_cnn.saved_model_file(model)
+    zipfile.ZipFile(archive).extractall(tmp_path)
+    loaded = type(model).from_pretrained(tmp_path, strict=True)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_transfer_examples_come_from_the_validation_photos(tiny_data):
+    photos = transfer.example_photos()
+    assert len(photos) == 4 and all("/val/" in p for p in photos)
+
+
