@@ -40,7 +40,7 @@ def activation_curves(names: list[str] | None = None) -> tuple[pd.DataFrame, pd.
         (slope,) = torch.autograd.grad(y.sum(), x)
         rows += [(a, b, name) for a, b in zip(x.tolist(), y.tolist())]
         slopes += [(a, b, name) for a, b in zip(x.tolist(), slope.tolist())]
-    return pd.DataFrame(rows, columns=["x", "f(x)", "activation"]), pd.DataFrame(slopes, columns=["x", "f'(x)", "activation"])
+    return pd.DataFrame(rows, columns=["x", "f(x)", "activation"]), pd.DataFrame(slopes, columns=["x", "slope", "activation"])
 
 
 @gpu(duration=300)
@@ -63,5 +63,5 @@ def build() -> None:
         chosen = gr.CheckboxGroup(list(ACTIVATIONS), value=["relu", "sigmoid", "tanh"], label="Activations to compare")
         with gr.Row():
             gr.LinePlot(values, x="x", y="f(x)", color="activation", title="f(x)", height=220)
-            gr.LinePlot(slopes, x="x", y="f'(x)", color="activation", title="f'(x): what the gradient is multiplied by", height=220)
+            gr.LinePlot(slopes, x="x", y="slope", color="activation", title="f′(x): what the gradient is multiplied by", height=220)
     panel.wire(compare_activations, [chosen], api_name="compare_activations")

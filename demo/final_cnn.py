@@ -14,8 +14,8 @@ from torchvision.utils import make_grid
 matplotlib.use("Agg")  # render off-screen: a server has no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from demo.common import GPU_AVAILABLE, ComparisonPanel, curves, gpu, plan, results_table, session_result, watch  # noqa: E402
-from demo.uploads import ConfiguredModel, ImageUpload, classify  # noqa: E402
+from demo.common import GPU_AVAILABLE, ComparisonPanel, curves, gpu, plan, plotted, results_table, session_result, watch  # noqa: E402
+from demo.uploads import ConfiguredModel, classify, image_upload, open_upload  # noqa: E402
 from models import TeachingCNN  # noqa: E402
 from training.data import CIFAR10_INFO, model_input  # noqa: E402
 from training.experiments import get_experiment  # noqa: E402
@@ -61,7 +61,7 @@ def train_final_cnn(preset="quick", epochs=3, n_train=10_000, lr=1.0, batch_size
     configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)
     for recorder, status, finished in watch(experiment, configs, progress):
         if not finished:
-            yield *curves(recorder), results_table(experiment, recorder), status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield *plotted(curves(recorder)), results_table(experiment, recorder), status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
             continue
         run = recorder.runs["final"]
         per_class = pd.DataFrame({"class": run["classes"], "test accuracy (%)": [round(100 * a, 1) for a in run["per_class_acc"]]})
@@ -95,10 +95,9 @@ def tiles(maps: torch.Tensor, columns: int, scale: int):
 
 
 @torch.no_grad()
-def classify_cifar10(image, session=None):
+def classify_cifar10(image_path=None, session=None):
     """Top-3 CIFAR-10 classes of an uploaded image, the first layer's filters and its feature maps."""
-    if image is None:
-        raise gr.Error("Upload an image first.")
+    image = open_upload(image_path)
     model = pick_model(session).eval()
     probabilities = classify(model, image, CIFAR10_INFO)
     first = model.features[0]
@@ -116,7 +115,7 @@ def build() -> None:
     download = gr.File(label="Download the trained model (save_pretrained folder, zipped)")
     gr.Markdown("### Classify a photo\nUploads are shrunk to 32×32, the size of CIFAR-10's images.")
     with gr.Row():
-        upload = ImageUpload(label="Photo", height=260)
+        upload = image_upload("Photo")
         label = gr.Label(num_top_classes=3, label="Top-3 classes")
     with gr.Row():
         filters = gr.Image(label="First-layer filters (3×3, one tile each)", interactive=False)

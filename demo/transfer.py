@@ -6,7 +6,7 @@ from pathlib import Path
 import gradio as gr
 
 from demo.common import ComparisonPanel, gpu, plan, stream_comparison
-from demo.uploads import ConfiguredModel, ImageUpload, classify
+from demo.uploads import ConfiguredModel, classify, image_upload, open_upload
 from models import AlexNetTransfer
 from training.data import HYMENOPTERA_INFO, data_dir
 from training.experiments import get_experiment
@@ -36,12 +36,9 @@ def train_transfer(preset="quick", epochs=2, n_train=245, lr=0.001, batch_size=2
     yield from stream_comparison(experiment, configs, preset, progress)
 
 
-def classify_ants_bees(image, arm="fine tuning", session=None):
-    """Ant or bee: probabilities from ANTS_BEES_MODEL, else from this session's trained arm.
-
-    A cleared image clears the prediction (it fires the same change event as a new one)."""
-    if image is None:
-        return None
+def classify_ants_bees(image_path=None, arm="fine tuning", session=None):
+    """Ant or bee: probabilities from ANTS_BEES_MODEL, else from this session's trained arm."""
+    image = open_upload(image_path)
     model = ants_bees_model.get()
     if model is None and session:
         models = session["models"]
@@ -57,16 +54,24 @@ def example_photos(per_class: int = 2) -> list[str]:
     return [str(p) for name in HYMENOPTERA_INFO.classes for p in sorted((root / name).glob("*.jpg"))[:per_class]] if root.is_dir() else []
 
 
+def pick_example(event: gr.SelectData) -> str:
+    """The validation photo clicked in the gallery, as the upload."""
+    return example_photos()[event.index]
+
+
 def build() -> None:
     panel = ComparisonPanel("transfer", EXPLANATION)
     gr.Markdown("### Ant or bee?")
     with gr.Row():
         with gr.Column():
-            upload = ImageUpload(label="Photo", height=260)
+            upload = image_upload("Photo")
             arm = gr.Radio(ARMS, value="fine tuning", label="Model trained in this session (ANTS_BEES_MODEL, when set, is used first)")
         label = gr.Label(num_top_classes=2, label="Prediction")
     examples = example_photos()
-    if examples:
-        gr.Examples(examples, inputs=upload, label="Validation photos")
+    gallery = gr.Gallery(examples, label="Validation photos: click one to classify it", columns=8, height=140, allow_preview=False, visible=bool(examples))
     panel.wire(train_transfer, [], api_name="train_transfer")
-    upload.change(classify_ants_bees, [upload, arm, panel.session], label, api_name="classify_ants_bees", concurrency_limit=4)
+    upload.upload(classify_ants_bees, [upload, arm, panel.session], label, api_name="classify_ants_bees", concurrency_limit=4)
+    # Registered after the public endpoint, so that it keeps the name /classify_ants_bees.
+    gallery.select(pick_example, None, upload, api_visibility="private").then(
+        classify_ants_bees, [upload, arm, panel.session], label, api_visibility="private"
+    )

@@ -1,6 +1,6 @@
 """Uploaded photos and the classifiers that label them.
 
-`ImageUpload` is a `gr.Image` that opens uploads itself, so that anything PIL can read is
+`open_upload` opens every upload itself, so that anything PIL can read is
 converted (grayscale, alpha, palette, 16-bit, CMYK, EXIF rotation, the first frame of an animated
 GIF) and everything else — a corrupt or non-image file, a decompression bomb, a file over the
 size limit — becomes a clear `gr.Error` instead of a stack trace.
@@ -60,18 +60,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-class ImageUpload(gr.Image):
-    """gr.Image whose uploads go through `open_upload`; the handler receives an RGB PIL image."""
-
-    is_template = True  # the browser draws it as a plain gr.Image
-
-    def __init__(self, **kwargs):
-        super().__init__(type="pil", sources=["upload", "clipboard"], **kwargs)
-
-    def preprocess(self, payload) -> Image.Image | None:
-        if payload is None:
-            return None
-        return open_upload(payload.path)
+def image_upload(label: str) -> gr.File:
+    """An upload box for one image. A gr.File, not a gr.Image: gr.Image opens the file with PIL
+    before the handler runs, so a corrupt upload would fail there with a generic error instead
+    of the clear one `open_upload` gives."""
+    return gr.File(label=label, file_types=["image"], type="filepath", height=140)
 
 
 @torch.no_grad()

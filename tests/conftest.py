@@ -1,6 +1,7 @@
 """Tiny datasets and a fake ImageNet checkpoint, made in temporary folders: no test downloads."""
 
 import pickle
+import socket
 
 import numpy as np
 import pytest
@@ -85,3 +86,30 @@ def torch_home(tmp_path_factory):
 def imagenet_weights(torch_home, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
     return torch.load(torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth")
+
+
+@pytest.fixture(scope="session")
+def app_url(tiny_root, torch_home, tmp_path_factory):
+    """The whole app, served in-process on a free port with the tiny datasets and an
+    ants-vs-bees checkpoint of our own loaded the way a Space loads ANTS_BEES_MODEL."""
+    import app as cnn_app
+    from demo import transfer
+    from demo.uploads import ConfiguredModel
+    from models import AlexNetTransfer
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DATA_DIR", str(tiny_root))
+    patch.setenv("TORCH_HOME", str(torch_home))
+    patch.setenv("CNNLAB_CACHE", str(tmp_path_factory.mktemp("app-cache")))
+    folder = tmp_path_factory.mktemp("ants-bees-model")
+    AlexNetTransfer(mode="feature_extraction").save_pretrained(folder)
+    patch.setenv("ANTS_BEES_MODEL", str(folder))
+    patch.setattr(transfer, "ants_bees_model", ConfiguredModel("ANTS_BEES_MODEL", AlexNetTransfer))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = cnn_app.build_app()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, max_file_size=cnn_app.MAX_UPLOAD_BYTES)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+    patch.undo()

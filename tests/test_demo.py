@@ -98,8 +98,8 @@ def test_preset_values_follow_the_experiment():
 
 def test_activation_curves_show_sigmoids_small_slope():
     values, slopes = activations.activation_curves(["relu", "sigmoid"])
-    sigmoid = slopes[slopes["activation"] == "sigmoid"]["f'(x)"]
-    relu = slopes[slopes["activation"] == "relu"]["f'(x)"]
+    sigmoid = slopes[slopes["activation"] == "sigmoid"]["slope"]
+    relu = slopes[slopes["activation"] == "relu"]["slope"]
     assert sigmoid.max() == pytest.approx(0.25, abs=1e-3) and relu.max() == 1.0
 
 
@@ -164,16 +164,16 @@ def test_bad_uploads_get_a_clear_error(tmp_path, monkeypatch):
         uploads.open_upload(None)
 
 
-def test_classify_cifar10_without_any_model_says_how_to_get_one(monkeypatch):
+def test_classify_cifar10_without_any_model_says_how_to_get_one(monkeypatch, tmp_path):
     monkeypatch.setattr(final_cnn, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL_UNSET_IN_TESTS", type(create_model("cnn-tiny"))))
     with pytest.raises(gr.Error, match="train one above, or set CIFAR10_MODEL"):
-        final_cnn.classify_cifar10(Image.new("RGB", (32, 32)), None)
+        final_cnn.classify_cifar10(save(Image.new("RGB", (32, 32)), tmp_path / "a.png"), None)
 
 
-def test_classify_cifar10_with_the_session_model_shows_top_classes_filters_and_maps(monkeypatch):
+def test_classify_cifar10_with_the_session_model_shows_top_classes_filters_and_maps(monkeypatch, tmp_path):
     monkeypatch.setattr(final_cnn, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL_UNSET_IN_TESTS", type(create_model("cnn-tiny"))))
     model = create_model("cnn-final", width=8, width_growth=8, fc_width=16, fc_growth=16)
-    probabilities, filters, maps = final_cnn.classify_cifar10(Image.new("RGB", (50, 40), (200, 10, 10)), {"models": {"final": model}})
+    probabilities, filters, maps = final_cnn.classify_cifar10(save(Image.new("RGB", (50, 40), (200, 10, 10)), tmp_path / "red.png"), {"models": {"final": model}})
     assert len(probabilities) == 10 and sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     assert filters.dtype == np.uint8 and filters.ndim == 3
     assert maps.shape[2] == 3
@@ -185,7 +185,7 @@ def test_configured_model_loads_a_folder_and_reports_a_corrupt_one(tmp_path, mon
     monkeypatch.setenv("ANTS_BEES_MODEL", str(tmp_path / "good"))
     configured = uploads.ConfiguredModel("ANTS_BEES_MODEL", AlexNetTransfer)
     monkeypatch.setattr(transfer, "ants_bees_model", configured)
-    result = transfer.classify_ants_bees(Image.new("RGB", (300, 200), (250, 200, 0)))
+    result = transfer.classify_ants_bees(save(Image.new("RGB", (300, 200), (250, 200, 0)), tmp_path / "bee.png"))
     assert set(result) == {"ants", "bees"} and sum(result.values()) == pytest.approx(1.0, abs=1e-5)
 
     (tmp_path / "bad").mkdir()

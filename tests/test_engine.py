@@ -1,4 +1,5 @@
 import gc
+import weakref
 from dataclasses import replace
 
 import pytest
@@ -115,7 +116,15 @@ def test_feature_extraction_keeps_the_backbone_and_fine_tuning_changes_it(tiny_d
     assert not torch.equal(frozen.head.weight, start)
 
 
-def test_closing_the_generator_stops_training_and_frees_the_models(tiny_data):
+def test_closing_the_generator_stops_training_and_frees_the_models(tiny_data, monkeypatch):
+    built = []
+
+    def tracked_build(config, device):
+        model = build_model(config, device)
+        built.append(weakref.ref(model))
+        return model
+
+    monkeypatch.setattr("training.engine.build_model", tracked_build)
     arms = [replace(TINY, label=label, epochs=50, event_interval_s=0.0) for label in ("a", "b")]
     events = compare(arms)
     steps = []
@@ -129,7 +138,7 @@ def test_closing_the_generator_stops_training_and_frees_the_models(tiny_data):
     with pytest.raises(StopIteration):
         next(events)
     gc.collect()
-    assert not [o for o in gc.get_objects() if type(o) is TeachingCNN]
+    assert len(built) == 2 and all(ref() is None for ref in built)
 
 
 @pytest.mark.parametrize(
