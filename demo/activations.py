@@ -44,7 +44,7 @@ def activation_curves(names: list[str] | None = None) -> tuple[pd.DataFrame, pd.
 
 
 @gpu(duration=300)
-def compare_activations(activations=("relu", "sigmoid", "tanh"), preset="quick", epochs=2, n_train=10_000, lr=0.01, batch_size=64, seed=0, progress=gr.Progress()):
+def compare_activations(activations=("relu", "sigmoid", "tanh"), preset="quick", epochs=2, n_train=8_000, lr=0.01, batch_size=64, seed=0, progress=gr.Progress()):
     """Train the same network with each chosen activation, paired."""
     chosen = list(dict.fromkeys(activations or []))
     unknown = [a for a in chosen if a not in ACTIVATIONS]

@@ -90,7 +90,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             title="ReLU vs sigmoid vs tanh",
             finding="ReLU converges fastest; sigmoid and tanh need more iterations.",
             arm_overrides=_same_arms({a: {"model_overrides": {"activation": a}} for a in ("relu", "sigmoid", "tanh")}),
-            base={"report": REPORT_BASE, "quick": replace(QUICK_BASE, epochs=2)},
+            base={"report": REPORT_BASE, "quick": replace(QUICK_BASE, epochs=2, n_train=8_000)},
             report=(ReportNumber("relu", None, None, "figure 4 shows ReLU ahead; no numbers given"),),
         ),
         Experiment(
