@@ -105,10 +105,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             name="adaptive-lr",
             title="Adaptive learning rate (Adadelta) vs a constant one",
             finding="Adadelta beats SGD at a constant learning rate.",
-            arm_overrides={
-                "report": {"constant lr": {"momentum": 0.0}, "adadelta": {"optimizer": "adadelta", "lr": 1.0, "momentum": 0.0}},
-                "quick": {"constant lr": {"momentum": 0.0}, "adadelta": {"optimizer": "adadelta", "lr": 1.0, "momentum": 0.0}},
-            },
+            arm_overrides=_same_arms({"constant lr": {"momentum": 0.0}, "adadelta": {"optimizer": "adadelta", "lr": 1.0, "momentum": 0.0}}),
             base={"report": REPORT_BASE, "quick": QUICK_BASE},
             report=(ReportNumber("constant lr", 0.5124, 103), ReportNumber("adadelta", 0.5427, 135)),
             notes="The constant-LR arm is plain SGD: the report's 51.24% sits with its no-momentum run, not its momentum run.",
