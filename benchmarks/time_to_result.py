@@ -1,0 +1,59 @@
+"""Time to see the result: each concept tab's `quick` comparison, run by its handler in process.
+
+    DATA_DIR=/path/to/data python benchmarks/time_to_result.py
+
+For each tab: seconds from the click to the first plotted point and to the last update. The
+first tab runs with nothing cached (an empty CNNLAB_CACHE and no decoded data in memory, so the
+first point waits for CIFAR-10 to be decoded); then a second first-point time with the data
+cached, and every tab's full run with the data cached.
+"""
+
+import os
+import tempfile
+import time
+
+os.environ["CNNLAB_CACHE"] = tempfile.mkdtemp(prefix="cnnlab-cold-")  # before training.data reads it
+
+from demo import activations, adaptive_lr, batchnorm, depth, final_cnn, momentum  # noqa: E402
+from training import data  # noqa: E402
+
+TABS = {
+    "Activations": activations.compare_activations,
+    "Momentum": momentum.compare_momentum,
+    "Adaptive learning rate": adaptive_lr.compare_adaptive_lr,
+    "Batch normalization": batchnorm.compare_batchnorm,
+    "Depth": depth.depth_grid,
+    "Final CNN": final_cnn.train_final_cnn,
+}
+
+
+def first_point(handler) -> float:
+    """Seconds to the first update that carries a plotted point; then stop the run."""
+    start = time.perf_counter()
+    updates = handler()
+    for outputs in updates:
+        table = outputs[2]
+        if len(table) and table["train time (s)"].max() > 0:
+            updates.close()
+            return time.perf_counter() - start
+    raise RuntimeError("the run ended without a point")
+
+
+def full_run(handler) -> float:
+    start = time.perf_counter()
+    for _ in handler():
+        pass
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    print(f"first point, nothing cached (decode included): {first_point(momentum.compare_momentum):.1f} s")
+    print(f"first point, data cached in memory:            {first_point(momentum.compare_momentum):.2f} s")
+    data._cache.clear()
+    print(f"first point, data cached on disk only:         {first_point(momentum.compare_momentum):.2f} s")
+    for name, handler in TABS.items():
+        print(f"{name:<24} first point {first_point(handler):5.2f} s, last update {full_run(handler):5.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
