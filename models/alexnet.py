@@ -70,10 +70,21 @@ class AlexNetTransfer(nn.Module, PyTorchModelHubMixin, tags=["cnn-lab", "transfe
         yield from self.features.parameters()
         yield from self.classifier.parameters()
 
+    def frozen_prefix(self) -> nn.Module | None:
+        """The leading layers that stay fixed in training and hold no randomness (no dropout), so
+        the engine may compute their outputs once; None when every layer trains."""
+        if self.mode != "feature_extraction":
+            return None
+        return nn.Sequential(self.features, self.avgpool, self.flatten)
+
+    def forward_from_prefix(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.classifier(x)  # B, 4096 (frozen, but its dropout stays active in training)
+        x = self.head(x)  # B, num_classes
+        return x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)  # B, 256, 6, 6 for 224×224 inputs
         x = self.avgpool(x)  # B, 256, 6, 6
         x = self.flatten(x)  # B, 9216
-        x = self.classifier(x)  # B, 4096
-        x = self.head(x)  # B, num_classes
+        x = self.forward_from_prefix(x)  # B, num_classes
         return x

@@ -83,7 +83,7 @@ def test_unreadable_image_is_named(tmp_path):
 
 def test_photos_are_resized_and_centre_cropped(tiny_root):
     data = load_hymenoptera("val", tiny_root, download=False)
-    assert data.images.shape == (8, 3, 256, 256) and data.info.classes == ("ants", "bees")
+    assert data.images.shape == (8, 3, 224, 224) and data.info.classes == ("ants", "bees")
 
 
 def test_balanced_subset_depends_only_on_the_seed():

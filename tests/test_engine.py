@@ -116,6 +116,17 @@ def test_feature_extraction_keeps_the_backbone_and_fine_tuning_changes_it(tiny_d
     assert not torch.equal(frozen.head.weight, start)
 
 
+def test_cached_backbone_features_train_like_running_the_backbone_every_step(tiny_data, imagenet_weights):
+    arm = replace(EXPERIMENTS["transfer"].arms("quick", device="cpu")[0], epochs=3, batch_size=4, precision="fp32")
+    assert arm.model_overrides["mode"] == "feature_extraction"
+    cached = finished(run(arm))[arm.label]
+    direct = finished(run(replace(arm, cache_frozen_features=False)))[arm.label]
+    assert cached.steps == direct.steps == 3 * (16 // 4)
+    assert torch.allclose(cached.model.head.weight, direct.model.head.weight, atol=1e-5)
+    assert not torch.equal(cached.model.head.weight, build_model(arm, torch.device("cpu")).head.weight)
+    assert cached.test_acc == direct.test_acc
+
+
 def test_closing_the_generator_stops_training_and_frees_the_models(tiny_data, monkeypatch):
     built = []
 

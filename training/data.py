@@ -30,9 +30,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 HYMENOPTERA_URL = "https://download.pytorch.org/tutorial/hymenoptera_data.zip"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
-# Ants/bees photos are stored at 256×256 (shorter side resized, centre cropped) and cut to
-# AlexNet's 224×224 on the device: random crops for training, the centre for evaluation.
-HYMENOPTERA_STORED_SIZE = 256
+# Ants/bees photos are stored at AlexNet's 224×224 (shorter side resized, centre cropped), so
+# horizontal flips are their only augmentation: a frozen backbone then sees just two views of
+# each photo, which feature extraction computes once (see FeatureLoader).
+HYMENOPTERA_STORED_SIZE = 224
 
 
 class DatasetMissingError(RuntimeError):
@@ -263,15 +264,21 @@ def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     return images[..., top : top + size, left : left + size]
 
 
+def draw_crops(B: int, side: int, size: int, padding: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Random crop offsets and flips for a batch, drawn on the CPU generator so that every device
+    (and FeatureLoader) sees the same draws."""
+    dy = torch.randint(0, side + 2 * padding - size + 1, (B,), generator=generator)
+    dx = torch.randint(0, side + 2 * padding - size + 1, (B,), generator=generator)
+    flip = torch.rand(B, generator=generator) < 0.5
+    return dy, dx, flip
+
+
 def random_crop_flip(images: torch.Tensor, size: int, padding: int, generator: torch.Generator) -> torch.Tensor:
     """Per-sample random crop (after zero padding) and horizontal flip of a whole batch, by gather."""
     B, C, H, W = images.shape
     if padding:
         images = torch.nn.functional.pad(images, (padding,) * 4)
-    # Offsets and flips are drawn on the CPU generator so every device sees the same draws.
-    dy = torch.randint(0, H + 2 * padding - size + 1, (B,), generator=generator).to(images.device)
-    dx = torch.randint(0, W + 2 * padding - size + 1, (B,), generator=generator).to(images.device)
-    flip = (torch.rand(B, generator=generator) < 0.5).to(images.device)
+    dy, dx, flip = (t.to(images.device) for t in draw_crops(B, H, size, padding, generator))
     steps = torch.arange(size, device=images.device)
     rows = (dy[:, None] + steps).view(B, 1, size, 1)
     cols = torch.where(flip[:, None], dx[:, None] + size - 1 - steps, dx[:, None] + steps).view(B, 1, 1, size)
@@ -316,3 +323,48 @@ class BatchLoader:
             else:
                 images = center_crop(images, info.crop_size)
             yield normalize(images, info.mean, info.std), self.labels[index]
+
+
+class FeatureLoader(BatchLoader):
+    """Training batches of a frozen prefix's outputs instead of images, for feature extraction.
+
+    A frozen backbone maps the same image to the same features, so they are computed once (at
+    the first iteration, inside the arm's training clock), for each photo and its mirror image.
+    Batches then make exactly BatchLoader's draws (order, offsets, flips) and look the features
+    up, so training matches running the backbone every step. It applies where a training crop
+    is the whole stored image, so that flips are the only augmentation.
+    """
+
+    def __init__(self, prefix: torch.nn.Module, data: ImageTensors, batch_size: int, device: torch.device, seed: int, autocast: bool):
+        super().__init__(data, batch_size, device, train=True, seed=seed)
+        self.prefix = prefix
+        self.autocast = autocast
+        self.features: torch.Tensor | None = None  # 2 (as stored, mirrored), N, D
+
+    @staticmethod
+    def supports(info: DatasetInfo) -> bool:
+        return info.crop_size == info.stored_size and info.crop_padding == 0
+
+    @torch.no_grad()
+    def _compute_features(self) -> torch.Tensor:
+        info = self.data.info
+        views = []
+        for mirrored in (False, True):
+            chunks = []
+            for start in range(0, len(self.data), 64):
+                x = normalize(self.images[start : start + 64], info.mean, info.std)
+                x = x.flip(-1) if mirrored else x
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                    chunks.append(self.prefix(x).float())
+            views.append(torch.cat(chunks))
+        return torch.stack(views)
+
+    def __iter__(self):
+        if self.features is None:
+            self.features = self._compute_features()
+        info = self.data.info
+        order = torch.randperm(len(self.data), generator=self.generator).to(self.device)
+        for i in range(len(self)):
+            index = order[i * self.batch_size : (i + 1) * self.batch_size]
+            _, _, flip = draw_crops(len(index), info.stored_size, info.crop_size, info.crop_padding, self.generator)
+            yield self.features[flip.long().to(self.device), index], self.labels[index]

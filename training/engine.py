@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from models import create_model
-from training.data import BatchLoader, ImageTensors, balanced_subset, load_splits
+from training.data import BatchLoader, FeatureLoader, ImageTensors, balanced_subset, load_splits
 
 OPTIMIZERS = ("sgd", "adadelta", "adam")
 # The early-stop rule looks at the smallest batch loss of every this many steps: a fixed
@@ -54,6 +54,7 @@ class TrainConfig:
     loss_threshold: float | None = None  # stop once a batch loss falls below this (report's final run: 0.005)
     evals_per_epoch: int = 1  # test-set evaluations per epoch (more points on a short run's accuracy curve)
     event_interval_s: float = 0.25  # least seconds between two training-loss events of one arm
+    cache_frozen_features: bool = True  # feature extraction: run the frozen backbone once, not every step
 
 
 @dataclass
@@ -239,7 +240,13 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
     model = build_model(config, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(config, trainable)
-    loader = BatchLoader(train_data, config.batch_size, device, train=True, seed=config.seed)
+    prefix = model.frozen_prefix() if hasattr(model, "frozen_prefix") and config.cache_frozen_features else None
+    if prefix is not None and FeatureLoader.supports(train_data.info):
+        loader = FeatureLoader(prefix, train_data, config.batch_size, device, config.seed, autocast=precision == "bf16")
+        forward = model.forward_from_prefix
+    else:
+        loader = BatchLoader(train_data, config.batch_size, device, train=True, seed=config.seed)
+        forward = model
     steps_per_epoch = len(loader)
     total_steps = config.epochs * steps_per_epoch
     evals = config.evals_per_epoch * config.epochs
@@ -266,7 +273,7 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
             clock.start()
             x, y = next(batches)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                loss = nn.functional.cross_entropy(model(x), y)
+                loss = nn.functional.cross_entropy(forward(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
