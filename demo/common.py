@@ -78,7 +78,7 @@ def check_preset(preset: str) -> str:
 
 def plan(experiment: Experiment, preset, epochs, n_train, lr, batch_size, seed) -> list[TrainConfig]:
     """The experiment's arms with the user's shared settings, bounded (`watch` checks the budget)."""
-    configs = experiment.arms(
+    return experiment.arms(
         check_preset(preset),
         seed=bounded("seed", seed),
         epochs=bounded("epochs", epochs),
@@ -86,7 +86,6 @@ def plan(experiment: Experiment, preset, epochs, n_train, lr, batch_size, seed) 
         batch_size=bounded("batch_size", batch_size),
         lr=bounded("lr", lr, integer=False),
     )
-    return configs
 
 
 def check_budget(configs: list[TrainConfig]) -> None:

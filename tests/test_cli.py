@@ -41,3 +41,17 @@ def _offline_cifar(*args, **kwargs):
 def test_cli_rejects_unknown_experiments():
     with pytest.raises(SystemExit):
         main(["dropout"])
+
+
+def test_reproduce_records_provenance_and_resumes(tiny_data, tmp_path, capsys):
+    out = tmp_path / "reference"
+    assert main(["reproduce", "--preset", "quick", "--only", "momentum", "--device", "cpu", "--out-dir", str(out)]) == 0
+    results = json.loads((out / "momentum.json").read_text())
+    assert results["preset"] == "quick" and len(results["runs"]) == 2
+    provenance = results["provenance"]
+    assert {"device_name", "torch", "git_commit", "date", "wall_time_s"} <= provenance.keys()
+    assert provenance["torch"] == __import__("torch").__version__ and provenance["wall_time_s"] > 0
+    written = (out / "momentum.json").stat().st_mtime_ns
+    assert main(["reproduce", "--preset", "quick", "--only", "momentum", "--device", "cpu", "--out-dir", str(out)]) == 0
+    assert (out / "momentum.json").stat().st_mtime_ns == written
+    assert "skipped" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """Command line: run one of the report's experiments and write its results.
 
     python -m training batchnorm --preset quick --device cpu --out results.json --save-dir models/
+    python -m training reproduce --only batchnorm momentum     # reference runs, see reproduce.py
 """
 
 import argparse
@@ -63,7 +64,12 @@ def print_table(results: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training", description="Run one of the report's experiments.")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["reproduce"]:
+        from training import reproduce
+
+        return reproduce.main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m training", description="Run one of the report's experiments (or: reproduce).")
     parser.add_argument("experiment", choices=sorted(EXPERIMENTS))
     parser.add_argument("--preset", choices=PRESETS, default="quick", help="quick: about a minute on a 2-core CPU; report: the report's settings")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")

@@ -1,0 +1,68 @@
+"""Record reference runs: the report's experiments at full length, one JSON each, with provenance.
+
+    python -m training reproduce [--preset report] [--only EXP ...] [--out-dir results/reference] [--device auto] [--force]
+
+Each file holds the CLI's results schema plus a "provenance" record (device, torch version, git
+commit, date, wall time). Experiments whose file exists are skipped unless --force, so an
+interrupted recording resumes where it stopped.
+"""
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from models import WeightsUnavailableError
+from training.data import DatasetMissingError
+from training.experiments import EXPERIMENTS, PRESETS
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from training.__main__ import print_table, run_experiment
+
+    parser = argparse.ArgumentParser(prog="python -m training reproduce", description="Record reference runs of the report's experiments.")
+    parser.add_argument("--preset", choices=PRESETS, default="report")
+    parser.add_argument("--only", nargs="+", choices=sorted(EXPERIMENTS), help="these experiments only (default: all)")
+    parser.add_argument("--out-dir", type=Path, default=Path("results/reference"))
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="record again experiments already written")
+    args = parser.parse_args(argv)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    for name in args.only or list(EXPERIMENTS):
+        target = args.out_dir / f"{name}.json"
+        if target.exists() and not args.force:
+            print(f"{name}: {target} exists, skipped (--force records it again)")
+            continue
+        start = time.perf_counter()
+        try:
+            results, _ = run_experiment(name, args.preset, args.seed, args.device)
+        except (DatasetMissingError, WeightsUnavailableError, ValueError) as error:
+            print(f"{name}: not recorded: {error}", file=sys.stderr)
+            continue
+        results["provenance"] = {
+            "device_name": results["device_name"],
+            "torch": torch.__version__,
+            "git_commit": git_commit(),
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "wall_time_s": round(time.perf_counter() - start, 1),
+        }
+        # Written whole, then renamed: an interrupted run leaves no half file that resume would skip.
+        partial = target.with_suffix(".json.tmp")
+        partial.write_text(json.dumps(results, indent=1))
+        partial.replace(target)
+        print_table(results)
+        print(f"{name}: written to {target} in {results['provenance']['wall_time_s']} s")
+    return 0
