@@ -19,7 +19,7 @@ from models import WeightsUnavailableError
 from training.data import DatasetMissingError
 from training.engine import Finished, Started, TrainConfig, TrainStep, compare, device_name, resolve_device
 from training.experiments import Experiment, get_experiment
-from training.results import Recorder
+from training.results import Recorder, load_reference
 
 GPU_AVAILABLE = torch.cuda.is_available()
 DEFAULT_PRESET = "report" if GPU_AVAILABLE else "quick"
@@ -102,15 +102,32 @@ def preset_values(experiment_name: str, preset: str) -> tuple:
     return base.epochs, base.n_train or TRAIN_SIZES[base.dataset], base.lr, base.batch_size
 
 
-def curves(recorder: Recorder) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Training-loss and test-accuracy points of every arm, for the live plots."""
+@functools.cache
+def reference(experiment_name: str) -> dict | None:
+    """The committed report-length reference run of an experiment (results/reference), if any."""
+    try:
+        return load_reference(experiment_name)
+    except (OSError, ValueError) as error:
+        print(f"ignoring the reference run of {experiment_name}: {error}")
+        return None
+
+
+REFERENCE_SUFFIX = " (reference)"
+
+
+def curves(recorder: Recorder | None, experiment: Experiment) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training-loss and test-accuracy points of the reference run's arms (labelled
+    "<arm> (reference)") and of this run's arms, for the plots."""
+    recorded = reference(experiment.name)
+    runs = [(run, run["label"] + REFERENCE_SUFFIX) for run in (recorded["runs"] if recorded else [])]
+    runs += [(run, run["label"]) for run in (recorder.runs.values() if recorder else [])]
     loss, accuracy = [], []
-    for run in recorder.runs.values():
+    for run, label in runs:
         for point in run["history"]:
             if point["type"] == "TrainStep":
-                loss.append((point["epoch"], point["train_loss"], run["label"]))
+                loss.append((point["epoch"], point["train_loss"], label))
             else:
-                accuracy.append((point["epoch"], 100 * point["test_acc"], run["label"]))
+                accuracy.append((point["epoch"], 100 * point["test_acc"], label))
     # Explicit float columns: an empty frame would otherwise be typed as categories, and the
     # plot would keep treating epochs and losses as labels once points arrive.
     return (
@@ -119,29 +136,36 @@ def curves(recorder: Recorder) -> tuple[pd.DataFrame, pd.DataFrame]:
     )
 
 
-def results_table(experiment: Experiment, recorder: Recorder) -> pd.DataFrame:
-    """One row per arm: the report's number beside this run's."""
+def results_table(experiment: Experiment, recorder: Recorder | None) -> pd.DataFrame:
+    """One row per arm: the report's number, the recorded reference run and this run."""
     report = {r.arm: r for r in experiment.report}
+    recorded = reference(experiment.name)
+    references = {run["label"]: run for run in recorded["runs"]} if recorded else {}
+    live = recorder.runs if recorder else {}
     rows = []
-    for run in recorder.runs.values():
-        theirs = report.get(run["label"])
-        steps = [point for point in run["history"] if point["type"] == "TrainStep"]
+    for label in list(dict.fromkeys([*references, *live])):
+        theirs, ref, run = report.get(label), references.get(label), live.get(label, {})
+        steps = [point for point in run.get("history", []) if point["type"] == "TrainStep"]
         latest = run if "test_acc" in run else (steps[-1] if steps else {})
         rows.append(
             {
-                "arm": run["label"],
+                "arm": label,
                 "report (Kaggle GPU)": f"{theirs.test_acc:.2%} in {theirs.train_time_s} s" if theirs and theirs.test_acc else (theirs.note if theirs else "—"),
-                "this run": f"{run['test_acc']:.2%}" if "test_acc" in run else "training…",
-                "train time (s)": round(latest.get("train_time_s", latest.get("elapsed_s", 0.0)), 1),
-                "images/s": round(latest.get("images_per_s", 0.0)),
+                "reference run": f"{ref['test_acc']:.2%} in {ref['train_time_s']:.0f} s ({recorded['preset']}, {recorded['device_name']})"
+                if ref
+                else f"none recorded yet: python -m training reproduce --only {experiment.name}",
+                "this run": f"{run['test_acc']:.2%}" if "test_acc" in run else ("training…" if run else "—"),
+                "train time (s)": round(latest.get("train_time_s", latest.get("elapsed_s", 0.0)), 1) if latest else None,
+                "images/s": round(latest.get("images_per_s", 0.0)) if latest else None,
             }
         )
     return pd.DataFrame(rows)
 
 
-def line_plots() -> tuple[gr.LinePlot, gr.LinePlot]:
-    loss = gr.LinePlot(x="epoch", y="train loss", color="arm", title="Training loss (smoothed)", height=260)
-    accuracy = gr.LinePlot(x="epoch", y="test accuracy (%)", color="arm", title="Test accuracy", height=260)
+def line_plots(loss_points: pd.DataFrame, accuracy_points: pd.DataFrame) -> tuple[gr.LinePlot, gr.LinePlot]:
+    """The two live plots, showing the reference run (when recorded) before any training."""
+    loss = gr.LinePlot(loss_points if len(loss_points) else None, x="epoch", y="train loss", color="arm", title="Training loss (smoothed)", height=260)
+    accuracy = gr.LinePlot(accuracy_points if len(accuracy_points) else None, x="epoch", y="test accuracy (%)", color="arm", title="Test accuracy", height=260)
     return loss, accuracy
 
 
@@ -191,7 +215,7 @@ def stream_comparison(experiment: Experiment, configs: list[TrainConfig], preset
     the session result comes with the last one."""
     for recorder, status, finished in watch(experiment, configs, progress):
         session = session_result(recorder, experiment, preset) if finished else gr.skip()
-        yield *plotted(curves(recorder)), results_table(experiment, recorder), status, session
+        yield *plotted(curves(recorder, experiment)), results_table(experiment, recorder), status, session
 
 
 def plotted(frames: tuple[pd.DataFrame, ...]) -> list:
@@ -232,8 +256,8 @@ class ComparisonPanel:
         self.plots = gr.Row()  # the tab may put its own plots here instead (plots=False)
         with self.plots:
             if plots:
-                self.loss_plot, self.accuracy_plot = line_plots()
-        self.table = gr.Dataframe(label="Results", interactive=False)
+                self.loss_plot, self.accuracy_plot = line_plots(*curves(None, self.experiment))
+        self.table = gr.Dataframe(results_table(self.experiment, None), label="Results", interactive=False)
         self.session = gr.State()
 
     @property

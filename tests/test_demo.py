@@ -25,7 +25,8 @@ def test_momentum_streams_paired_curves_and_a_results_table(tiny_data):
     loss, accuracy, table, status, session = updates[-1]
     assert set(loss["arm"]) == {"no momentum", "momentum 0.5"}
     assert set(accuracy["arm"]) == {"no momentum", "momentum 0.5"}
-    assert list(table["arm"]) == ["no momentum", "momentum 0.5"]
+    finished_arms = table[table["this run"].str.endswith("%")]
+    assert list(finished_arms["arm"]) == ["no momentum", "momentum 0.5"]
     assert status.startswith("Done")
     runs = session["results"]["runs"]
     assert [r["config"]["momentum"] for r in runs] == [0.0, 0.5]
@@ -52,7 +53,7 @@ def test_batchnorm_arms_differ_only_in_batch_norm(tiny_data):
 
 def test_depth_grid_fills_every_chosen_cell(tiny_data):
     accuracy, seconds, table, status, session = last(depth.depth_grid([1, 2], [1, 3], **SMALL))
-    assert sorted(table["arm"]) == ["conv1-fc1", "conv1-fc3", "conv2-fc1", "conv2-fc3"]
+    assert sorted(table[table["this run"].str.endswith("%")]["arm"]) == ["conv1-fc1", "conv1-fc3", "conv2-fc1", "conv2-fc3"]
     cells = [t.get_text() for t in accuracy.axes[0].texts]
     assert len(cells) == 4 and "…" not in cells
 
@@ -211,3 +212,25 @@ def test_transfer_examples_come_from_the_validation_photos(tiny_data):
     assert len(photos) == 4 and all("/val/" in p for p in photos)
 
 
+
+
+def test_reference_runs_show_before_and_beside_a_live_run(tiny_data, monkeypatch):
+    recorded = {
+        "experiment": "batchnorm",
+        "preset": "report",
+        "device_name": "AMD EPYC, 2 threads",
+        "runs": [
+            {"label": "batch norm", "test_acc": 0.61, "train_time_s": 300.0, "history": [{"type": "TrainStep", "epoch": 1.0, "train_loss": 1.2}, {"type": "Evaluation", "epoch": 2.0, "test_acc": 0.61}]},
+        ],
+    }
+    monkeypatch.setattr(common, "reference", lambda name: recorded if name == "batchnorm" else None)
+    experiment = common.get_experiment("batchnorm")
+    loss, accuracy = common.curves(None, experiment)
+    assert list(loss["arm"]) == ["batch norm (reference)"] and list(accuracy["test accuracy (%)"]) == [61.0]
+    before = common.results_table(experiment, None)
+    assert before.loc[0, "reference run"] == "61.00% in 300 s (report, AMD EPYC, 2 threads)"
+    assert before.loc[0, "this run"] == "—" and before.loc[0, "report (Kaggle GPU)"] == "60.11% in 51 s"
+    loss, accuracy, table, *_ = last(batchnorm.compare_batchnorm(**SMALL))
+    assert {"batch norm (reference)", "batch norm", "no batch norm"} == set(loss["arm"])
+    row = table.set_index("arm").loc["no batch norm"]
+    assert row["reference run"].startswith("none recorded yet: python -m training reproduce --only batchnorm")

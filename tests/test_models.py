@@ -90,3 +90,38 @@ def test_feature_extraction_freezes_exactly_the_backbone():
     tuned = AlexNetTransfer(mode="fine_tuning")
     assert {n for n, p in frozen.named_parameters() if p.requires_grad} == {"head.weight", "head.bias"}
     assert all(p.requires_grad for p in tuned.parameters())
+
+
+def test_hub_repo_loads_offline_from_the_cache_strictly(tmp_path, monkeypatch):
+    """A Hub cache folder in huggingface_hub's own layout, read with the Hub unreachable."""
+    import huggingface_hub.constants
+
+    from models.checkpoint import load_pretrained
+
+    torch.manual_seed(5)
+    model = create_model("cnn-tiny", batch_norm=True)
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "models--cnn-lab--cifar10-final" / "snapshots" / revision
+    model.save_pretrained(snapshot)
+    (tmp_path / "models--cnn-lab--cifar10-final" / "refs").mkdir()
+    (tmp_path / "models--cnn-lab--cifar10-final" / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    loaded = load_pretrained(TeachingCNN, "cnn-lab/cifar10-final")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    assert not loaded.training
+
+
+def test_corrupt_or_missing_checkpoints_get_a_clear_message(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from models.checkpoint import CheckpointError, load_pretrained
+
+    create_model("cnn-tiny").save_pretrained(tmp_path / "good")
+    (tmp_path / "good" / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+        load_pretrained(TeachingCNN, str(tmp_path / "good"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(CheckpointError, match="not in the local Hub cache"):
+        load_pretrained(TeachingCNN, "cnn-lab/never-published")

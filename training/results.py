@@ -6,7 +6,9 @@ holds the arm's settings with its model's constructor arguments flattened in, so
 be told apart by `batch_norm`, `momentum`, `activation`, `optimizer`, `n_conv`, `n_fc`, `mode`.
 """
 
+import json
 from dataclasses import asdict
+from pathlib import Path
 
 from models import model_arguments
 from training.engine import Evaluation, Event, Finished, Started, TrainConfig, TrainStep, event_record
@@ -47,3 +49,39 @@ class Recorder:
             "seed": seed,
             "runs": list(self.runs.values()),
         }
+
+
+REFERENCE_DIR = Path(__file__).parent.parent / "results" / "reference"
+RUN_KEYS = {"label": str, "config": dict, "history": list, "test_acc": float, "train_time_s": float}
+PROVENANCE_KEYS = ("device_name", "torch", "git_commit", "date", "wall_time_s")
+
+
+def validate_results(results: dict) -> dict:
+    """`results` if it follows the results schema (reference runs: with provenance), else ValueError."""
+    for key in ("experiment", "preset", "device", "seed", "runs"):
+        if key not in results:
+            raise ValueError(f"results lack {key!r}")
+    if not results["runs"]:
+        raise ValueError("results hold no runs")
+    for run in results["runs"]:
+        for key, kind in RUN_KEYS.items():
+            if not isinstance(run.get(key), kind) and not (kind is float and isinstance(run.get(key), int)):
+                raise ValueError(f"run {run.get('label')!r}: {key!r} must be {kind.__name__}")
+        if not 0 <= run["test_acc"] <= 1:
+            raise ValueError(f"run {run['label']!r}: test_acc {run['test_acc']} is not a fraction")
+        for point in run["history"]:
+            if point.get("type") not in ("TrainStep", "Evaluation") or "epoch" not in point:
+                raise ValueError(f"run {run['label']!r}: malformed history point {point}")
+    return results
+
+
+def load_reference(experiment: str, folder: Path = REFERENCE_DIR) -> dict | None:
+    """The recorded reference run of an experiment, or None where none has been recorded."""
+    path = folder / f"{experiment}.json"
+    if not path.exists():
+        return None
+    results = validate_results(json.loads(path.read_text()))
+    missing = [k for k in PROVENANCE_KEYS if k not in results.get("provenance", {})]
+    if missing:
+        raise ValueError(f"{path} lacks provenance: {', '.join(missing)}")
+    return results
