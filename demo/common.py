@@ -112,22 +112,19 @@ def reference(experiment_name: str) -> dict | None:
         return None
 
 
-REFERENCE_SUFFIX = " (reference)"
+def curves(recorder: Recorder) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training-loss and test-accuracy points of every arm, for the live plots.
 
-
-def curves(recorder: Recorder | None, experiment: Experiment) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Training-loss and test-accuracy points of the reference run's arms (labelled
-    "<arm> (reference)") and of this run's arms, for the plots."""
-    recorded = reference(experiment.name)
-    runs = [(run, run["label"] + REFERENCE_SUFFIX) for run in (recorded["runs"] if recorded else [])]
-    runs += [(run, run["label"]) for run in (recorder.runs.values() if recorder else [])]
+    The reference run is not drawn here: Gradio's LinePlot colours only the arms present in the
+    first data it draws, so arms added later would stay invisible (reference curves wait for a
+    colour scale fixed up front)."""
     loss, accuracy = [], []
-    for run, label in runs:
+    for run in recorder.runs.values():
         for point in run["history"]:
             if point["type"] == "TrainStep":
-                loss.append((point["epoch"], point["train_loss"], label))
+                loss.append((point["epoch"], point["train_loss"], run["label"]))
             else:
-                accuracy.append((point["epoch"], 100 * point["test_acc"], label))
+                accuracy.append((point["epoch"], 100 * point["test_acc"], run["label"]))
     # Explicit float columns: an empty frame would otherwise be typed as categories, and the
     # plot would keep treating epochs and losses as labels once points arrive.
     return (
@@ -162,10 +159,9 @@ def results_table(experiment: Experiment, recorder: Recorder | None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def line_plots(loss_points: pd.DataFrame, accuracy_points: pd.DataFrame) -> tuple[gr.LinePlot, gr.LinePlot]:
-    """The two live plots, showing the reference run (when recorded) before any training."""
-    loss = gr.LinePlot(loss_points if len(loss_points) else None, x="epoch", y="train loss", color="arm", title="Training loss (smoothed)", height=260)
-    accuracy = gr.LinePlot(accuracy_points if len(accuracy_points) else None, x="epoch", y="test accuracy (%)", color="arm", title="Test accuracy", height=260)
+def line_plots() -> tuple[gr.LinePlot, gr.LinePlot]:
+    loss = gr.LinePlot(x="epoch", y="train loss", color="arm", title="Training loss (smoothed)", height=260)
+    accuracy = gr.LinePlot(x="epoch", y="test accuracy (%)", color="arm", title="Test accuracy", height=260)
     return loss, accuracy
 
 
@@ -215,7 +211,7 @@ def stream_comparison(experiment: Experiment, configs: list[TrainConfig], preset
     the session result comes with the last one."""
     for recorder, status, finished in watch(experiment, configs, progress):
         session = session_result(recorder, experiment, preset) if finished else gr.skip()
-        yield *plotted(curves(recorder, experiment)), results_table(experiment, recorder), status, session
+        yield *plotted(curves(recorder)), results_table(experiment, recorder), status, session
 
 
 def plotted(frames: tuple[pd.DataFrame, ...]) -> list:
@@ -256,7 +252,7 @@ class ComparisonPanel:
         self.plots = gr.Row()  # the tab may put its own plots here instead (plots=False)
         with self.plots:
             if plots:
-                self.loss_plot, self.accuracy_plot = line_plots(*curves(None, self.experiment))
+                self.loss_plot, self.accuracy_plot = line_plots()
         self.table = gr.Dataframe(results_table(self.experiment, None), label="Results", interactive=False)
         self.session = gr.State()
 

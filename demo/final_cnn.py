@@ -61,12 +61,12 @@ def train_final_cnn(preset="quick", epochs=3, n_train=10_000, lr=1.0, batch_size
     configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)
     for recorder, status, finished in watch(experiment, configs, progress):
         if not finished:
-            yield *plotted(curves(recorder, experiment)), results_table(experiment, recorder), status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield *plotted(curves(recorder)), results_table(experiment, recorder), status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
             continue
         run = recorder.runs["final"]
         per_class = pd.DataFrame({"class": run["classes"], "test accuracy (%)": [round(100 * a, 1) for a in run["per_class_acc"]]})
         yield (
-            *curves(recorder, experiment),
+            *curves(recorder),
             results_table(experiment, recorder),
             status,
             session_result(recorder, experiment, preset),
