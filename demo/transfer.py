@@ -1,7 +1,6 @@
 """Tab: AlexNet transfer learning on ants vs bees — feature extraction vs fine tuning, paired,
 and a classifier for uploaded photos. Idea: the PyTorch transfer-learning tutorial."""
 
-from pathlib import Path
 
 import gradio as gr
 
