@@ -308,16 +308,17 @@ class BatchLoader:
         n = len(self.data)
         return max(1, n // self.batch_size) if self.train else -(-n // self.batch_size)
 
-    def __iter__(self):
+    def batch_indices(self):
+        """One epoch's batches as index tensors: shuffled for training, in order for evaluation."""
         n = len(self.data)
-        if self.train:
-            order = torch.randperm(n, generator=self.generator).to(self.device)
-        else:
-            order = torch.arange(n, device=self.device)
+        order = torch.randperm(n, generator=self.generator).to(self.device) if self.train else torch.arange(n, device=self.device)
         for i in range(len(self)):
-            index = order[i * self.batch_size : (i + 1) * self.batch_size]
+            yield order[i * self.batch_size : (i + 1) * self.batch_size]
+
+    def __iter__(self):
+        info = self.data.info
+        for index in self.batch_indices():
             images = self.images[index]
-            info = self.data.info
             if self.train:
                 images = random_crop_flip(images, info.crop_size, info.crop_padding, self.generator)
             else:
@@ -363,8 +364,6 @@ class FeatureLoader(BatchLoader):
         if self.features is None:
             self.features = self._compute_features()
         info = self.data.info
-        order = torch.randperm(len(self.data), generator=self.generator).to(self.device)
-        for i in range(len(self)):
-            index = order[i * self.batch_size : (i + 1) * self.batch_size]
+        for index in self.batch_indices():
             _, _, flip = draw_crops(len(index), info.stored_size, info.crop_size, info.crop_padding, self.generator)
             yield self.features[flip.long().to(self.device), index], self.labels[index]
