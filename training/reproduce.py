@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         # Written whole, then renamed: an interrupted run leaves no half file that resume would skip.
         partial = target.with_suffix(".json.tmp")
-        partial.write_text(json.dumps(results, indent=1))
+        partial.write_text(json.dumps(results, separators=(",", ":")))  # compact: committed, so kept small
         partial.replace(target)
         print_table(results)
         print(f"{name}: written to {target} in {results['provenance']['wall_time_s']} s")
