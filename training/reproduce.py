@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         if target.exists() and not args.force:
             print(f"{name}: {target} exists, skipped (--force records it again)")
             continue
+        commit = git_commit()  # read before the run: the code that ran, not whatever HEAD is when it ends
         start = time.perf_counter()
         try:
             results, _ = run_experiment(name, args.preset, args.seed, args.device)
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         results["provenance"] = {
             "device_name": results["device_name"],
             "torch": torch.__version__,
-            "git_commit": git_commit(),
+            "git_commit": commit,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "wall_time_s": round(time.perf_counter() - start, 1),
         }
