@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import gradio as gr
 
-from demo.common import ComparisonPanel, gpu, plan, stream_comparison
+from demo.common import ComparisonPanel, gpu, plan, plot_series, stream_comparison
 from training.experiments import get_experiment
 
 EXPLANATION = r"""
@@ -24,6 +24,7 @@ Adadelta uses PyTorch's $\eta = 1$ and Adam $10^{-3}$.
 """
 
 ADAM_LR = 1e-3
+SERIES = plot_series(get_experiment("adaptive-lr"), extra=("adam",))
 
 
 @gpu(duration=300)
@@ -33,11 +34,11 @@ def compare_adaptive_lr(include_adam=False, preset="quick", epochs=3, n_train=10
     configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)
     if include_adam:
         configs.append(replace(configs[0], label="adam", optimizer="adam", lr=ADAM_LR, momentum=0.0))
-    yield from stream_comparison(experiment, configs, preset, progress)
+    yield from stream_comparison(experiment, configs, preset, progress, SERIES)
 
 
 def build() -> None:
-    panel = ComparisonPanel("adaptive-lr", EXPLANATION)
+    panel = ComparisonPanel("adaptive-lr", EXPLANATION, series=SERIES)
     with panel.extra:
         include_adam = gr.Checkbox(value=False, label="Add an Adam arm")
     panel.wire(compare_adaptive_lr, [include_adam], api_name="compare_adaptive_lr")

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 import torch
 
@@ -37,6 +38,12 @@ LIMITS = {
 # the report's longest comparison (three activations × 5 epochs × 50,000 images is 750,000).
 MAX_IMAGES = {"cpu": 150_000, "cuda": 5_000_000}
 TRAIN_SIZES = {"cifar10": 50_000, "hymenoptera": 245}  # training images in each full dataset
+REFERENCE_TAG = " · reference"  # the plot series of an arm's reference curve
+# One colour per arm (matplotlib's tab10); an arm's reference curve shares it, dashed.
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+DASH_POINTS = 120  # a reference curve is drawn as 60 dashes, whatever its length
+# What recording a reference run needs beyond this repo, the data and a CPU.
+REFERENCE_NEEDS = {"final": " (a GPU job)", "transfer": " (needs AlexNet's ImageNet weights)"}
 # Plot refreshes while training. Each one re-sends and re-draws the curves, which on a 2-core
 # machine takes CPU from training (browser and server share it), so stay at the low end of 1–10.
 UPDATES_PER_SECOND = 2
@@ -112,21 +119,80 @@ def reference(experiment_name: str) -> dict | None:
         return None
 
 
-def curves(recorder: Recorder) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Training-loss and test-accuracy points of every arm, for the live plots.
+def plot_series(experiment: Experiment, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The arms a tab's plots can show, fixed when the tab is built: the experiment's own arms
+    and any the tab adds."""
+    return (*experiment.arm_overrides["report"], *extra)
 
-    The reference run is not drawn here: Gradio's LinePlot colours only the arms present in the
-    first data it draws, so arms added later would stay invisible (reference curves wait for a
-    colour scale fixed up front)."""
+
+def series_of(label: str, series: tuple[str, ...]) -> str:
+    """The plot series of an arm: its own label, or the series it is a variant of
+    ("momentum 0.5" is drawn as "momentum")."""
+    if label in series:
+        return label
+    return next((name for name in series if label.startswith(name + " ")), label)
+
+
+def colour_map(series: tuple[str, ...]) -> dict[str, str]:
+    """One colour per arm, shared by its live curve and its reference curve."""
+    colours = {}
+    for name, colour in zip(series, PALETTE, strict=False):
+        colours[name] = colours[name + REFERENCE_TAG] = colour
+    return colours
+
+
+def dashed(points: list[tuple[float, float]], name: str) -> list[tuple]:
+    """A curve resampled to DASH_POINTS points with every other segment left out: the plot
+    breaks a line at a missing value, and LinePlot has no dash style of its own."""
+    if not points:
+        return []
+    x, y = np.array(points).T
+    grid = np.linspace(x[0], x[-1], DASH_POINTS)
+    rows = []
+    for i, (a, b) in enumerate(zip(grid, np.interp(grid, x, y))):
+        rows.append((a, b, name))
+        if i % 2:
+            rows.append((a, math.nan, name))
+    return rows
+
+
+def points(run: dict) -> tuple[list, list]:
+    """(epoch, train loss) and (epoch, test accuracy %) points of one run's history."""
+    loss = [(p["epoch"], p["train_loss"]) for p in run["history"] if p["type"] == "TrainStep"]
+    accuracy = [(p["epoch"], 100 * p["test_acc"]) for p in run["history"] if p["type"] == "Evaluation"]
+    return loss, accuracy
+
+
+@functools.cache
+def reference_curves(experiment_name: str, series: tuple[str, ...]) -> tuple[list, list]:
+    """Loss and accuracy rows of the recorded reference run, dashed, one series per arm."""
+    recorded = reference(experiment_name)
     loss, accuracy = [], []
-    for run in recorder.runs.values():
-        for point in run["history"]:
-            if point["type"] == "TrainStep":
-                loss.append((point["epoch"], point["train_loss"], run["label"]))
-            else:
-                accuracy.append((point["epoch"], 100 * point["test_acc"], run["label"]))
-    # Explicit float columns: an empty frame would otherwise be typed as categories, and the
-    # plot would keep treating epochs and losses as labels once points arrive.
+    for run in recorded["runs"] if recorded else []:
+        name = series_of(run["label"], series) + REFERENCE_TAG
+        run_loss, run_accuracy = points(run)
+        loss += dashed(run_loss, name)
+        accuracy += dashed(run_accuracy, name)
+    return loss, accuracy
+
+
+def curves(experiment: Experiment, recorder: Recorder | None, series: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training-loss and test-accuracy rows for the live plots: the reference run's dashed
+    curves, then every live arm's.
+
+    Every series of the tab is present from the first frame on, as an empty row where it has
+    no points yet: Gradio's LinePlot fixes its colour scale to the series in the first data it
+    draws, and a series added later would be drawn without a colour."""
+    reference_loss, reference_accuracy = reference_curves(experiment.name, series)
+    loss, accuracy = list(reference_loss), list(reference_accuracy)
+    for name in series:
+        loss.append((0.0, math.nan, name))
+        accuracy.append((0.0, math.nan, name))
+    for run in recorder.runs.values() if recorder else []:
+        name = series_of(run["label"], series)
+        run_loss, run_accuracy = points(run)
+        loss += [(x, y, name) for x, y in run_loss]
+        accuracy += [(x, y, name) for x, y in run_accuracy]
     return (
         pd.DataFrame(loss, columns=["epoch", "train loss", "arm"]).astype({"epoch": float, "train loss": float}),
         pd.DataFrame(accuracy, columns=["epoch", "test accuracy (%)", "arm"]).astype({"epoch": float, "test accuracy (%)": float}),
@@ -150,7 +216,7 @@ def results_table(experiment: Experiment, recorder: Recorder | None) -> pd.DataF
                 "report (Kaggle GPU)": f"{theirs.test_acc:.2%} in {theirs.train_time_s} s" if theirs and theirs.test_acc else (theirs.note if theirs else "—"),
                 "reference run": f"{ref['test_acc']:.2%} in {ref['train_time_s']:.0f} s ({recorded['preset']}, {recorded['device_name']})"
                 if ref
-                else f"none recorded yet: python -m training reproduce --only {experiment.name}",
+                else f"none recorded yet{REFERENCE_NEEDS.get(experiment.name, '')}: python -m training reproduce --only {experiment.name}",
                 "this run": f"{run['test_acc']:.2%}" if "test_acc" in run else ("training…" if run else "—"),
                 "train time (s)": round(latest.get("train_time_s", latest.get("elapsed_s", 0.0)), 1) if latest else None,
                 "images/s": round(latest.get("images_per_s", 0.0)) if latest else None,
@@ -159,10 +225,14 @@ def results_table(experiment: Experiment, recorder: Recorder | None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
-def line_plots() -> tuple[gr.LinePlot, gr.LinePlot]:
-    loss = gr.LinePlot(x="epoch", y="train loss", color="arm", title="Training loss (smoothed)", height=260)
-    accuracy = gr.LinePlot(x="epoch", y="test accuracy (%)", color="arm", title="Test accuracy", height=260)
-    return loss, accuracy
+def line_plots(experiment: Experiment, series: tuple[str, ...]) -> tuple[gr.LinePlot, gr.LinePlot]:
+    """The loss and accuracy plots, showing the reference run from the first page load."""
+    loss, accuracy = curves(experiment, None, series)
+    shared = dict(x="epoch", color="arm", color_map=colour_map(series), height=260)
+    return (
+        gr.LinePlot(loss, y="train loss", title="Training loss (smoothed; dashed: reference run)", **shared),
+        gr.LinePlot(accuracy, y="test accuracy (%)", title="Test accuracy (dashed: reference run)", **shared),
+    )
 
 
 def watch(experiment: Experiment, configs: list[TrainConfig], progress: gr.Progress) -> Iterator[tuple[Recorder, str, bool]]:
@@ -206,18 +276,13 @@ def session_result(recorder: Recorder, experiment: Experiment, preset: str) -> d
     return {"results": recorder.to_json(experiment.name, preset, configs["seed"], device_name(resolve_device("auto"))), "models": recorder.models}
 
 
-def stream_comparison(experiment: Experiment, configs: list[TrainConfig], preset: str, progress: gr.Progress) -> Iterator[tuple]:
+def stream_comparison(experiment: Experiment, configs: list[TrainConfig], preset: str, progress: gr.Progress, series: tuple[str, ...] | None = None) -> Iterator[tuple]:
     """The comparison as (loss curves, accuracy curves, table, status, session result) updates;
-    the session result comes with the last one."""
+    the session result comes with the last one. `series`: the tab's plot series (plot_series)."""
+    series = series or plot_series(experiment)
     for recorder, status, finished in watch(experiment, configs, progress):
         session = session_result(recorder, experiment, preset) if finished else gr.skip()
-        yield *plotted(curves(recorder)), results_table(experiment, recorder), status, session
-
-
-def plotted(frames: tuple[pd.DataFrame, ...]) -> list:
-    """Frames for the line plots, skipping empty ones: a plot first drawn empty keeps no colour
-    scale for the arms and then draws no lines."""
-    return [frame if len(frame) else gr.skip() for frame in frames]
+        yield *curves(experiment, recorder, series), results_table(experiment, recorder), status, session
 
 
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
@@ -230,8 +295,9 @@ class ComparisonPanel:
     `wire` with its named handler.
     """
 
-    def __init__(self, experiment_name: str, explanation: str, plots: bool = True):
+    def __init__(self, experiment_name: str, explanation: str, plots: bool = True, series: tuple[str, ...] | None = None):
         self.experiment = get_experiment(experiment_name)
+        self.series = series or plot_series(self.experiment)
         epochs, n_train, lr, batch_size = preset_values(experiment_name, DEFAULT_PRESET)
         with gr.Row():
             with gr.Column(scale=3):
@@ -252,7 +318,7 @@ class ComparisonPanel:
         self.plots = gr.Row()  # the tab may put its own plots here instead (plots=False)
         with self.plots:
             if plots:
-                self.loss_plot, self.accuracy_plot = line_plots()
+                self.loss_plot, self.accuracy_plot = line_plots(self.experiment, self.series)
         self.table = gr.Dataframe(results_table(self.experiment, None), label="Results", interactive=False)
         self.session = gr.State()
 

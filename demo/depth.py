@@ -13,7 +13,7 @@ import numpy as np
 matplotlib.use("Agg")  # render off-screen: a server has no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from demo.common import ComparisonPanel, gpu, plan, results_table, session_result, watch  # noqa: E402
+from demo.common import ComparisonPanel, gpu, plan, reference, results_table, session_result, watch  # noqa: E402
 from training.experiments import DEPTH_GRID, get_experiment  # noqa: E402
 
 EXPLANATION = r"""
@@ -42,7 +42,7 @@ def heatmap(values: np.ndarray, conv_counts: list[int], fc_counts: list[int], ti
     return figure
 
 
-def grid_figures(session_runs: dict, conv_counts: list[int], fc_counts: list[int]):
+def grid_figures(session_runs: dict, conv_counts: list[int], fc_counts: list[int], title: str = ""):
     accuracy = np.full((len(conv_counts), len(fc_counts)), np.nan)
     seconds = accuracy.copy()
     for run in session_runs.values():
@@ -51,9 +51,20 @@ def grid_figures(session_runs: dict, conv_counts: list[int], fc_counts: list[int
             accuracy[row, column] = 100 * run["test_acc"]
             seconds[row, column] = run["train_time_s"]
     return (
-        heatmap(accuracy, conv_counts, fc_counts, "Test accuracy (%)", ".1f", "viridis"),
-        heatmap(seconds, conv_counts, fc_counts, "Training time (s)", ".1f", "magma_r"),
+        heatmap(accuracy, conv_counts, fc_counts, f"{title}Test accuracy (%)", ".1f", "viridis"),
+        heatmap(seconds, conv_counts, fc_counts, f"{title}Training time (s)", ".1f", "magma_r"),
     )
+
+
+def reference_figures():
+    """The recorded reference grid's two heatmaps, or None where none has been recorded."""
+    recorded = reference("architecture")
+    if recorded is None:
+        return None
+    runs = {run["label"]: run for run in recorded["runs"]}
+    conv_counts = sorted({run["config"]["n_conv"] for run in runs.values()})
+    fc_counts = sorted({run["config"]["n_fc"] for run in runs.values()})
+    return grid_figures(runs, conv_counts, fc_counts, title=f"Reference ({recorded['preset']}, {recorded['device_name']}): ")
 
 
 def checked_counts(values, allowed: list[int], name: str) -> list[int]:
@@ -96,4 +107,9 @@ def build() -> None:
     with panel.plots:
         accuracy = gr.Plot(label="Test accuracy", format="png")
         seconds = gr.Plot(label="Training time", format="png")
+    recorded = reference_figures()
+    if recorded:
+        with gr.Row():
+            gr.Plot(recorded[0], label="Reference run: test accuracy", format="png")
+            gr.Plot(recorded[1], label="Reference run: training time", format="png")
     panel.wire(depth_grid, [conv_counts, fc_counts], api_name="depth_grid", outputs=[accuracy, seconds, panel.table, panel.status, panel.session])

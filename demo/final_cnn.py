@@ -14,7 +14,7 @@ from torchvision.utils import make_grid
 matplotlib.use("Agg")  # render off-screen: a server has no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from demo.common import GPU_AVAILABLE, ComparisonPanel, curves, gpu, plan, plotted, results_table, session_result, watch  # noqa: E402
+from demo.common import GPU_AVAILABLE, ComparisonPanel, curves, gpu, plan, plot_series, results_table, session_result, watch  # noqa: E402
 from demo.uploads import ConfiguredModel, classify, image_upload, open_upload  # noqa: E402
 from models import TeachingCNN  # noqa: E402
 from training.data import CIFAR10_INFO, model_input  # noqa: E402
@@ -59,14 +59,15 @@ def train_final_cnn(preset="quick", epochs=3, n_train=10_000, lr=1.0, batch_size
     """Train the final architecture; stream curves, then the confusion matrix and per-class accuracy."""
     experiment = get_experiment("final")
     configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)
+    series = plot_series(experiment)
     for recorder, status, finished in watch(experiment, configs, progress):
         if not finished:
-            yield *plotted(curves(recorder)), results_table(experiment, recorder), status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield *curves(experiment, recorder, series), results_table(experiment, recorder), status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
             continue
         run = recorder.runs["final"]
         per_class = pd.DataFrame({"class": run["classes"], "test accuracy (%)": [round(100 * a, 1) for a in run["per_class_acc"]]})
         yield (
-            *curves(recorder),
+            *curves(experiment, recorder, series),
             results_table(experiment, recorder),
             status,
             session_result(recorder, experiment, preset),

@@ -28,6 +28,8 @@ individual batches averages out, and directions that agree from step to step bui
 Both arms below share the seed, the initial weights and every batch; only $\beta$ differs.
 """
 
+# The plots draw the momentum arm as one series whatever β is ("momentum 0.5" → "momentum").
+SERIES = ("no momentum", "momentum")
 SURFACE_CURVATURE = (1.0, 25.0)  # the valley is 25 times steeper across than along
 SURFACE_START = (-4.0, 1.6)
 SURFACE_STEPS = 60
@@ -78,11 +80,11 @@ def compare_momentum(beta=0.9, preset="quick", epochs=3, n_train=10_000, lr=0.01
     experiment = get_experiment("momentum")
     plain, with_momentum = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)
     configs = [plain, replace(with_momentum, label=f"momentum {beta:g}", momentum=beta)]
-    yield from stream_comparison(experiment, configs, preset, progress)
+    yield from stream_comparison(experiment, configs, preset, progress, SERIES)
 
 
 def build() -> None:
-    panel = ComparisonPanel("momentum", EXPLANATION)
+    panel = ComparisonPanel("momentum", EXPLANATION, series=SERIES)
     with panel.extra:
         beta = gr.Slider(*LIMITS["momentum"], value=0.9, step=0.01, label="Momentum β")
         toy_lr = gr.Slider(0.005, 0.08, value=0.035, step=0.005, label="Learning rate on the surface below")

@@ -23,8 +23,9 @@ def last(generator):
 def test_momentum_streams_paired_curves_and_a_results_table(tiny_data):
     updates = list(momentum.compare_momentum(0.5, **{**SMALL, "epochs": 2}))
     loss, accuracy, table, status, session = updates[-1]
-    assert set(loss["arm"]) == {"no momentum", "momentum 0.5"}
-    assert set(accuracy["arm"]) == {"no momentum", "momentum 0.5"}
+    # The plots draw the β arm as the tab's fixed "momentum" series; the table names β.
+    live = lambda frame: set(frame[~frame["arm"].str.endswith(common.REFERENCE_TAG)].dropna()["arm"])  # noqa: E731
+    assert live(loss) == live(accuracy) == {"no momentum", "momentum"}
     finished_arms = table[table["this run"].str.endswith("%")]
     assert list(finished_arms["arm"]) == ["no momentum", "momentum 0.5"]
     assert status.startswith("Done")
@@ -214,21 +215,79 @@ def test_transfer_examples_come_from_the_validation_photos(tiny_data):
 
 
 
-def test_reference_runs_are_listed_before_and_beside_a_live_run(tiny_data, monkeypatch):
+@pytest.fixture
+def recorded_batchnorm(monkeypatch):
+    """A reference run of batchnorm with one arm, in place of the committed one."""
     recorded = {
         "experiment": "batchnorm",
         "preset": "report",
         "device_name": "AMD EPYC, 2 threads",
         "runs": [
-            {"label": "batch norm", "test_acc": 0.61, "train_time_s": 300.0, "history": [{"type": "TrainStep", "epoch": 1.0, "train_loss": 1.2}, {"type": "Evaluation", "epoch": 2.0, "test_acc": 0.61}]},
+            {
+                "label": "batch norm",
+                "test_acc": 0.61,
+                "train_time_s": 300.0,
+                "history": [
+                    {"type": "TrainStep", "epoch": 0.0, "train_loss": 2.0},
+                    {"type": "TrainStep", "epoch": 2.0, "train_loss": 1.0},
+                    {"type": "Evaluation", "epoch": 1.0, "test_acc": 0.5},
+                    {"type": "Evaluation", "epoch": 2.0, "test_acc": 0.61},
+                ],
+            },
         ],
     }
     monkeypatch.setattr(common, "reference", lambda name: recorded if name == "batchnorm" else None)
+    common.reference_curves.cache_clear()
+    yield recorded
+    common.reference_curves.cache_clear()
+
+
+def test_reference_runs_are_listed_before_and_beside_a_live_run(tiny_data, recorded_batchnorm):
     experiment = common.get_experiment("batchnorm")
     before = common.results_table(experiment, None)
     assert before.loc[0, "reference run"] == "61.00% in 300 s (report, AMD EPYC, 2 threads)"
     assert before.loc[0, "this run"] == "—" and before.loc[0, "report (Kaggle GPU)"] == "60.11% in 51 s"
     loss, accuracy, table, *_ = last(batchnorm.compare_batchnorm(**SMALL))
-    assert {"batch norm", "no batch norm"} == set(loss["arm"])
+    assert {"batch norm", "no batch norm"} <= set(loss.dropna()["arm"])
     row = table.set_index("arm").loc["no batch norm"]
     assert row["reference run"].startswith("none recorded yet: python -m training reproduce --only batchnorm")
+
+
+def test_reference_curves_are_dashed_and_drawn_before_any_training(recorded_batchnorm):
+    experiment = common.get_experiment("batchnorm")
+    loss, accuracy = common.curves(experiment, None, common.plot_series(experiment))
+    reference = loss[loss["arm"] == "batch norm" + common.REFERENCE_TAG]
+    # DASH_POINTS points from epoch 0 to 2 on the straight line from 2.0 to 1.0, a gap after every second.
+    drawn = reference.dropna()
+    assert len(drawn) == common.DASH_POINTS and reference["train loss"].isna().sum() == common.DASH_POINTS // 2
+    assert drawn["epoch"].min() == 0 and drawn["epoch"].max() == 2
+    assert np.allclose(drawn["train loss"], 2 - drawn["epoch"] / 2)
+    accuracy_reference = accuracy[accuracy["arm"] == "batch norm" + common.REFERENCE_TAG].dropna()
+    assert accuracy_reference["test accuracy (%)"].iloc[[0, -1]].tolist() == pytest.approx([50, 61])
+    # The live arms are there from the start, without points, so the plot gives them a colour.
+    live = loss[loss["arm"].isin(["no batch norm", "batch norm"])]
+    assert len(live) == 2 and live["train loss"].isna().all()
+
+
+def test_every_update_holds_every_series_in_one_colour_per_arm(tiny_data, recorded_batchnorm):
+    series = common.plot_series(common.get_experiment("batchnorm"))
+    expected = {*series, "batch norm" + common.REFERENCE_TAG}
+    updates = list(batchnorm.compare_batchnorm(**SMALL))
+    assert all(set(loss["arm"]) == set(accuracy["arm"]) == expected for loss, accuracy, *_ in updates)
+    colours = common.colour_map(series)
+    assert colours["batch norm"] == colours["batch norm" + common.REFERENCE_TAG] != colours["no batch norm"]
+
+
+@pytest.mark.parametrize(("label", "series"), [("momentum 0.5", "momentum"), ("no momentum", "no momentum"), ("momentum", "momentum"), ("adam", "adam")])
+def test_variants_of_an_arm_share_its_series(label, series):
+    assert common.series_of(label, ("no momentum", "momentum", "adam")) == series
+
+
+def test_depth_tab_draws_the_recorded_reference_grid(monkeypatch):
+    runs = [{"label": f"conv{c}-fc{f}", "config": {"n_conv": c, "n_fc": f}, "test_acc": 0.5, "train_time_s": 10.0} for c in (1, 2) for f in (1, 3)]
+    monkeypatch.setattr(depth, "reference", lambda name: {"preset": "report", "device_name": "CPU", "runs": runs} if name == "architecture" else None)
+    accuracy, seconds = depth.reference_figures()
+    assert [t.get_text() for t in accuracy.axes[0].texts] == ["50.0"] * 4
+    assert accuracy.axes[0].get_title().startswith("Reference (report, CPU)")
+    monkeypatch.setattr(depth, "reference", lambda name: None)
+    assert depth.reference_figures() is None
