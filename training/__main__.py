@@ -2,12 +2,14 @@
 
     python -m training batchnorm --preset quick --device cpu --out results.json --save-dir models/
     python -m training reproduce --only batchnorm momentum     # reference runs, see reproduce.py
+    python -m training publish --repo-id OWNER/NAME --experiment final   # to the Hub, see publish.py
 """
 
 import argparse
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -16,7 +18,7 @@ from models import WeightsUnavailableError
 from training.data import DatasetMissingError
 from training.engine import Finished, Started, TrainStep, compare, device_name, resolve_device
 from training.experiments import EXPERIMENTS, PRESETS, get_experiment
-from training.results import Recorder
+from training.results import Recorder, git_commit, provenance
 
 
 def folder_name(label: str) -> str:
@@ -69,19 +71,25 @@ def main(argv: list[str] | None = None) -> int:
         from training import reproduce
 
         return reproduce.main(argv[1:])
-    parser = argparse.ArgumentParser(prog="python -m training", description="Run one of the report's experiments (or: reproduce).")
+    if argv[:1] == ["publish"]:
+        from training import publish
+
+        return publish.main(argv[1:])
+    parser = argparse.ArgumentParser(prog="python -m training", description="Run one of the report's experiments (or: reproduce, publish).")
     parser.add_argument("experiment", choices=sorted(EXPERIMENTS))
     parser.add_argument("--preset", choices=PRESETS, default="quick", help="quick: about a minute on a 2-core CPU; report: the report's settings")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--seed", type=int, default=0, help="shared by every arm: subset, batches, augmentation, initial weights")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    parser.add_argument("--save-dir", type=Path, help="save each trained model here (save_pretrained format, one folder per arm)")
+    parser.add_argument("--save-dir", type=Path, help="save results.json and each trained model here (save_pretrained format, one folder per arm); publish reads it")
     args = parser.parse_args(argv)
+    commit, start = git_commit(), time.perf_counter()
     try:
         results, models = run_experiment(args.experiment, args.preset, args.seed, args.device)
     except (DatasetMissingError, WeightsUnavailableError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    results["provenance"] = provenance(results, commit, time.perf_counter() - start)
     print_table(results)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_dir:
         for label, model in models.items():
             model.save_pretrained(args.save_dir / folder_name(label))
+        (args.save_dir / "results.json").write_text(json.dumps(results, indent=1))
         print(f"models saved under {args.save_dir}")
     return 0
 

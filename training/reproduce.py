@@ -3,30 +3,20 @@
     python -m training reproduce [--preset report] [--only EXP ...] [--out-dir results/reference] [--device auto] [--force]
 
 Each file holds the CLI's results schema plus a "provenance" record (device, torch version, git
-commit, date, wall time). Experiments whose file exists are skipped unless --force, so an
+commit, date, wall time), with each arm's training-loss points thinned to at most 1,000. Experiments whose file exists are skipped unless --force, so an
 interrupted recording resumes where it stopped.
 """
 
 import argparse
-import datetime
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
-
 from models import WeightsUnavailableError
 from training.data import DatasetMissingError
 from training.experiments import EXPERIMENTS, PRESETS
-
-
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
+from training.results import git_commit, provenance, thinned
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,16 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         except (DatasetMissingError, WeightsUnavailableError, ValueError) as error:
             print(f"{name}: not recorded: {error}", file=sys.stderr)
             continue
-        results["provenance"] = {
-            "device_name": results["device_name"],
-            "torch": torch.__version__,
-            "git_commit": commit,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "wall_time_s": round(time.perf_counter() - start, 1),
-        }
+        results["provenance"] = provenance(results, commit, time.perf_counter() - start)
         # Written whole, then renamed: an interrupted run leaves no half file that resume would skip.
         partial = target.with_suffix(".json.tmp")
-        partial.write_text(json.dumps(results, separators=(",", ":")))  # compact: committed, so kept small
+        partial.write_text(json.dumps(thinned(results), separators=(",", ":")))  # compact and thinned: committed, so kept small
         partial.replace(target)
         print_table(results)
         print(f"{name}: written to {target} in {results['provenance']['wall_time_s']} s")

@@ -6,9 +6,13 @@ holds the arm's settings with its model's constructor arguments flattened in, so
 be told apart by `batch_norm`, `momentum`, `activation`, `optimizer`, `n_conv`, `n_fc`, `mode`.
 """
 
+import datetime
 import json
+import subprocess
 from dataclasses import asdict
 from pathlib import Path
+
+import torch
 
 from models import model_arguments
 from training.engine import Evaluation, Event, Finished, Started, TrainConfig, TrainStep, event_record
@@ -49,6 +53,37 @@ class Recorder:
             "seed": seed,
             "runs": list(self.runs.values()),
         }
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def provenance(results: dict, commit: str | None, wall_time_s: float) -> dict:
+    """Where and when a run was made: stored with reference runs and saved models."""
+    return {
+        "device_name": results["device_name"],
+        "torch": torch.__version__,
+        "git_commit": commit,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(wall_time_s, 1),
+    }
+
+
+def thinned(results: dict, max_loss_points: int = 1000) -> dict:
+    """`results` with at most `max_loss_points` evenly spaced training-loss points per arm, the
+    first and last included; every evaluation is kept. A report-length run logs a loss point
+    every 0.25 s, thousands per arm, far more than a plot of it can show."""
+    runs = []
+    for run in results["runs"]:
+        steps = [i for i, point in enumerate(run["history"]) if point["type"] == "TrainStep"]
+        keep = {steps[round(k * (len(steps) - 1) / (max_loss_points - 1))] for k in range(max_loss_points)} if len(steps) > max_loss_points else set(steps)
+        history = [point for i, point in enumerate(run["history"]) if i in keep or point["type"] != "TrainStep"]
+        runs.append({**run, "history": history})
+    return {**results, "runs": runs}
 
 
 REFERENCE_DIR = Path(__file__).parent.parent / "results" / "reference"

@@ -1,0 +1,94 @@
+"""`python -m training publish`: the folder it would upload, its model card, and its errors.
+Nothing here reaches the Hub: uploads go to a stand-in HfApi."""
+
+import json
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+
+from models import TeachingCNN
+from training import publish
+from training.__main__ import main
+
+
+@pytest.fixture(scope="module")
+def saved_final(tiny_root, tmp_path_factory):
+    """A `--save-dir` folder of the final experiment's quick preset, trained on the tiny data."""
+    save_dir = tmp_path_factory.mktemp("runs") / "final"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DATA_DIR", str(tiny_root))
+        assert main(["final", "--preset", "quick", "--device", "cpu", "--save-dir", str(save_dir)]) == 0
+    return save_dir
+
+
+def test_dry_run_writes_the_checkpoint_results_and_model_card(saved_final, tmp_path, capsys):
+    out = tmp_path / "repo"
+    assert main(["publish", "--repo-id", "teacher/cnn-lab-final", "--experiment", "final", "--from", str(saved_final), "--dry-run", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors", "results.json"]
+    assert "nothing uploaded" in capsys.readouterr().out
+    # The checkpoint is the trained model, weight for weight.
+    published = TeachingCNN.from_pretrained(out, strict=True).state_dict()
+    trained = TeachingCNN.from_pretrained(saved_final / "final", strict=True).state_dict()
+    assert published.keys() == trained.keys() and all(torch.equal(published[k], trained[k]) for k in trained)
+    results = json.loads((out / "results.json").read_text())
+    card = ModelCard.load(out / "README.md")
+    assert card.data.datasets == ["uoft-cs/cifar10"] and card.data.library_name == "pytorch"
+    (evaluation,) = card.data.eval_results
+    assert evaluation.metric_type == "accuracy" and evaluation.metric_value == results["runs"][0]["test_acc"]
+    assert evaluation.dataset_type == "uoft-cs/cifar10" and evaluation.task_type == "image-classification"
+    assert "| the report | 81.43% | 472 s | a Kaggle GPU |" in card.text
+    assert f"{results['device_name']}, preset `quick`" in card.text and "not comparable with the report's" in card.text
+    assert 'TeachingCNN.from_pretrained("teacher/cnn-lab-final")' in card.text and "CIFAR10_MODEL=teacher/cnn-lab-final" in card.text
+    assert f"commit `{results['provenance']['git_commit']}`" in card.text
+
+
+def test_publish_uploads_exactly_the_folder_it_wrote(saved_final, tmp_path, monkeypatch, capsys):
+    calls = []
+
+    class RecordingApi:
+        def create_repo(self, repo_id, private, exist_ok):
+            calls.append(("create_repo", repo_id, private, exist_ok))
+
+        def upload_folder(self, repo_id, folder_path, commit_message):
+            calls.append(("upload_folder", repo_id, sorted(p.name for p in folder_path.iterdir())))
+            return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
+
+    monkeypatch.setattr(publish, "HfApi", RecordingApi)
+    monkeypatch.chdir(tmp_path)
+    assert main(["publish", "--repo-id", "teacher/final", "--experiment", "final", "--from", str(saved_final), "--private"]) == 0
+    assert calls == [
+        ("create_repo", "teacher/final", True, True),
+        ("upload_folder", "teacher/final", ["README.md", "config.json", "model.safetensors", "results.json"]),
+    ]
+    assert "set CIFAR10_MODEL=teacher/final" in capsys.readouterr().out
+
+
+def test_a_failed_upload_is_a_message(saved_final, tmp_path, monkeypatch, capsys):
+    class LoggedOutApi:
+        def create_repo(self, *args, **kwargs):
+            raise OSError("Invalid user token.")
+
+    monkeypatch.setattr(publish, "HfApi", LoggedOutApi)
+    monkeypatch.chdir(tmp_path)
+    assert main(["publish", "--repo-id", "teacher/final", "--experiment", "final", "--from", str(saved_final)]) == 2
+    err = capsys.readouterr().err
+    assert "could not publish to teacher/final: Invalid user token." in err and "HF_TOKEN" in err
+
+
+def test_missing_wrong_or_corrupt_runs_are_refused(saved_final, tmp_path, capsys):
+    def publish_from(source, experiment="final", arm=None):
+        arm_args = ["--arm", arm] if arm else []
+        code = main(["publish", "--repo-id", "t/x", "--experiment", experiment, "--from", str(source), "--dry-run", str(tmp_path / "out"), *arm_args])
+        return code, capsys.readouterr().err
+
+    assert publish_from(tmp_path / "nothing") == (2, f"error: {tmp_path / 'nothing' / 'results.json'} is missing: train with `python -m training final --save-dir {tmp_path / 'nothing'}` first\n")
+    assert "holds the 'final' experiment, not 'transfer'" in publish_from(saved_final, "transfer")[1]
+    assert "no arm 'batch norm'" in publish_from(saved_final, arm="batch norm")[1]
+    corrupt = tmp_path / "corrupt"
+    (corrupt / "final").mkdir(parents=True)
+    (corrupt / "results.json").write_text((saved_final / "results.json").read_text())
+    (corrupt / "final" / "config.json").write_text((saved_final / "final" / "config.json").read_text())
+    (corrupt / "final" / "model.safetensors").write_bytes(b"not a safetensors file")
+    code, err = publish_from(corrupt)
+    assert code == 2 and "is corrupt or unreadable" in err and "Traceback" not in err

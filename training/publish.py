@@ -1,0 +1,187 @@
+"""Publish a trained classifier to the Hugging Face Hub with a model card that states its numbers.
+
+    python -m training final --preset report --save-dir runs/final        # on a GPU: train, save
+    python -m training publish --repo-id OWNER/NAME --experiment final [--from runs/final]
+
+`--from` is a `--save-dir` folder: `results.json` and one `save_pretrained` folder per arm. The
+repo gets the arm's `config.json` and `model.safetensors`, `results.json` (every arm's curves
+and provenance) and a README written with huggingface_hub's `ModelCard`/`ModelCardData`:
+datasets, the test accuracy as an `EvalResult`, the training settings, the device, and the
+report's number beside ours. `--dry-run` writes that folder and uploads nothing.
+
+The folder is built with `save_pretrained` and sent with `upload_folder`, which is what the
+mixin's `push_to_hub` does, so that the folder a dry run or a test inspects is exactly what is
+uploaded. The token comes from `HF_TOKEN` or `hf auth login`, as everywhere in huggingface_hub.
+"""
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import httpx2  # huggingface_hub's HTTP client: its errors are how an upload fails on the network
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub.errors import HFValidationError
+
+from models import AlexNetTransfer, TeachingCNN
+from models.checkpoint import CheckpointError, load_pretrained
+from training.__main__ import folder_name
+from training.experiments import get_experiment
+
+PUBLISHABLE = {"final": "final", "transfer": "fine tuning"}  # experiment → the arm published by default
+MODEL_CLASSES = {"final": TeachingCNN, "transfer": AlexNetTransfer}
+APP_VARIABLES = {"final": "CIFAR10_MODEL", "transfer": "ANTS_BEES_MODEL"}
+DATASETS = {  # the Hub's copy of each dataset, where there is one
+    "cifar10": ("uoft-cs/cifar10", "CIFAR-10"),
+    "hymenoptera": (None, "hymenoptera (ants vs bees, from the PyTorch transfer-learning tutorial)"),
+}
+SETTINGS = ("model", "optimizer", "lr", "momentum", "batch_size", "epochs", "n_train", "loss_threshold", "seed", "mode", "batch_norm")
+
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ model_name }}
+
+{{ description }}
+
+## Result
+
+| | test accuracy | training time | where |
+| --- | --- | --- | --- |
+| this model | {{ accuracy }} | {{ train_time }} | {{ device }}, preset `{{ preset }}` |
+| the report | {{ report_accuracy }} | {{ report_time }} | a Kaggle GPU |
+
+{{ preset_note }}
+
+## Training settings
+
+| setting | value |
+| --- | --- |
+{{ settings }}
+
+Seed, initial weights, data and batch order are shared by every arm of the experiment; the
+other arms' curves and numbers are in `results.json` with the run's provenance
+(torch {{ torch }}, commit `{{ commit }}`, {{ date }}).
+
+## How to load it
+
+```python
+from models import {{ model_class }}  # from the CNN Lab repository
+
+model = {{ model_class }}.from_pretrained("{{ repo_id }}")
+```
+
+In the CNN Lab app, set `{{ app_variable }}={{ repo_id }}`.
+"""
+
+
+class PublishError(RuntimeError):
+    """The saved run is missing, incomplete or of another experiment."""
+
+
+def read_run(experiment: str, source: Path, arm: str) -> tuple[dict, dict, Path]:
+    """(results JSON, the arm's run, the arm's model folder) of a `--save-dir` folder."""
+    results_path, model_folder = source / "results.json", source / folder_name(arm)
+    if not results_path.is_file():
+        raise PublishError(f"{results_path} is missing: train with `python -m training {experiment} --save-dir {source}` first")
+    results = json.loads(results_path.read_text())
+    if results.get("experiment") != experiment:
+        raise PublishError(f"{results_path} holds the {results.get('experiment')!r} experiment, not {experiment!r}")
+    runs = {run["label"]: run for run in results["runs"]}
+    if arm not in runs or not model_folder.is_dir():
+        raise PublishError(f"no arm {arm!r} in {source}; it holds {sorted(runs)}")
+    return results, runs[arm], model_folder
+
+
+def model_card(experiment_name: str, results: dict, run: dict, repo_id: str) -> ModelCard:
+    experiment = get_experiment(experiment_name)
+    dataset_id, dataset_name = DATASETS[run["config"]["dataset"]]
+    report = {r.arm: r for r in experiment.report}.get(run["label"])
+    provenance = results.get("provenance", {})
+    card_data = ModelCardData(
+        model_name=repo_id.split("/")[-1],
+        library_name="pytorch",
+        tags=["cnn-lab", "image-classification", experiment_name],
+        datasets=[dataset_id] if dataset_id else None,
+        metrics=["accuracy"],
+        eval_results=[
+            EvalResult(
+                task_type="image-classification",
+                dataset_type=dataset_id or run["config"]["dataset"],
+                dataset_name=dataset_name,
+                dataset_split="test" if dataset_id else "val",
+                metric_type="accuracy",
+                metric_value=run["test_acc"],
+                metric_name="Test accuracy",
+            )
+        ],
+    )
+    config = {**run["config"], "n_train": run["config"].get("n_train") or "all"}
+    settings = "\n".join(f"| `{key}` | {config[key]} |" for key in SETTINGS if key in config)
+    return ModelCard.from_template(
+        card_data,
+        template_str=CARD_TEMPLATE,
+        model_name=f"CNN Lab: {experiment.title} ({run['label']})",
+        description=f"Trained by CNN Lab's `{experiment_name}` experiment on {dataset_name}. The report found: {experiment.finding}",
+        accuracy=f"{run['test_acc']:.2%}",
+        train_time=f"{run['train_time_s']:.0f} s" + (" (early stop)" if run.get("stopped_early") else ""),
+        device=results["device_name"],
+        preset=results["preset"],
+        preset_note="" if results["preset"] == "report" else "**A `quick` run: a smaller network or fewer images than the report's, so the numbers are not comparable with the report's.**",
+        report_accuracy=f"{report.test_acc:.2%}" if report and report.test_acc else "—",
+        report_time=f"{report.train_time_s} s" if report and report.train_time_s else "—",
+        settings=settings,
+        torch=provenance.get("torch", "not recorded"),
+        commit=provenance.get("git_commit", "not recorded"),
+        date=provenance.get("date", "date not recorded"),
+        model_class=MODEL_CLASSES[experiment_name].__name__,
+        repo_id=repo_id,
+        app_variable=APP_VARIABLES[experiment_name],
+    )
+
+
+def export(experiment: str, source: Path, arm: str, repo_id: str, folder: Path) -> Path:
+    """Write the repo's files into `folder`: the checked checkpoint, results.json and README.md."""
+    results, run, model_folder = read_run(experiment, source, arm)
+    try:  # reloading it strictly proves the checkpoint is whole before anyone downloads it
+        model = load_pretrained(MODEL_CLASSES[experiment], str(model_folder))
+    except CheckpointError as error:
+        raise PublishError(str(error)) from None
+    folder.mkdir(parents=True, exist_ok=True)
+    model_card(experiment, results, run, repo_id).save(folder / "README.md")
+    model.save_pretrained(folder)  # keeps the README written above
+    shutil.copyfile(source / "results.json", folder / "results.json")
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training publish", description="Push a trained model and its model card to the Hugging Face Hub.")
+    parser.add_argument("--repo-id", required=True, help="OWNER/NAME on the Hub")
+    parser.add_argument("--experiment", required=True, choices=sorted(PUBLISHABLE))
+    parser.add_argument("--from", dest="source", type=Path, help="a --save-dir folder (default: runs/EXPERIMENT)")
+    parser.add_argument("--arm", help="the arm to publish (default: final, or fine tuning for transfer)")
+    parser.add_argument("--private", action="store_true")
+    parser.add_argument("--dry-run", type=Path, metavar="DIR", help="write the repo's files to DIR and upload nothing")
+    args = parser.parse_args(argv)
+    source = args.source or Path("runs") / args.experiment
+    arm = args.arm or PUBLISHABLE[args.experiment]
+    staging = args.dry_run or Path("runs") / "publish" / folder_name(args.repo_id)
+    try:
+        export(args.experiment, source, arm, args.repo_id, staging)
+    except (PublishError, OSError, json.JSONDecodeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(f"wrote {sorted(p.name for p in staging.iterdir())} to {staging}; nothing uploaded")
+        return 0
+    try:
+        api = HfApi()
+        api.create_repo(args.repo_id, private=args.private, exist_ok=True)
+        commit = api.upload_folder(repo_id=args.repo_id, folder_path=staging, commit_message=f"CNN Lab: {args.experiment} ({arm})")
+    except (httpx2.HTTPError, HFValidationError, OSError, ValueError) as error:  # HfHubHTTPError is both of the first
+        print(f"error: could not publish to {args.repo_id}: {error}\n(log in with `hf auth login` or set HF_TOKEN)", file=sys.stderr)
+        return 2
+    print(f"published {commit.commit_url}\nset {APP_VARIABLES[args.experiment]}={args.repo_id} for the app")
+    return 0
