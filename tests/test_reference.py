@@ -6,7 +6,7 @@ import json
 import pytest
 
 from training.experiments import EXPERIMENTS
-from training.results import REFERENCE_DIR, load_reference, validate_results
+from training.results import REFERENCE_DIR, load_reference, thinned, validate_results
 
 COMMITTED = sorted(REFERENCE_DIR.glob("*.json"))
 
@@ -52,3 +52,14 @@ def test_a_reference_run_without_provenance_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="provenance"):
         load_reference("momentum", tmp_path)
     assert load_reference("batchnorm", tmp_path) is None
+
+
+def test_thinning_keeps_every_evaluation_and_both_ends_of_the_loss_curve():
+    history = [{"type": "TrainStep", "epoch": i / 100, "train_loss": float(i)} for i in range(1, 101)]
+    history.insert(50, {"type": "Evaluation", "epoch": 0.5, "test_acc": 0.4})
+    results = {**valid_results(), "runs": [{**valid_results()["runs"][0], "history": history}]}
+    (run,) = thinned(results, max_loss_points=10)["runs"]
+    losses = [p["train_loss"] for p in run["history"] if p["type"] == "TrainStep"]
+    assert losses == [1.0, 12.0, 23.0, 34.0, 45.0, 56.0, 67.0, 78.0, 89.0, 100.0]
+    assert [p["type"] for p in run["history"]].count("Evaluation") == 1 and run["history"][5]["type"] == "Evaluation"
+    assert len(results["runs"][0]["history"]) == 101  # the input is left as it was
