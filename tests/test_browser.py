@@ -35,7 +35,7 @@ def served(tiny_root, torch_home, tmp_path):
     env = {**os.environ, "DATA_DIR": str(tiny_root), "TORCH_HOME": str(torch_home), "ANTS_BEES_MODEL": str(model), "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
     server = subprocess.Popen([sys.executable, "app.py"], cwd=Path(__file__).parent.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a cold start on a busy 2-core machine
     while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(url, timeout=1)
@@ -66,6 +66,14 @@ def visible(locator):
     return locator.filter(visible=True)
 
 
+DASHES = 60  # subpaths of a reference curve: common.DASH_POINTS points drawn in pairs
+
+
+def lines(plot) -> list[tuple[str, int]]:
+    """(stroke colour, number of subpaths) of each line drawn in a LinePlot."""
+    return plot.locator(".mark-line path").evaluate_all("paths => paths.map(p => [p.getAttribute('stroke'), (p.getAttribute('d') || '').split('M').length - 1])")
+
+
 def test_visit_every_tab_train_and_classify(page, tmp_path):
     shots = Path(os.environ.get("CNNLAB_SCREENSHOT_DIR", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
@@ -76,15 +84,18 @@ def test_visit_every_tab_train_and_classify(page, tmp_path):
         expect(visible(page.get_by_role("heading", level=3)).first).to_be_visible()
 
     page.get_by_role("tab", name="Batch normalization").click()
+    plot = visible(page.locator(".vega-embed")).first
+    # Before any training the committed reference run is drawn: one dashed line (many subpaths) per arm.
+    expect(plot.locator("text", has_text="batch norm · reference")).to_have_count(2)
+    assert sorted(n for _, n in lines(plot) if n) == [DASHES, DASHES]
     visible(page.get_by_role("button", name="Train")).click()
     visible(page.get_by_text("Done on")).wait_for(timeout=60_000)
-    # Both arms drew a line: the legend names them and the plots hold line marks.
-    plot = visible(page.locator(".vega-embed")).first
-    expect(plot.locator("text", has_text="no batch norm")).to_have_count(1)
-    expect(plot.locator(".mark-line path")).to_have_count(2)
-    # Each line has a colour: an arm missing from the plot's colour scale would be drawn without one.
-    strokes = plot.locator(".mark-line path").evaluate_all("paths => paths.map(p => p.getAttribute('stroke'))")
-    assert all(strokes) and len(set(strokes)) == 2
+    # Each live arm is a solid line in its reference's colour, and the two arms differ: an arm
+    # missing from the plot's colour scale would be drawn without a stroke.
+    drawn = lines(plot)
+    assert all(stroke for stroke, _ in drawn) and len({stroke for stroke, _ in drawn}) == 2
+    for stroke in {stroke for stroke, _ in drawn}:
+        assert sorted(n for s, n in drawn if s == stroke) == [1, DASHES]
     page.screenshot(path=shots / "batchnorm.png", full_page=True)
 
     page.get_by_role("tab", name="Transfer learning").click()
