@@ -176,6 +176,19 @@ def reference_curves(experiment_name: str, series: tuple[str, ...]) -> tuple[lis
     return loss, accuracy
 
 
+def reference_caption(experiment_name: str) -> str | None:
+    """What the dashed curves are: the reference run's settings and device."""
+    recorded = reference(experiment_name)
+    if recorded is None:
+        return None
+    config = recorded["runs"][0]["config"]
+    images = config.get("n_train") or TRAIN_SIZES[config.get("dataset", "cifar10")]
+    return (
+        f"Dashed: the reference run ({recorded['preset']} preset: {config['epochs']} epochs over {images:,} training images, "
+        f"batch {config['batch_size']}), recorded on {recorded['device_name']}. An epoch of the live run is one pass over its own subset."
+    )
+
+
 def curves(experiment: Experiment, recorder: Recorder | None, series: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Training-loss and test-accuracy rows for the live plots: the reference run's dashed
     curves, then every live arm's.
@@ -228,7 +241,7 @@ def results_table(experiment: Experiment, recorder: Recorder | None) -> pd.DataF
 def line_plots(experiment: Experiment, series: tuple[str, ...]) -> tuple[gr.LinePlot, gr.LinePlot]:
     """The loss and accuracy plots, showing the reference run from the first page load."""
     loss, accuracy = curves(experiment, None, series)
-    shared = dict(x="epoch", color="arm", color_map=colour_map(series), height=260)
+    shared = {"x": "epoch", "color": "arm", "color_map": colour_map(series), "height": 260, "caption": reference_caption(experiment.name)}
     return (
         gr.LinePlot(loss, y="train loss", title="Training loss (smoothed; dashed: reference run)", **shared),
         gr.LinePlot(accuracy, y="test accuracy (%)", title="Test accuracy (dashed: reference run)", **shared),

@@ -291,3 +291,11 @@ def test_depth_tab_draws_the_recorded_reference_grid(monkeypatch):
     assert accuracy.axes[0].get_title().startswith("Reference (report, CPU)")
     monkeypatch.setattr(depth, "reference", lambda name: None)
     assert depth.reference_figures() is None
+
+
+def test_the_caption_says_what_the_dashed_curves_are(monkeypatch):
+    config = {"epochs": 5, "n_train": None, "batch_size": 10}
+    monkeypatch.setattr(common, "reference", lambda name: {"preset": "report", "device_name": "AMD EPYC, 2 threads", "runs": [{"config": config}]} if name == "momentum" else None)
+    caption = common.reference_caption("momentum")
+    assert caption.startswith("Dashed: the reference run (report preset: 5 epochs over 50,000 training images, batch 10), recorded on AMD EPYC, 2 threads.")
+    assert common.reference_caption("final") is None
