@@ -82,6 +82,9 @@ def test_missing_wrong_or_corrupt_runs_are_refused(saved_final, tmp_path, capsys
         code = main(["publish", "--repo-id", "t/x", "--experiment", experiment, "--from", str(source), "--dry-run", str(tmp_path / "out"), *arm_args])
         return code, capsys.readouterr().err
 
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "results.json").write_text('{"experiment": "final", "runs": []}')
+    assert "results lack 'preset'" in publish_from(tmp_path / "broken")[1]
     assert publish_from(tmp_path / "nothing") == (2, f"error: {tmp_path / 'nothing' / 'results.json'} is missing: train with `python -m training final --save-dir {tmp_path / 'nothing'}` first\n")
     assert "holds the 'final' experiment, not 'transfer'" in publish_from(saved_final, "transfer")[1]
     assert "no arm 'batch norm'" in publish_from(saved_final, arm="batch norm")[1]
@@ -92,3 +95,9 @@ def test_missing_wrong_or_corrupt_runs_are_refused(saved_final, tmp_path, capsys
     (corrupt / "final" / "model.safetensors").write_bytes(b"not a safetensors file")
     code, err = publish_from(corrupt)
     assert code == 2 and "is corrupt or unreadable" in err and "Traceback" not in err
+
+
+def test_a_dry_run_never_writes_into_a_folder_in_use(saved_final, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["publish", "--repo-id", "t/x", "--experiment", "final", "--from", str(saved_final), "--dry-run", str(tmp_path)]) == 2
+    assert "is not empty" in capsys.readouterr().err and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

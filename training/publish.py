@@ -28,6 +28,7 @@ from models import AlexNetTransfer, TeachingCNN
 from models.checkpoint import CheckpointError, load_pretrained
 from training.__main__ import folder_name
 from training.experiments import get_experiment
+from training.results import validate_results
 
 PUBLISHABLE = {"final": "final", "transfer": "fine tuning"}  # experiment → the arm published by default
 MODEL_CLASSES = {"final": TeachingCNN, "transfer": AlexNetTransfer}
@@ -86,7 +87,7 @@ def read_run(experiment: str, source: Path, arm: str) -> tuple[dict, dict, Path]
     results_path, model_folder = source / "results.json", source / folder_name(arm)
     if not results_path.is_file():
         raise PublishError(f"{results_path} is missing: train with `python -m training {experiment} --save-dir {source}` first")
-    results = json.loads(results_path.read_text())
+    results = validate_results(json.loads(results_path.read_text()))
     if results.get("experiment") != experiment:
         raise PublishError(f"{results_path} holds the {results.get('experiment')!r} experiment, not {experiment!r}")
     runs = {run["label"]: run for run in results["runs"]}
@@ -168,9 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     source = args.source or Path("runs") / args.experiment
     arm = args.arm or PUBLISHABLE[args.experiment]
     staging = args.dry_run or Path("runs") / "publish" / folder_name(args.repo_id)
+    if args.dry_run and args.dry_run.exists() and any(args.dry_run.iterdir()):
+        print(f"error: {args.dry_run} is not empty; a dry run writes into an empty or new folder", file=sys.stderr)
+        return 2
+    shutil.rmtree(staging, ignore_errors=True)  # what is uploaded is this run's files and nothing left over
     try:
         export(args.experiment, source, arm, args.repo_id, staging)
-    except (PublishError, OSError, json.JSONDecodeError) as error:
+    except (PublishError, OSError, ValueError) as error:  # ValueError: results.json is not valid JSON or not a results file
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.dry_run:
@@ -180,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         api = HfApi()
         api.create_repo(args.repo_id, private=args.private, exist_ok=True)
         commit = api.upload_folder(repo_id=args.repo_id, folder_path=staging, commit_message=f"CNN Lab: {args.experiment} ({arm})")
-    except (httpx2.HTTPError, HFValidationError, OSError, ValueError) as error:  # HfHubHTTPError is both of the first
+    except (httpx2.HTTPError, HFValidationError, OSError, ValueError) as error:  # HfHubHTTPError is an httpx2.HTTPError and an OSError
         print(f"error: could not publish to {args.repo_id}: {error}\n(log in with `hf auth login` or set HF_TOKEN)", file=sys.stderr)
         return 2
     print(f"published {commit.commit_url}\nset {APP_VARIABLES[args.experiment]}={args.repo_id} for the app")
