@@ -11,7 +11,7 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from demo.common import ComparisonPanel, gpu, plan, stream_comparison
+from demo.common import ComparisonPanel, colour_map, gpu, plan, stream_comparison
 from models import ACTIVATIONS
 from models.cnn import make_activation
 from training.experiments import get_experiment
@@ -29,6 +29,10 @@ every layer it passes.
 Through five conv layers sigmoid multiplies the gradient by at most $(1/4)^5 \approx 0.001$, so the
 first layers barely learn. The arms below share everything but the activation.
 """
+
+
+# Every activation a user can choose is a series of the plots, in one colour across all of them.
+SERIES = tuple(ACTIVATIONS)
 
 
 def activation_curves(names: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -53,15 +57,15 @@ def compare_activations(activations=("relu", "sigmoid", "tanh"), preset="quick",
     experiment = get_experiment("activations")
     template = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)[0]
     configs = [replace(template, label=a, model_overrides={**template.model_overrides, "activation": a}) for a in chosen]
-    yield from stream_comparison(experiment, configs, preset, progress)
+    yield from stream_comparison(experiment, configs, preset, progress, SERIES)
 
 
 def build() -> None:
-    panel = ComparisonPanel("activations", EXPLANATION)
+    panel = ComparisonPanel("activations", EXPLANATION, series=SERIES)
     values, slopes = activation_curves()
     with panel.extra:
         chosen = gr.CheckboxGroup(list(ACTIVATIONS), value=["relu", "sigmoid", "tanh"], label="Activations to compare")
         with gr.Row():
-            gr.LinePlot(values, x="x", y="f(x)", color="activation", title="f(x)", height=220)
-            gr.LinePlot(slopes, x="x", y="slope", color="activation", title="f′(x): what the gradient is multiplied by", height=220)
+            gr.LinePlot(values, x="x", y="f(x)", color="activation", color_map=colour_map(SERIES), title="f(x)", height=220)
+            gr.LinePlot(slopes, x="x", y="slope", color="activation", color_map=colour_map(SERIES), title="f′(x): what the gradient is multiplied by", height=220)
     panel.wire(compare_activations, [chosen], api_name="compare_activations")

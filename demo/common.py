@@ -241,7 +241,7 @@ def results_table(experiment: Experiment, recorder: Recorder | None) -> pd.DataF
 def line_plots(experiment: Experiment, series: tuple[str, ...]) -> tuple[gr.LinePlot, gr.LinePlot]:
     """The loss and accuracy plots, showing the reference run from the first page load."""
     loss, accuracy = curves(experiment, None, series)
-    shared = {"x": "epoch", "color": "arm", "color_map": colour_map(series), "height": 260, "caption": reference_caption(experiment.name)}
+    shared = {"x": "epoch", "color": "arm", "color_map": colour_map(series), "height": 260}
     return (
         gr.LinePlot(loss, y="train loss", title="Training loss (smoothed; dashed: reference run)", **shared),
         gr.LinePlot(accuracy, y="test accuracy (%)", title="Test accuracy (dashed: reference run)", **shared),
@@ -332,6 +332,9 @@ class ComparisonPanel:
         with self.plots:
             if plots:
                 self.loss_plot, self.accuracy_plot = line_plots(self.experiment, self.series)
+        caption = reference_caption(experiment_name)
+        if plots and caption:
+            gr.Markdown(caption)
         self.table = gr.Dataframe(results_table(self.experiment, None), label="Results", interactive=False)
         self.session = gr.State()
 

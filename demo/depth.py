@@ -12,6 +12,7 @@ import numpy as np
 
 matplotlib.use("Agg")  # render off-screen: a server has no display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
 
 from demo.common import ComparisonPanel, gpu, plan, reference, results_table, session_result, watch  # noqa: E402
 from training.experiments import DEPTH_GRID, get_experiment  # noqa: E402
@@ -34,8 +35,10 @@ def heatmap(values: np.ndarray, conv_counts: list[int], fc_counts: list[int], ti
     axes.set_xticks(range(len(fc_counts)), [str(f) for f in fc_counts])
     axes.set_yticks(range(len(conv_counts)), [str(c) for c in conv_counts])
     axes.set_xlabel("fully-connected layers"), axes.set_ylabel("conv layers")
+    # A white outline keeps the numbers readable on the darkest and the lightest cells.
+    outline = [patheffects.withStroke(linewidth=2, foreground="white")]
     for (row, column), value in np.ndenumerate(values):
-        axes.text(column, row, "…" if np.isnan(value) else format(value, fmt), ha="center", va="center", fontsize=8)
+        axes.text(column, row, "…" if np.isnan(value) else format(value, fmt), ha="center", va="center", fontsize=8, path_effects=outline)
     axes.set_title(title, fontsize=9)
     figure.tight_layout()
     plt.close(figure)
@@ -64,7 +67,7 @@ def reference_figures():
     runs = {run["label"]: run for run in recorded["runs"]}
     conv_counts = sorted({run["config"]["n_conv"] for run in runs.values()})
     fc_counts = sorted({run["config"]["n_fc"] for run in runs.values()})
-    return grid_figures(runs, conv_counts, fc_counts, title=f"Reference ({recorded['preset']}, {recorded['device_name']}): ")
+    return grid_figures(runs, conv_counts, fc_counts, title=f"Reference ({recorded['preset']}, {recorded['device_name']})\n")
 
 
 def checked_counts(values, allowed: list[int], name: str) -> list[int]:

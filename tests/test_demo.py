@@ -36,8 +36,10 @@ def test_momentum_streams_paired_curves_and_a_results_table(tiny_data):
 
 
 def test_activations_compare_the_chosen_functions(tiny_data):
-    *_, session = last(activations.compare_activations(["tanh", "gelu"], **SMALL))
+    loss, *_, session = last(activations.compare_activations(["tanh", "gelu"], **SMALL))
     assert [r["config"]["activation"] for r in session["results"]["runs"]] == ["tanh", "gelu"]
+    # gelu is one of the plot's fixed series, so it gets a colour.
+    assert {"tanh", "gelu"} <= set(loss.dropna()["arm"]) and set(loss["arm"]) <= set(common.colour_map(activations.SERIES))
 
 
 def test_adaptive_lr_can_add_an_adam_arm(tiny_data):
@@ -288,7 +290,7 @@ def test_depth_tab_draws_the_recorded_reference_grid(monkeypatch):
     monkeypatch.setattr(depth, "reference", lambda name: {"preset": "report", "device_name": "CPU", "runs": runs} if name == "architecture" else None)
     accuracy, seconds = depth.reference_figures()
     assert [t.get_text() for t in accuracy.axes[0].texts] == ["50.0"] * 4
-    assert accuracy.axes[0].get_title().startswith("Reference (report, CPU)")
+    assert accuracy.axes[0].get_title() == "Reference (report, CPU)\nTest accuracy (%)"
     monkeypatch.setattr(depth, "reference", lambda name: None)
     assert depth.reference_figures() is None
 
