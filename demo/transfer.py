@@ -1,7 +1,6 @@
 """Tab: AlexNet transfer learning on ants vs bees — feature extraction vs fine tuning, paired,
 and a classifier for uploaded photos. Idea: the PyTorch transfer-learning tutorial."""
 
-
 import gradio as gr
 
 from demo.common import ComparisonPanel, gpu, plan, stream_comparison

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
+from demo.common import DASH_POINTS
 from models import AlexNetTransfer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -66,7 +67,7 @@ def visible(locator):
     return locator.filter(visible=True)
 
 
-DASHES = 60  # subpaths of a reference curve: common.DASH_POINTS points drawn in pairs
+DASHES = DASH_POINTS // 2  # subpaths of a reference curve: its points drawn in pairs
 
 
 def lines(plot) -> list[tuple[str, int]]:
