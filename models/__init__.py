@@ -9,7 +9,7 @@ import inspect
 from torch import nn
 
 from models.alexnet import MODES, AlexNetTransfer, WeightsUnavailableError
-from models.cnn import ACTIVATIONS, TeachingCNN
+from models.cnn import ACTIVATIONS, INITS, TeachingCNN
 
 _PRESETS: dict[str, tuple[type[nn.Module], dict]] = {
     # Small enough to train in seconds; used by tests and the depth grid's quick preset.
@@ -46,4 +46,4 @@ def create_model(name: str, **overrides) -> nn.Module:
     return _PRESETS[name][0](**arguments)
 
 
-__all__ = ["ACTIVATIONS", "MODES", "AlexNetTransfer", "TeachingCNN", "WeightsUnavailableError", "create_model", "list_models", "model_arguments"]
+__all__ = ["ACTIVATIONS", "INITS", "MODES", "AlexNetTransfer", "TeachingCNN", "WeightsUnavailableError", "create_model", "list_models", "model_arguments"]

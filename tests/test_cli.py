@@ -55,3 +55,17 @@ def test_reproduce_records_provenance_and_resumes(tiny_data, tmp_path, capsys):
     assert main(["reproduce", "--preset", "quick", "--only", "momentum", "--device", "cpu", "--out-dir", str(out)]) == 0
     assert (out / "momentum.json").stat().st_mtime_ns == written
     assert "skipped" in capsys.readouterr().out
+
+
+def test_cli_records_the_precision_and_init_it_ran_with(tiny_data, tmp_path):
+    out = tmp_path / "results.json"
+    assert main(["momentum", "--device", "cpu", "--precision", "fp32", "--init", "he", "--out", str(out)]) == 0
+    results = json.loads(out.read_text())
+    assert results["precision"] == "fp32" and {run["precision"] for run in results["runs"]} == {"fp32"}
+    assert {run["config"]["init"] for run in results["runs"]} == {"he"}
+
+
+def test_cli_rejects_an_unknown_precision(capsys):
+    with pytest.raises(SystemExit):
+        main(["momentum", "--precision", "fp16"])
+    assert "invalid choice: 'fp16'" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from training.engine import (
 )
 from training.experiments import EXPERIMENTS
 
-TINY = TrainConfig(model="cnn-tiny", batch_size=16, epochs=2, lr=0.01, momentum=0.9, device="cpu", precision="fp32")
+TINY = TrainConfig(model="cnn-tiny", init="he", batch_size=16, epochs=2, lr=0.01, momentum=0.9, device="cpu", precision="fp32")
 
 
 def finished(events) -> dict[str, Finished]:
@@ -42,6 +42,25 @@ def test_arms_of_an_experiment_start_from_identical_weights(name, imagenet_weigh
         # Every conv and linear weight is shared; only batch-norm parameters may be extra.
         weights = [k for k in model.state_dict() if k.endswith("weight") and ".norm." not in k]
         assert set(weights) <= set(shared)
+
+
+@pytest.mark.parametrize("init", ["default", "he"])
+def test_batch_norm_arms_start_from_identical_weights_under_either_init(init):
+    plain, normed = (build_model(arm, torch.device("cpu")) for arm in EXPERIMENTS["batchnorm"].arms("report", seed=2, device="cpu", init=init))
+    shared = same_named_parameters(plain, normed)
+    assert "features.0.conv.weight" in shared and "classifier.2.linear.weight" in shared
+    assert (plain.features[0].conv.bias == 0).all() == (init == "he")
+
+
+def test_init_cannot_be_changed_for_a_pretrained_model():
+    arm = EXPERIMENTS["transfer"].arms("quick", device="cpu")[0]
+    with pytest.raises(ValueError, match="pretrained weights; init must be 'default'"):
+        list(run(replace(arm, init="he")))
+
+
+def test_the_report_preset_uses_the_reports_init():
+    for name in ("activations", "momentum", "adaptive-lr", "batchnorm", "architecture", "final"):
+        assert {arm.init for arm in EXPERIMENTS[name].arms("report")} == {"default"}, name
 
 
 def test_another_seed_gives_other_initial_weights():

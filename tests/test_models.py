@@ -125,3 +125,27 @@ def test_corrupt_or_missing_checkpoints_get_a_clear_message(tmp_path, monkeypatc
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(CheckpointError, match="not in the local Hub cache"):
         load_pretrained(TeachingCNN, "cnn-lab/never-published")
+
+
+def test_default_init_is_pytorchs_own_layer_init():
+    """The report's code built its layers with PyTorch's defaults; `init="default"` must draw exactly those."""
+    torch.manual_seed(11)
+    model = TeachingCNN(n_conv=1, n_fc=1, width=8, init="default")
+    torch.manual_seed(11)
+    conv = torch.nn.Conv2d(3, 8, kernel_size=3, padding=1)
+    linear = torch.nn.Linear(8 * 16 * 16, 10)
+    assert torch.equal(model.features[0].conv.weight, conv.weight) and torch.equal(model.features[0].conv.bias, conv.bias)
+    assert torch.equal(model.classifier[0].linear.weight, linear.weight)
+
+
+def test_he_init_scales_weights_for_relu_and_zeroes_biases():
+    torch.manual_seed(0)
+    conv = TeachingCNN(n_conv=2, n_fc=1, width=64, width_growth=64, init="he").features[1].conv
+    fan_in = 64 * 9
+    assert conv.weight.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.05)
+    assert not conv.bias.any()
+
+
+def test_unknown_init_is_named():
+    with pytest.raises(ValueError, match="init must be one of"):
+        TeachingCNN(init="xavier")

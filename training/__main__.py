@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from models import WeightsUnavailableError
+from models import INITS, WeightsUnavailableError
 from training.data import DatasetMissingError
 from training.engine import Finished, Started, TrainStep, compare, device_name, resolve_device
 from training.experiments import EXPERIMENTS, PRESETS, get_experiment
@@ -25,10 +25,12 @@ def folder_name(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-")
 
 
-def run_experiment(name: str, preset: str, seed: int, device: str, progress: bool = True) -> tuple[dict, dict]:
-    """Run an experiment to the end with a progress bar; return its results JSON and trained models."""
+def run_experiment(name: str, preset: str, seed: int, device: str, precision: str = "auto", init: str | None = None, progress: bool = True) -> tuple[dict, dict]:
+    """Run an experiment to the end with a progress bar; return its results JSON and trained models.
+    `init` None keeps the preset's."""
     experiment = get_experiment(name)
-    configs = experiment.arms(preset, seed=seed, device=device)
+    changes = {"init": init} if init else {}
+    configs = experiment.arms(preset, seed=seed, device=device, precision=precision, **changes)
     recorder = Recorder(configs)
     done: dict[str, int] = {}
     planned: dict[str, int] = {}
@@ -79,13 +81,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("experiment", choices=sorted(EXPERIMENTS))
     parser.add_argument("--preset", choices=PRESETS, default="quick", help="quick: about a minute on a 2-core CPU; report: the report's settings")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 where the device computes it natively, else fp32")
+    parser.add_argument("--init", choices=INITS, help="first weights of the conv and linear layers (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0, help="shared by every arm: subset, batches, augmentation, initial weights")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--save-dir", type=Path, help="save results.json and each trained model here (save_pretrained format, one folder per arm); publish reads it")
     args = parser.parse_args(argv)
     commit, start = git_commit(), time.perf_counter()
     try:
-        results, models = run_experiment(args.experiment, args.preset, args.seed, args.device)
+        results, models = run_experiment(args.experiment, args.preset, args.seed, args.device, args.precision, args.init)
     except (DatasetMissingError, WeightsUnavailableError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch import nn
 
-from models import create_model
+from models import INITS, create_model, model_arguments
 from training.data import BatchLoader, FeatureLoader, ImageTensors, balanced_subset, load_splits
 
 OPTIMIZERS = ("sgd", "adadelta", "adam")
@@ -40,6 +40,7 @@ class TrainConfig:
     dataset: str = "cifar10"  # cifar10 | hymenoptera (ants vs bees)
     model: str = "cnn-quick"  # a name from models.list_models()
     model_overrides: dict = field(default_factory=dict)  # constructor arguments changed from the preset
+    init: str = "default"  # first weights of conv/linear layers: default (PyTorch's, as in the report) | he
     optimizer: str = "sgd"  # sgd | adadelta | adam
     lr: float = 0.01  # learning rate (Adadelta's own default is 1.0)
     momentum: float = 0.0  # SGD momentum β; 0 is plain SGD
@@ -150,6 +151,10 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"lr must be a positive number, got {config.lr}")
     if not 0 <= config.momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {config.momentum}")
+    if config.init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {config.init!r}")
+    if config.init != "default" and "init" not in model_arguments(config.model):
+        raise ValueError(f"model {config.model!r} starts from pretrained weights; init must be 'default', got {config.init!r}")
 
 
 def make_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
@@ -160,11 +165,18 @@ def make_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
     return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
 
 
+def model_overrides(config: TrainConfig) -> dict:
+    """The constructor arguments the arm changes from its model's preset, its init included
+    where the model draws its own weights."""
+    init = {"init": config.init} if "init" in model_arguments(config.model) else {}
+    return {**config.model_overrides, **init}
+
+
 def build_model(config: TrainConfig, device: torch.device) -> nn.Module:
     """The arm's model, its random weights drawn from the seed alone (same seed, same weights)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = create_model(config.model, **config.model_overrides)
+        model = create_model(config.model, **model_overrides(config))
     return model.to(device=device, memory_format=torch.channels_last)
 
 

@@ -1,6 +1,6 @@
 """Record reference runs: the report's experiments at full length, one JSON each, with provenance.
 
-    python -m training reproduce [--preset report] [--only EXP ...] [--out-dir results/reference] [--device auto] [--force]
+    python -m training reproduce [--preset report] [--only EXP ...] [--out-dir results/reference] [--device auto] [--precision auto] [--force]
 
 Each file holds the CLI's results schema plus a "provenance" record (device, torch version, git
 commit, date, wall time), with each arm's training-loss points thinned to at most 1,000. Experiments whose file exists are skipped unless --force, so an
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=sorted(EXPERIMENTS), help="these experiments only (default: all)")
     parser.add_argument("--out-dir", type=Path, default=Path("results/reference"))
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="record again experiments already written")
     args = parser.parse_args(argv)
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         commit = git_commit()  # read before the run: the code that ran, not whatever HEAD is when it ends
         start = time.perf_counter()
         try:
-            results, _ = run_experiment(name, args.preset, args.seed, args.device)
+            results, _ = run_experiment(name, args.preset, args.seed, args.device, args.precision)
         except (DatasetMissingError, WeightsUnavailableError, ValueError) as error:
             print(f"{name}: not recorded: {error}", file=sys.stderr)
             continue

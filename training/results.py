@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 
 from models import model_arguments
-from training.engine import Evaluation, Event, Finished, Started, TrainConfig, TrainStep, event_record
+from training.engine import Evaluation, Event, Finished, Started, TrainConfig, TrainStep, event_record, model_overrides
 
 
 def describe(config: TrainConfig) -> dict:
-    return {**asdict(config), **model_arguments(config.model, **config.model_overrides)}
+    return {**asdict(config), **model_arguments(config.model, **model_overrides(config))}
 
 
 class Recorder:
@@ -29,11 +29,13 @@ class Recorder:
         self.runs = {c.label: {"label": c.label, "config": describe(c), "history": []} for c in configs}
         self.models = {}
         self.device = None
+        self.precision = None
 
     def add(self, event: Event) -> None:
         run = self.runs[event.arm]
         if isinstance(event, Started):
             self.device = event.device
+            self.precision = event.precision
             run["precision"] = event.precision
             run["parameters"] = event.parameters
         elif isinstance(event, TrainStep | Evaluation):
@@ -50,6 +52,7 @@ class Recorder:
             "preset": preset,
             "device": self.device,
             "device_name": device_name,
+            "precision": self.precision,  # what the arms computed in (one for all): fp32 or bf16
             "seed": seed,
             "runs": list(self.runs.values()),
         }
