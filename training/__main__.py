@@ -18,6 +18,7 @@ from models import INITS, WeightsUnavailableError
 from training.data import DatasetMissingError
 from training.engine import Finished, Started, TrainStep, compare, device_name, resolve_device
 from training.experiments import EXPERIMENTS, PRESETS, get_experiment
+from training.lessons import verdicts
 from training.results import Recorder, git_commit, provenance
 
 
@@ -65,6 +66,8 @@ def print_table(results: dict) -> None:
             print(f"{ours}   {theirs.test_acc:.2%} in {theirs.train_time_s} s")
         else:
             print(f"{ours}   {theirs.note if theirs else '—'}")
+    for line in verdicts(experiment, results):
+        print(f"verdict: {line}")
 
 
 def main(argv: list[str] | None = None) -> int:
