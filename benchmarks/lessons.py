@@ -1,0 +1,121 @@
+"""Do the quick presets teach the report's lessons at every seed, in both precisions, in time?
+
+    python benchmarks/lessons.py [--experiments batchnorm ...] [--seeds 0 1 2 3 4] [--precisions fp32 bf16] [--write]
+
+Runs `python -m training EXP --preset quick` once per experiment, seed and precision, as a
+student would, and prints each lesson's margin (test-accuracy points, see
+`training.experiments.Lesson`), the comparison's training time and the whole command's wall time.
+fp32 runs emulate the weakest host we target (2 cores, AVX2, no bf16) with
+ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2; bf16 runs use this machine's own ISA, since a
+host without native bf16 would never pick it (`--precision auto` gives fp32 there).
+`--write` keeps the runs in results/lessons.json, where the app's verdicts read the spread.
+Needs DATA_DIR with the real CIFAR-10; run it on an otherwise idle machine.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from training.experiments import get_experiment  # noqa: E402
+from training.lessons import LESSONS_FILE, margin, preset_arms  # noqa: E402
+from training.results import git_commit  # noqa: E402
+
+WEAK_HOST = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+LESSON_EXPERIMENTS = ("batchnorm", "momentum", "adaptive-lr", "activations", "architecture")
+
+
+def run_once(experiment: str, seed: int, precision: str) -> dict:
+    """One CLI run; its accuracies, training time, wall time and CPU capability."""
+    env = {**os.environ, **(WEAK_HOST if precision == "fp32" else {})}
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "results.json"
+        command = [sys.executable, "-m", "training", experiment, "--preset", "quick", "--device", "cpu", "--seed", str(seed), "--precision", precision, "--out", str(out)]
+        start = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - start
+        results = json.loads(out.read_text())
+    capability = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    runs = results["runs"]
+    return {
+        "seed": seed,
+        "precision": results["precision"],
+        "cpu_capability": capability,
+        "accuracies": {run["label"]: run["test_acc"] for run in runs},
+        "train_times_s": {run["label"]: round(run["train_time_s"], 2) for run in runs},
+        "train_time_s": round(sum(run["train_time_s"] for run in runs), 1),
+        "wall_time_s": round(wall, 1),
+    }
+
+
+def time_grows_with_depth(run: dict) -> bool:
+    """Depth grid: the mean training time of each conv count exceeds the shallower one's."""
+    by_conv: dict[int, list[float]] = {}
+    for label, seconds in run["train_times_s"].items():
+        by_conv.setdefault(int(label.split("-")[0].removeprefix("conv")), []).append(seconds)
+    means = [statistics.fmean(by_conv[c]) for c in sorted(by_conv)]
+    return all(a < b for a, b in zip(means, means[1:]))
+
+
+def summary_table(experiments: dict[str, dict]) -> str:
+    """Markdown: one row per lesson, one column per seed × precision, then min and median."""
+    columns = sorted({(run["precision"], run["seed"]) for entry in experiments.values() for run in entry["runs"]}, key=lambda c: (c[0] != "fp32", c))
+    header = ["lesson"] + [f"{p} s{s}" for p, s in columns] + ["min", "median", "least asked", "train s (max)", "wall s (max)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name, entry in experiments.items():
+        runs = {(run["precision"], run["seed"]): run for run in entry["runs"]}
+        for lesson in get_experiment(name).lessons:
+            values = {column: margin(lesson, run["accuracies"]) for column, run in runs.items()}
+            cells = [f"{values[c]:+.2f}" if c in values else "–" for c in columns]
+            present = list(values.values())
+            lines.append(
+                f"| {name}: {lesson.name} | " + " | ".join(cells) + f" | {min(present):+.2f} | {statistics.median(present):+.2f} | {lesson.least:+.1f} | "
+                f"{max(r['train_time_s'] for r in runs.values()):.1f} | {max(r['wall_time_s'] for r in runs.values()):.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--experiments", nargs="+", default=list(LESSON_EXPERIMENTS), choices=LESSON_EXPERIMENTS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
+    parser.add_argument("--write", action="store_true", help=f"merge the runs into {LESSONS_FILE.relative_to(ROOT)}")
+    args = parser.parse_args()
+    experiments = {}
+    for name in args.experiments:
+        runs = []
+        for precision in args.precisions:
+            for seed in args.seeds:
+                run = run_once(name, seed, precision)
+                margins = {lesson.name: round(margin(lesson, run["accuracies"]), 2) for lesson in get_experiment(name).lessons}
+                extra = f", time grows with depth: {time_grows_with_depth(run)}" if name == "architecture" else ""
+                print(f"{name} {precision} seed {seed} ({run['cpu_capability']}): {margins}, train {run['train_time_s']} s, wall {run['wall_time_s']} s{extra}", flush=True)
+                runs.append(run)
+        experiments[name] = {"preset": "quick", "arms": preset_arms(name, "quick"), "runs": runs}
+    print()
+    print(summary_table(experiments))
+    if args.write:
+        recorded = json.loads(LESSONS_FILE.read_text()) if LESSONS_FILE.exists() else {"experiments": {}}
+        recorded["experiments"].update(experiments)
+        recorded["host"] = os.environ.get("CNNLAB_HOST", "2-core AMD EPYC; fp32 as AVX2 (emulated weak host), bf16 native")
+        recorded["git_commit"] = git_commit()
+        recorded["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        LESSONS_FILE.write_text(json.dumps(recorded, indent=1) + "\n")
+        print(f"written to {LESSONS_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

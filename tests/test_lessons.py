@@ -1,0 +1,74 @@
+"""Margins and verdicts: does a finished run say, truthfully, whether it showed the report's lesson?"""
+
+import json
+from dataclasses import asdict
+
+import pytest
+
+from training import lessons
+from training.experiments import EXPERIMENTS, Lesson
+
+
+def results(experiment: str, accuracies: dict[str, float], preset: str = "quick", **changes) -> dict:
+    arms = {arm.label: arm for arm in EXPERIMENTS[experiment].arms(preset, **changes)}
+    runs = [{"label": label, "config": asdict(arms[label]), "test_acc": acc, "confusion": [[100, 0], [0, 100]]} for label, acc in accuracies.items()]
+    return {"experiment": experiment, "preset": preset, "runs": runs}
+
+
+@pytest.fixture
+def recorded(tmp_path, monkeypatch):
+    """A lessons file in which the batch-norm margin ran 20–30 points over the seeds."""
+    path = tmp_path / "lessons.json"
+    runs = [{"seed": s, "precision": "fp32", "accuracies": {"no batch norm": 0.10, "batch norm": 0.30 + s / 100}} for s in range(0, 11, 5)]
+    entry = {"preset": "quick", "arms": lessons.preset_arms("batchnorm", "quick"), "runs": runs}
+    path.write_text(json.dumps({"host": "a test host", "experiments": {"batchnorm": entry}}))
+    monkeypatch.setattr(lessons, "LESSONS_FILE", path)
+    return path
+
+
+def test_margin_averages_each_side_and_counts_variants_by_prefix():
+    lesson = Lesson(("momentum",), ("no momentum",))
+    assert lessons.margin(lesson, {"no momentum": 0.40, "momentum 0.5": 0.46}) == pytest.approx(6.0)
+    depth = EXPERIMENTS["architecture"].lessons[0]
+    cells = {"conv1-fc1": 0.30, "conv1-fc2": 0.34, "conv5-fc1": 0.40, "conv5-fc2": 0.44, "conv3-fc1": 0.99}
+    assert lessons.margin(depth, cells) == pytest.approx(10.0)
+    assert lessons.margin(lesson, {"no momentum": 0.4}) is None
+
+
+def test_a_clear_margin_agrees_with_the_report_and_shows_the_measured_spread(recorded):
+    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.10, "batch norm": 0.35}, seed=3))
+    assert line.startswith("batch norm ahead of no batch norm by 25.0 points, as the report found")
+    assert "from +20.0 to +30.0" in line and "a test host" in line
+
+
+def test_a_margin_within_the_seed_spread_is_inconclusive(recorded):
+    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.30, "batch norm": 0.37}))
+    assert line.startswith("Inconclusive this time: batch norm ahead of no batch norm by 7.0 points")
+
+
+def test_a_reversed_margin_is_called_the_opposite_of_the_report(recorded):
+    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.60, "batch norm": 0.40}))
+    assert "no batch norm ahead of batch norm by 20.0 points: the opposite of the report's finding" in line
+
+
+def test_changed_settings_fall_back_to_the_test_sets_own_noise(recorded):
+    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.50, "batch norm": 0.53}, lr=0.5))
+    # 200 test images at 51.5%: a difference is uncertain by 100·√(2·p(1−p)/200) ≈ 5.0 points.
+    assert line.startswith("Inconclusive this time") and "no seed spread was measured for these settings" in line and "±5.0" in line
+
+
+def test_a_spread_measured_for_other_settings_is_not_used(recorded):
+    entry = json.loads(recorded.read_text())
+    entry["experiments"]["batchnorm"]["arms"][0]["lr"] = 0.5
+    recorded.write_text(json.dumps(entry))
+    assert lessons.measured("batchnorm", "quick") is None
+    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.10, "batch norm": 0.35}))
+    assert "no seed spread was measured" in line
+
+
+def test_every_lesson_experiment_has_its_quick_spread_committed():
+    for name in ("batchnorm", "momentum", "adaptive-lr", "activations", "architecture"):
+        recorded = lessons.measured(name, "quick")
+        assert recorded and len(recorded["runs"]) == 10, name
+        for lesson in EXPERIMENTS[name].lessons:
+            assert lessons.spread(lesson, recorded)["min"] >= lesson.least, (name, lesson.name)
