@@ -108,7 +108,13 @@ def main() -> int:
     print(summary_table(experiments))
     if args.write:
         recorded = json.loads(LESSONS_FILE.read_text()) if LESSONS_FILE.exists() else {"experiments": {}}
-        recorded["experiments"].update(experiments)
+        for name, entry in experiments.items():
+            # Runs of the same preset at other seeds or precisions (an earlier invocation) are kept.
+            kept = recorded["experiments"].get(name, {})
+            new = {(run["precision"], run["seed"]) for run in entry["runs"]}
+            if kept.get("arms") == entry["arms"]:
+                entry["runs"] = [run for run in kept["runs"] if (run["precision"], run["seed"]) not in new] + entry["runs"]
+            recorded["experiments"][name] = entry
         recorded["host"] = os.environ.get("CNNLAB_HOST", "2-core AMD EPYC; fp32 as AVX2 (emulated weak host), bf16 native")
         recorded["git_commit"] = git_commit()
         recorded["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
