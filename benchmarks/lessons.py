@@ -1,6 +1,7 @@
 """Do the quick presets teach the report's lessons at every seed, in both precisions, in time?
 
     python benchmarks/lessons.py [--experiments batchnorm ...] [--seeds 0 1 2 3 4] [--precisions fp32 bf16] [--write]
+    python benchmarks/lessons.py --table     # the table of the runs kept in results/lessons.json
 
 Runs `python -m training EXP --preset quick` once per experiment, seed and precision, as a
 student would, and prints each lesson's margin (test-accuracy points, see
@@ -92,7 +93,11 @@ def main() -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--write", action="store_true", help=f"merge the runs into {LESSONS_FILE.relative_to(ROOT)}")
+    parser.add_argument("--table", action="store_true", help=f"only print the table of the runs kept in {LESSONS_FILE.relative_to(ROOT)}")
     args = parser.parse_args()
+    if args.table:
+        print(summary_table(json.loads(LESSONS_FILE.read_text())["experiments"]))
+        return 0
     experiments = {}
     for name in args.experiments:
         runs = []
