@@ -48,14 +48,14 @@ def activation_curves(names: list[str] | None = None) -> tuple[pd.DataFrame, pd.
 
 
 @gpu(duration=300)
-def compare_activations(activations=("relu", "sigmoid", "tanh"), preset="quick", epochs=2, n_train=8_000, lr=0.01, batch_size=64, seed=0, progress=gr.Progress()):
+def compare_activations(activations=("relu", "sigmoid", "tanh"), preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress()):
     """Train the same network with each chosen activation, paired."""
     chosen = list(dict.fromkeys(activations or []))
     unknown = [a for a in chosen if a not in ACTIVATIONS]
     if not chosen or unknown or len(chosen) > len(ACTIVATIONS):
         raise gr.Error(f"Choose one or more activations from {', '.join(ACTIVATIONS)}" + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
     experiment = get_experiment("activations")
-    template = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)[0]
+    template = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)[0]
     configs = [replace(template, label=a, model_overrides={**template.model_overrides, "activation": a}) for a in chosen]
     yield from stream_comparison(experiment, configs, preset, progress, SERIES)
 

@@ -21,6 +21,17 @@ $$E[g^2]_t = \rho E[g^2]_{t-1} + (1-\rho) g_t^2, \qquad \Delta w_t = -\frac{\sqr
 Weights with small, steady gradients take larger steps; noisy ones take smaller steps. Adam
 ($\eta = 10^{-3}$) does the same with momentum added. The learning rate control sets the SGD arm;
 Adadelta uses PyTorch's $\eta = 1$ and Adam $10^{-3}$.
+
+Where this matters most is a network whose gradients differ in scale from layer to layer. Under
+PyTorch's default init (the report's) the signal, and with it the gradient, shrinks at every layer
+(see the Batch normalization tab): one learning rate is then too small for the first layers, while
+Adadelta's step for each weight is set by that weight's own gradients. With the He init the scales
+even out and constant-rate SGD catches up: at the report's settings, after 1,000 steps, SGD 33.55% and
+Adadelta 29.20% with He init, against 10.00% and 27.50% with the default init (measured on a 2-core AVX2
+CPU in fp32). Try it under *Initial weights*. At report length with the default init (the dashed
+reference run) Adadelta leads 52.05% to 30.96%, as the report found, but our constant-rate SGD sits
+at chance for two epochs where the report's reached 51.24% after five; the report does not give its
+network's widths, and ours may differ.
 """
 
 ADAM_LR = 1e-3
@@ -28,10 +39,10 @@ SERIES = plot_series(get_experiment("adaptive-lr"), extra=("adam",))
 
 
 @gpu(duration=300)
-def compare_adaptive_lr(include_adam=False, preset="quick", epochs=3, n_train=10_000, lr=0.01, batch_size=64, seed=0, progress=gr.Progress()):
+def compare_adaptive_lr(include_adam=False, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress()):
     """Train the same network with constant-LR SGD and Adadelta (and Adam), paired."""
     experiment = get_experiment("adaptive-lr")
-    configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)
+    configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)
     if include_adam:
         configs.append(replace(configs[0], label="adam", optimizer="adam", lr=ADAM_LR, momentum=0.0))
     yield from stream_comparison(experiment, configs, preset, progress, SERIES)

@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from models import WeightsUnavailableError
+from models import INITS, WeightsUnavailableError, model_arguments
 from training.data import DatasetMissingError
 from training.engine import Finished, Started, TrainConfig, TrainStep, compare, device_name, resolve_device
 from training.experiments import Experiment, get_experiment
+from training.lessons import verdicts
 from training.results import Recorder, load_reference
 
 GPU_AVAILABLE = torch.cuda.is_available()
@@ -77,22 +78,32 @@ def bounded(name: str, value, integer: bool = True):
     return int(number) if integer else number
 
 
+def check_init(init: str, base: TrainConfig) -> str:
+    if init not in INITS:
+        raise gr.Error(f"init must be one of {', '.join(INITS)}, got {init!r}")
+    if init != base.init and "init" not in model_arguments(base.model):
+        raise gr.Error("This model starts from pretrained weights; its init cannot be changed")
+    return init
+
+
 def check_preset(preset: str) -> str:
     if preset not in ("quick", "report"):
         raise gr.Error(f"preset must be 'quick' or 'report', got {preset!r}")
     return preset
 
 
-def plan(experiment: Experiment, preset, epochs, n_train, lr, batch_size, seed) -> list[TrainConfig]:
-    """The experiment's arms with the user's shared settings, bounded (`watch` checks the budget)."""
-    return experiment.arms(
-        check_preset(preset),
-        seed=bounded("seed", seed),
-        epochs=bounded("epochs", epochs),
-        n_train=bounded("n_train", n_train),
-        batch_size=bounded("batch_size", batch_size),
-        lr=bounded("lr", lr, integer=False),
-    )
+def plan(experiment: Experiment, preset, epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None) -> list[TrainConfig]:
+    """The experiment's arms with the user's shared settings, bounded (`watch` checks the budget).
+    A setting left None keeps the preset's value."""
+    base = experiment.base[check_preset(preset)]
+    chosen = {
+        "epochs": None if epochs is None else bounded("epochs", epochs),
+        "n_train": None if n_train is None else bounded("n_train", n_train),
+        "batch_size": None if batch_size is None else bounded("batch_size", batch_size),
+        "lr": None if lr is None else bounded("lr", lr, integer=False),
+        "init": None if init is None else check_init(init, base),
+    }
+    return experiment.arms(preset, seed=bounded("seed", seed), **{k: v for k, v in chosen.items() if v is not None})
 
 
 def check_budget(configs: list[TrainConfig]) -> None:
@@ -104,9 +115,32 @@ def check_budget(configs: list[TrainConfig]) -> None:
 
 
 def preset_values(experiment_name: str, preset: str) -> tuple:
-    """The shared controls' values for a preset: epochs, training images, lr, batch size."""
+    """The shared controls' values for a preset: epochs, training images, lr, batch size, init."""
     base = get_experiment(experiment_name).base[check_preset(preset)]
-    return base.epochs, base.n_train or TRAIN_SIZES[base.dataset], base.lr, base.batch_size
+    return base.epochs, base.n_train or TRAIN_SIZES[base.dataset], base.lr, base.batch_size, base.init
+
+
+# The settings a preset note compares, in words.
+SETTING_NAMES = {"n_train": "training images", "epochs": "epochs", "batch_size": "batch size", "optimizer": "optimizer", "lr": "learning rate", "momentum": "momentum", "init": "init", "model": "model", "model_overrides": "model changes"}
+
+
+def preset_note(experiment: Experiment, preset: str) -> str:
+    """What a preset changes from the report's settings, read off the two presets' arms."""
+    if preset == "report" or "quick" not in experiment.base:
+        return "The report's settings, as far as it states them (its code's defaults where it is silent)."
+    quick, report = (experiment.arms(p)[0] for p in ("quick", "report"))
+    changed = []
+    for name, words in SETTING_NAMES.items():
+        ours, theirs = (f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else (v if v is not None else "all") for v in (getattr(quick, name), getattr(report, name)))
+        if ours != theirs:
+            changed.append(f"{words} {ours} (report: {theirs})")
+    why = f" {experiment.quick_note}" if experiment.quick_note else ""
+    return f"**The quick preset changes** {'; '.join(changed) or 'nothing'}.{why}"
+
+
+def preset_controls(experiment_name: str, preset: str) -> tuple:
+    """The shared controls and the note for a newly chosen preset."""
+    return *preset_values(experiment_name, preset), preset_note(get_experiment(experiment_name), preset)
 
 
 @functools.cache
@@ -183,9 +217,11 @@ def reference_caption(experiment_name: str) -> str | None:
         return None
     config = recorded["runs"][0]["config"]
     images = config.get("n_train") or TRAIN_SIZES[config.get("dataset", "cifar10")]
+    precision = recorded.get("precision") or recorded["runs"][0].get("precision")
     return (
         f"Dashed: the reference run ({recorded['preset']} preset: {config['epochs']} epochs over {images:,} training images, "
-        f"batch {config['batch_size']}), recorded on {recorded['device_name']}. An epoch of the live run is one pass over its own subset."
+        f"batch {config['batch_size']}, {config.get('init', 'default')} init{f', {precision}' if precision else ''}), "
+        f"recorded on {recorded['device_name']}. An epoch of the live run is one pass over its own subset."
     )
 
 
@@ -227,7 +263,7 @@ def results_table(experiment: Experiment, recorder: Recorder | None) -> pd.DataF
             {
                 "arm": label,
                 "report (Kaggle GPU)": f"{theirs.test_acc:.2%} in {theirs.train_time_s} s" if theirs and theirs.test_acc else (theirs.note if theirs else "—"),
-                "reference run": f"{ref['test_acc']:.2%} in {ref['train_time_s']:.0f} s ({recorded['preset']}, {recorded['device_name']})"
+                "reference run": f"{ref['test_acc']:.2%} in {ref['train_time_s']:.0f} s ({recorded['preset']}, {ref['config'].get('init', 'default')} init, {recorded['device_name']})"
                 if ref
                 else f"none recorded yet{REFERENCE_NEEDS.get(experiment.name, '')}: python -m training reproduce --only {experiment.name}",
                 "this run": f"{run['test_acc']:.2%}" if "test_acc" in run else ("training…" if run else "—"),
@@ -248,9 +284,10 @@ def line_plots(experiment: Experiment, series: tuple[str, ...]) -> tuple[gr.Line
     )
 
 
-def watch(experiment: Experiment, configs: list[TrainConfig], progress: gr.Progress) -> Iterator[tuple[Recorder, str, bool]]:
+def watch(experiment: Experiment, configs: list[TrainConfig], preset: str, progress: gr.Progress) -> Iterator[tuple[Recorder, str, bool]]:
     """Run a comparison and yield (recorder, status, finished) a few times a second and at the
-    end. Closing the generator (Stop, a closed tab) stops training and frees the models."""
+    end, where the status carries the verdict. Closing the generator (Stop, a closed tab) stops
+    training and frees the models."""
     check_budget(configs)
     recorder = Recorder(configs)
     planned: dict[str, int] = {}
@@ -280,7 +317,8 @@ def watch(experiment: Experiment, configs: list[TrainConfig], progress: gr.Progr
     finally:
         with _active_lock:
             active_runs.discard(run_id)
-    yield recorder, f"Done on {where}.", True
+    verdict = verdicts(experiment, recorder.to_json(experiment.name, preset, configs[0].seed, where))
+    yield recorder, "\n\n".join([f"Done on {where}.", *(f"**Verdict:** {line}" for line in verdict)]), True
 
 
 def session_result(recorder: Recorder, experiment: Experiment, preset: str) -> dict:
@@ -293,7 +331,7 @@ def stream_comparison(experiment: Experiment, configs: list[TrainConfig], preset
     """The comparison as (loss curves, accuracy curves, table, status, session result) updates;
     the session result comes with the last one. `series`: the tab's plot series (plot_series)."""
     series = series or plot_series(experiment)
-    for recorder, status, finished in watch(experiment, configs, progress):
+    for recorder, status, finished in watch(experiment, configs, preset, progress):
         session = session_result(recorder, experiment, preset) if finished else gr.skip()
         yield *curves(experiment, recorder, series), results_table(experiment, recorder), status, session
 
@@ -311,7 +349,9 @@ class ComparisonPanel:
     def __init__(self, experiment_name: str, explanation: str, plots: bool = True, series: tuple[str, ...] | None = None):
         self.experiment = get_experiment(experiment_name)
         self.series = series or plot_series(self.experiment)
-        epochs, n_train, lr, batch_size = preset_values(experiment_name, DEFAULT_PRESET)
+        epochs, n_train, lr, batch_size, init = preset_values(experiment_name, DEFAULT_PRESET)
+        # Only models that draw their own first weights have an init to choose (not AlexNet).
+        choose_init = "init" in model_arguments(self.experiment.base[DEFAULT_PRESET].model)
         with gr.Row():
             with gr.Column(scale=3):
                 gr.Markdown(f"### {self.experiment.title}\n{explanation}\n\n**The report found:** {self.experiment.finding}", latex_delimiters=LATEX)
@@ -324,6 +364,11 @@ class ComparisonPanel:
                     self.lr = gr.Number(value=lr, minimum=LIMITS["lr"][0], maximum=LIMITS["lr"][1], label="Learning rate")
                     self.batch_size = gr.Slider(*LIMITS["batch_size"], value=batch_size, step=1, label="Batch size")
                     self.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed (shared by all arms)")
+                self.init = gr.Radio(
+                    list(INITS), value=init, label="Initial weights", visible=choose_init,
+                    info="default: PyTorch's own, as in the report's code · he: He et al. (2015), scaled for ReLU",
+                )
+                self.preset_note = gr.Markdown(preset_note(self.experiment, DEFAULT_PRESET))
                 with gr.Row():
                     self.train = gr.Button("Train", variant="primary")
                     self.stop = gr.Button("Stop", variant="stop")
@@ -340,7 +385,7 @@ class ComparisonPanel:
 
     @property
     def settings(self) -> list:
-        return [self.preset, self.epochs, self.n_train, self.lr, self.batch_size, self.seed]
+        return [self.preset, self.epochs, self.n_train, self.lr, self.batch_size, self.seed, *([self.init] if self.init.visible else [])]
 
     @property
     def outputs(self) -> list:
@@ -357,8 +402,8 @@ class ComparisonPanel:
         )
         self.stop.click(None, cancels=[training], api_visibility="private")
         self.preset.change(
-            functools.partial(preset_values, self.experiment.name),
+            functools.partial(preset_controls, self.experiment.name),
             self.preset,
-            [self.epochs, self.n_train, self.lr, self.batch_size],
+            [self.epochs, self.n_train, self.lr, self.batch_size, self.init, self.preset_note],
             api_visibility="private",
         )

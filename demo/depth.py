@@ -81,19 +81,19 @@ def checked_counts(values, allowed: list[int], name: str) -> list[int]:
 
 
 @gpu(duration=600)
-def depth_grid(conv_counts=(1, 3, 5), fc_counts=(1, 2, 3), preset="quick", epochs=2, n_train=6_000, lr=0.01, batch_size=64, seed=0, progress=gr.Progress()):
+def depth_grid(conv_counts=(1, 3, 5), fc_counts=(1, 2, 3), preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress()):
     """Train one network per (conv, fc) cell, one after another; stream the two heatmaps."""
     conv_counts = checked_counts(conv_counts, CONV_CHOICES, "conv")
     fc_counts = checked_counts(fc_counts, FC_CHOICES, "fully-connected")
     experiment = get_experiment("architecture")
-    template = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)[0]
+    template = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)[0]
     configs = [
         replace(template, label=f"conv{c}-fc{f}", model_overrides={**template.model_overrides, "n_conv": c, "n_fc": f})
         for c in conv_counts
         for f in fc_counts
     ]
     drawn = -1
-    for recorder, status, finished in watch(experiment, configs, progress):
+    for recorder, status, finished in watch(experiment, configs, preset, progress):
         session = session_result(recorder, experiment, preset) if finished else gr.skip()
         # The heatmaps change only when a cell finishes; drawing them costs the CPU that trains.
         cells = sum("test_acc" in run for run in recorder.runs.values())

@@ -55,12 +55,12 @@ def saved_model_file(model: torch.nn.Module) -> str:
 
 
 @gpu(duration=900)
-def train_final_cnn(preset="quick", epochs=3, n_train=10_000, lr=1.0, batch_size=64, seed=0, progress=gr.Progress()):
+def train_final_cnn(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress()):
     """Train the final architecture; stream curves, then the confusion matrix and per-class accuracy."""
     experiment = get_experiment("final")
-    configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)
+    configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)
     series = plot_series(experiment)
-    for recorder, status, finished in watch(experiment, configs, progress):
+    for recorder, status, finished in watch(experiment, configs, preset, progress):
         if not finished:
             yield *curves(experiment, recorder, series), results_table(experiment, recorder), status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
             continue

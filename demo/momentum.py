@@ -74,11 +74,11 @@ def loss_surface(beta: float = 0.9, lr: float = 0.035):
 
 
 @gpu(duration=300)
-def compare_momentum(beta=0.9, preset="quick", epochs=3, n_train=10_000, lr=0.01, batch_size=64, seed=0, progress=gr.Progress()):
+def compare_momentum(beta=0.9, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress()):
     """Train the same network with plain SGD and with SGD + momentum β, paired."""
     beta = bounded("momentum", beta, integer=False)
     experiment = get_experiment("momentum")
-    plain, with_momentum = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)
+    plain, with_momentum = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)
     configs = [plain, replace(with_momentum, label=f"momentum {beta:g}", momentum=beta)]
     yield from stream_comparison(experiment, configs, preset, progress, SERIES)
 

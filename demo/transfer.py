@@ -27,7 +27,7 @@ ants_bees_model = ConfiguredModel("ANTS_BEES_MODEL", AlexNetTransfer)
 
 
 @gpu(duration=600)
-def train_transfer(preset="quick", epochs=2, n_train=245, lr=0.001, batch_size=20, seed=0, progress=gr.Progress()):
+def train_transfer(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, progress=gr.Progress()):
     """Train feature extraction and fine tuning of AlexNet on ants vs bees, paired."""
     experiment = get_experiment("transfer")
     configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)

@@ -91,6 +91,8 @@ def test_visit_every_tab_train_and_classify(page, tmp_path):
     assert sorted(n for _, n in lines(plot) if n) == [DASHES, DASHES]
     visible(page.get_by_role("button", name="Train")).click()
     visible(page.get_by_text("Done on")).wait_for(timeout=60_000)
+    # The run ends with its verdict beside the result, in words.
+    expect(visible(page.get_by_text("Verdict:"))).to_have_count(1)
     # Each live arm is a solid line in its reference's colour, and the two arms differ: an arm
     # missing from the plot's colour scale would be drawn without a stroke.
     drawn = lines(plot)

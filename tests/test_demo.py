@@ -54,6 +54,28 @@ def test_batchnorm_arms_differ_only_in_batch_norm(tiny_data):
     assert {k for k in a if a[k] != b[k]} == {"label", "model_overrides", "batch_norm"}
 
 
+def test_batchnorm_init_control_reaches_both_arms_and_a_verdict_follows(tiny_data):
+    *_, status, session = last(batchnorm.compare_batchnorm(**SMALL, init="he"))
+    assert [r["config"]["init"] for r in session["results"]["runs"]] == ["he", "he"]
+    # Tiny settings are not the preset's, so the verdict can only cite the test set's own noise.
+    assert "**Verdict:**" in status and "No seed spread was measured for these settings" in status
+
+
+@pytest.mark.parametrize(
+    "experiment, init, message", [("batchnorm", "xavier", "init must be one of default, he"), ("transfer", "he", "starts from pretrained weights")]
+)
+def test_an_init_the_model_cannot_take_is_refused(experiment, init, message):
+    with pytest.raises(gr.Error, match=message):
+        common.plan(common.get_experiment(experiment), "quick", init=init)
+
+
+def test_the_preset_note_says_what_the_quick_regime_changes():
+    note = common.preset_note(common.get_experiment("momentum"), "quick")
+    changes = note.split("changes**")[1].split(". ")[0]
+    assert "training images 6,000 (report: all)" in changes and "init he (report: default)" in changes and "learning rate" not in changes
+    assert "report's settings" in common.preset_note(common.get_experiment("momentum"), "report")
+
+
 def test_depth_grid_fills_every_chosen_cell(tiny_data):
     accuracy, seconds, table, status, session = last(depth.depth_grid([1, 2], [1, 3], **SMALL))
     assert sorted(table[table["this run"].str.endswith("%")]["arm"]) == ["conv1-fc1", "conv1-fc3", "conv2-fc1", "conv2-fc3"]
@@ -96,8 +118,8 @@ def _offline(*args, **kwargs):
 
 
 def test_preset_values_follow_the_experiment():
-    assert common.preset_values("batchnorm", "report") == (2, 50_000, 0.001, 10)
-    assert common.preset_values("transfer", "quick") == (2, 245, 0.001, 20)
+    assert common.preset_values("batchnorm", "report") == (2, 50_000, 0.001, 10, "default")
+    assert common.preset_values("transfer", "quick") == (2, 245, 0.001, 20, "default")
 
 
 def test_activation_curves_show_sigmoids_small_slope():
@@ -227,6 +249,7 @@ def recorded_batchnorm(monkeypatch):
         "runs": [
             {
                 "label": "batch norm",
+                "config": {"init": "default"},
                 "test_acc": 0.61,
                 "train_time_s": 300.0,
                 "history": [
@@ -247,7 +270,7 @@ def recorded_batchnorm(monkeypatch):
 def test_reference_runs_are_listed_before_and_beside_a_live_run(tiny_data, recorded_batchnorm):
     experiment = common.get_experiment("batchnorm")
     before = common.results_table(experiment, None)
-    assert before.loc[0, "reference run"] == "61.00% in 300 s (report, AMD EPYC, 2 threads)"
+    assert before.loc[0, "reference run"] == "61.00% in 300 s (report, default init, AMD EPYC, 2 threads)"
     assert before.loc[0, "this run"] == "—" and before.loc[0, "report (Kaggle GPU)"] == "60.11% in 51 s"
     loss, accuracy, table, *_ = last(batchnorm.compare_batchnorm(**SMALL))
     assert {"batch norm", "no batch norm"} <= set(loss.dropna()["arm"])
@@ -296,8 +319,9 @@ def test_depth_tab_draws_the_recorded_reference_grid(monkeypatch):
 
 
 def test_the_caption_says_what_the_dashed_curves_are(monkeypatch):
-    config = {"epochs": 5, "n_train": None, "batch_size": 10}
-    monkeypatch.setattr(common, "reference", lambda name: {"preset": "report", "device_name": "AMD EPYC, 2 threads", "runs": [{"config": config}]} if name == "momentum" else None)
+    config = {"epochs": 5, "n_train": None, "batch_size": 10, "init": "he"}
+    recorded = {"preset": "report", "device_name": "AMD EPYC, 2 threads", "precision": "bf16", "runs": [{"config": config}]}
+    monkeypatch.setattr(common, "reference", lambda name: recorded if name == "momentum" else None)
     caption = common.reference_caption("momentum")
-    assert caption.startswith("Dashed: the reference run (report preset: 5 epochs over 50,000 training images, batch 10), recorded on AMD EPYC, 2 threads.")
+    assert caption.startswith("Dashed: the reference run (report preset: 5 epochs over 50,000 training images, batch 10, he init, bf16), recorded on AMD EPYC, 2 threads.")
     assert common.reference_caption("final") is None

@@ -96,19 +96,21 @@ def verdicts(experiment: Experiment, results: dict) -> list[str]:
             continue
         seeds = spread(lesson, recorded) if recorded else None
         if seeds:
-            noise = seeds["std"]
+            noise, what = seeds["std"], "this preset's seed-to-seed σ"
+            runs_measured = recorded["runs"]
             context = (
-                f"across seeds 0–4 in fp32 and bf16 this preset's margin ran from {seeds['min']:+.1f} to {seeds['max']:+.1f} "
-                f"(median {seeds['median']:+.1f}, σ {noise:.1f}; {recorded['host']})"
+                f"Seed-to-seed spread of this preset: {seeds['min']:+.1f} to {seeds['max']:+.1f} (median {seeds['median']:+.1f}, σ {noise:.1f}) "
+                f"over seeds {', '.join(str(s) for s in sorted({r['seed'] for r in runs_measured}))} in {' and '.join(sorted({r['precision'] for r in runs_measured}))} "
+                f"on {recorded['host']}."
             )
         else:
-            noise = sampling_noise(runs)
-            context = f"no seed spread was measured for these settings; the test set alone makes a margin uncertain by ±{noise:.1f} (1 σ)"
+            noise, what = sampling_noise(runs), "the test set's own noise"
+            context = f"No seed spread was measured for these settings; the test set alone makes a margin uncertain by ±{noise:.1f} (1 σ)."
         ahead, behind = lesson.ahead_label, lesson.behind_label
         if abs(points) <= 2 * noise:
-            lines.append(f"Inconclusive this time: {ahead} {'ahead of' if points >= 0 else 'behind'} {behind} by {abs(points):.1f} points, within twice the noise ({context}).")
+            lines.append(f"Inconclusive this time: {ahead} {'ahead of' if points >= 0 else 'behind'} {behind} by {abs(points):.1f} points, within twice {what}. {context}")
         elif points > 0:
-            lines.append(f"{ahead} ahead of {behind} by {points:.1f} points, as the report found ({context}).")
+            lines.append(f"{ahead} ahead of {behind} by {points:.1f} points, as the report found. {context}")
         else:
-            lines.append(f"{behind} ahead of {ahead} by {-points:.1f} points: the opposite of the report's finding ({context}).")
+            lines.append(f"{behind} ahead of {ahead} by {-points:.1f} points: the opposite of the report's finding. {context}")
     return lines
