@@ -40,7 +40,9 @@ showed none (62.13% vs 61.67%). The report saw the large gap without naming the 
 """
 
 SIGNAL_MODEL = "cnn-report"  # the report's 5-conv/3-fc network
-SIGNAL_IMAGES = 256
+# Each layer's std is taken over ~10⁴–10⁵ values per image, so 32 images give the same curve to
+# three digits as 256, and the figure costs 0.35 s at start instead of 4 s (2 cores).
+SIGNAL_IMAGES = 32
 
 
 @functools.cache
