@@ -20,7 +20,7 @@ from models import INITS, WeightsUnavailableError, model_arguments
 from training.data import DatasetMissingError
 from training.engine import Finished, Started, TrainConfig, TrainStep, compare, device_name, resolve_device
 from training.experiments import Experiment, get_experiment
-from training.lessons import verdicts
+from training.lessons import member, verdicts
 from training.results import Recorder, load_reference
 
 GPU_AVAILABLE = torch.cuda.is_available()
@@ -129,11 +129,17 @@ def preset_note(experiment: Experiment, preset: str) -> str:
     if preset == "report" or "quick" not in experiment.base:
         return "The report's settings, as far as it states them (its code's defaults where it is silent)."
     quick, report = (experiment.arms(p)[0] for p in ("quick", "report"))
-    changed = []
-    for name, words in SETTING_NAMES.items():
-        ours, theirs = (f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else (v if v is not None else "all") for v in (getattr(quick, name), getattr(report, name)))
-        if ours != theirs:
-            changed.append(f"{words} {ours} (report: {theirs})")
+
+    def shown(value) -> str:
+        if value is None:  # n_train: the whole split
+            return "all"
+        return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+    changed = [
+        f"{words} {shown(getattr(quick, name))} (report: {shown(getattr(report, name))})"
+        for name, words in SETTING_NAMES.items()
+        if getattr(quick, name) != getattr(report, name)
+    ]
     why = f" {experiment.quick_note}" if experiment.quick_note else ""
     return f"**The quick preset changes** {'; '.join(changed) or 'nothing'}.{why}"
 
@@ -164,7 +170,7 @@ def series_of(label: str, series: tuple[str, ...]) -> str:
     ("momentum 0.5" is drawn as "momentum")."""
     if label in series:
         return label
-    return next((name for name in series if label.startswith(name + " ")), label)
+    return next((name for name in series if member(label, name)), label)
 
 
 def colour_map(series: tuple[str, ...]) -> dict[str, str]:
