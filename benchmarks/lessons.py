@@ -15,6 +15,7 @@ Needs DATA_DIR with the real CIFAR-10; run it on an otherwise idle machine.
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import statistics
@@ -35,24 +36,31 @@ WEAK_HOST = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 LESSON_EXPERIMENTS = ("batchnorm", "momentum", "adaptive-lr", "activations", "architecture")
 
 
+def environment(precision: str) -> dict:
+    return {**os.environ, **(WEAK_HOST if precision == "fp32" else {})}
+
+
+@functools.cache
+def cpu_capability(precision: str) -> str:
+    """What torch says the CPU computes with, in the environment a run of this precision gets."""
+    command = [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"]
+    return subprocess.run(command, env=environment(precision), capture_output=True, text=True, check=True).stdout.strip()
+
+
 def run_once(experiment: str, seed: int, precision: str, init: str | None = None) -> dict:
     """One CLI run; its accuracies, training time, wall time and CPU capability."""
-    env = {**os.environ, **(WEAK_HOST if precision == "fp32" else {})}
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "results.json"
         command = [sys.executable, "-m", "training", experiment, "--preset", "quick", "--device", "cpu", "--seed", str(seed), "--precision", precision, "--out", str(out)] + (["--init", init] if init else [])
         start = time.perf_counter()
-        subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(command, cwd=ROOT, env=environment(precision), check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - start
         results = json.loads(out.read_text())
-    capability = subprocess.run(
-        [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"], env=env, capture_output=True, text=True, check=True
-    ).stdout.strip()
     runs = results["runs"]
     return {
         "seed": seed,
         "precision": results["precision"],
-        "cpu_capability": capability,
+        "cpu_capability": cpu_capability(precision),
         "accuracies": {run["label"]: run["test_acc"] for run in runs},
         "train_times_s": {run["label"]: round(run["train_time_s"], 2) for run in runs},
         "train_time_s": round(sum(run["train_time_s"] for run in runs), 1),
