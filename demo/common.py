@@ -121,7 +121,7 @@ def preset_values(experiment_name: str, preset: str) -> tuple:
 
 
 # The settings a preset note compares, in words.
-SETTING_NAMES = {"n_train": "training images", "epochs": "epochs", "batch_size": "batch size", "optimizer": "optimizer", "lr": "learning rate", "momentum": "momentum", "init": "init", "model": "model", "model_overrides": "model changes"}
+SETTING_NAMES = {"n_train": "training images", "epochs": "epochs", "batch_size": "batch size", "optimizer": "optimizer", "lr": "learning rate", "lr_schedule": "learning-rate schedule", "momentum": "momentum", "init": "init", "model": "model", "model_overrides": "model changes"}
 
 
 def preset_note(experiment: Experiment, preset: str) -> str:

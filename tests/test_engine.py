@@ -15,6 +15,7 @@ from training.engine import (
     TrainStep,
     build_model,
     compare,
+    make_schedule,
     run,
 )
 from training.experiments import EXPERIMENTS
@@ -171,6 +172,19 @@ def test_closing_the_generator_stops_training_and_frees_the_models(tiny_data, mo
     assert len(built) == 2 and all(ref() is None for ref in built)
 
 
+def test_a_linear_schedule_starts_at_the_set_rate_and_decays_to_zero_by_the_end():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    schedule = make_schedule(replace(TINY, lr_schedule="linear"), optimizer, total_steps=10)
+    rates = []
+    for _ in range(10):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[0] == pytest.approx(0.1) and rates[5] == pytest.approx(0.05)
+    assert optimizer.param_groups[0]["lr"] == 0.0
+    assert make_schedule(TINY, optimizer, total_steps=10) is None
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -180,6 +194,7 @@ def test_closing_the_generator_stops_training_and_frees_the_models(tiny_data, mo
         ({"momentum": 1.0}, "momentum"),
         ({"device": "tpu"}, "device"),
         ({"n_train": 1}, "n_train"),
+        ({"lr_schedule": "cosine"}, "lr_schedule"),
     ],
 )
 def test_bad_settings_are_named(change, message, tiny_data):

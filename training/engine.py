@@ -25,6 +25,7 @@ from models import INITS, create_model, model_arguments
 from training.data import BatchLoader, FeatureLoader, ImageTensors, balanced_subset, load_splits
 
 OPTIMIZERS = ("sgd", "adadelta", "adam")
+LR_SCHEDULES = ("constant", "linear")
 # The early-stop rule looks at the smallest batch loss of every this many steps: a fixed
 # cadence keeps the stopping step deterministic, and it avoids a device sync every step.
 EARLY_STOP_CHECK_STEPS = 20
@@ -43,6 +44,7 @@ class TrainConfig:
     init: str = "default"  # first weights of conv/linear layers: default (PyTorch's, as in the report) | he
     optimizer: str = "sgd"  # sgd | adadelta | adam
     lr: float = 0.01  # learning rate (Adadelta's own default is 1.0)
+    lr_schedule: str = "constant"  # constant | linear: decays to 0 at the last step, so the run ends on settled weights
     momentum: float = 0.0  # SGD momentum β; 0 is plain SGD
     weight_decay: float = 0.0  # L2 penalty added by the optimizer
     batch_size: int = 64  # training images per step
@@ -149,6 +151,8 @@ def validate(config: TrainConfig) -> None:
             raise ValueError(f"{name} must be at least 2 (or None for all), got {value}")
     if not config.lr > 0 or not math.isfinite(config.lr):
         raise ValueError(f"lr must be a positive number, got {config.lr}")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
     if not 0 <= config.momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {config.momentum}")
     if config.init not in INITS:
@@ -163,6 +167,15 @@ def make_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
     if config.optimizer == "adadelta":
         return torch.optim.Adadelta(parameters, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The learning-rate schedule, stepped once per training step; None keeps the rate constant."""
+    if config.lr_schedule == "constant":
+        return None
+    # Linear decay to zero, as nanoGPT and airbench end their runs: the last steps are small, so
+    # the final weights (and the accuracy read from them) do not jump with the last few batches.
+    return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=total_steps)
 
 
 def model_overrides(config: TrainConfig) -> dict:
@@ -262,6 +275,7 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
     steps_per_epoch = len(loader)
     total_steps = config.epochs * steps_per_epoch
     evals = config.evals_per_epoch * config.epochs
+    schedule = make_schedule(config, optimizer, total_steps)
     eval_steps = {math.ceil(i * total_steps / evals) for i in range(1, evals + 1)}
     yield Started(config.label, str(device), precision, sum(p.numel() for p in trainable), total_steps)
 
@@ -289,6 +303,8 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
             clock.stop()
             rng = _rng_state(device)
             step += 1
