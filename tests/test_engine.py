@@ -115,6 +115,12 @@ def test_events_come_in_order_with_an_evaluation_per_epoch(tiny_data):
     assert all(0 <= e.test_acc <= 1 for e in evaluations)
 
 
+@pytest.mark.parametrize("evals_per_epoch, steps", [(0.25, [30]), (0.5, [15, 30]), (2, [5, 10, 15, 20, 25, 30])])
+def test_evaluations_are_spread_evenly_and_the_last_step_is_always_evaluated(evals_per_epoch, steps, tiny_data):
+    events = run(replace(TINY, epochs=3, evals_per_epoch=evals_per_epoch))
+    assert [e.step for e in events if isinstance(e, Evaluation)] == steps
+
+
 def test_early_stop_fires_at_the_first_check_under_the_threshold(tiny_data):
     result = finished(run(replace(TINY, epochs=5, loss_threshold=100.0)))["run"]
     assert result.stopped_early and result.steps == EARLY_STOP_CHECK_STEPS
@@ -195,6 +201,7 @@ def test_a_linear_schedule_starts_at_the_set_rate_and_decays_to_zero_by_the_end(
         ({"device": "tpu"}, "device"),
         ({"n_train": 1}, "n_train"),
         ({"lr_schedule": "cosine"}, "lr_schedule"),
+        ({"evals_per_epoch": 0}, "evals_per_epoch"),
     ],
 )
 def test_bad_settings_are_named(change, message, tiny_data):
