@@ -69,16 +69,7 @@ def test_a_spread_measured_for_other_settings_is_not_used(recorded):
 LESSONS = [(name, lesson) for name in ("batchnorm", "momentum", "adaptive-lr", "activations", "architecture") for lesson in EXPERIMENTS[name].lessons]
 
 
-@pytest.mark.parametrize(
-    "name, lesson",
-    [
-        pytest.param(*pair, marks=pytest.mark.xfail(strict=True, reason="measured: +1.2 and +1.8 at seed 1, below the 3-point bar (issue 9)"))
-        if pair[0] == "architecture"
-        else pair
-        for pair in LESSONS
-    ],
-    ids=[lesson.name for _, lesson in LESSONS],
-)
+@pytest.mark.parametrize("name, lesson", LESSONS, ids=[lesson.name for _, lesson in LESSONS])
 def test_the_committed_quick_runs_show_every_lesson_at_every_seed_and_precision(name, lesson):
     """results/lessons.json must hold 5 seeds × 2 precisions of the presets as they are now, each
     showing the report's direction by the lesson's margin."""
