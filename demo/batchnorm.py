@@ -74,11 +74,11 @@ def signal_scale_figure():
 
 
 @gpu(duration=300)
-def compare_batchnorm(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress()):
+def compare_batchnorm(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
     """Train the same network with and without batch norm, paired; `init` None keeps the preset's."""
     experiment = get_experiment("batchnorm")
     configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)
-    yield from stream_comparison(experiment, configs, preset, progress)
+    yield from stream_comparison(experiment, configs, preset, progress, request=request)
 
 
 def build() -> None:

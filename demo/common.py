@@ -9,7 +9,8 @@ import functools
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 
 import gradio as gr
 import numpy as np
@@ -17,7 +18,7 @@ import pandas as pd
 import torch
 
 from models import INITS, WeightsUnavailableError, model_arguments
-from training.data import DatasetMissingError
+from training.data import CIFAR10_INFO, HYMENOPTERA_INFO, DatasetMissingError
 from training.engine import Finished, Started, TrainConfig, TrainStep, compare, device_name, resolve_device
 from training.experiments import Experiment, get_experiment
 from training.lessons import member, verdicts
@@ -48,9 +49,17 @@ REFERENCE_NEEDS = {"final": " (a GPU job)", "transfer": " (needs AlexNet's Image
 # Plot refreshes while training. Each one re-sends and re-draws the curves, which on a 2-core
 # machine takes CPU from training (browser and server share it), so stay at the low end of 1–10.
 UPDATES_PER_SECOND = 2
+# Side-by-side plots narrower than this wrap onto rows of their own: on a phone each is drawn at
+# full width instead of two shrinking to nothing.
+PLOT_MIN_WIDTH = 360
 
 active_runs: set[int] = set()  # ids of comparisons streaming now; a cancelled one leaves
 _active_lock = threading.Lock()
+# What the Stop button reports, per browser session: its comparison's table and status, read from
+# the live run while it trains and frozen (without its models) once it ends. The oldest sessions
+# are forgotten first.
+REMEMBERED_SESSIONS = 256
+_stop_reports: OrderedDict[str, Callable[[], tuple]] = OrderedDict()
 
 try:  # On a ZeroGPU Space, training borrows a GPU for a bounded time; elsewhere a no-op.
     import spaces
@@ -223,11 +232,15 @@ def reference_caption(experiment_name: str) -> str | None:
         return None
     config = recorded["runs"][0]["config"]
     images = config.get("n_train") or TRAIN_SIZES[config.get("dataset", "cifar10")]
+    quick = get_experiment(experiment_name).base["quick"]
+    quick_images = quick.n_train or TRAIN_SIZES[quick.dataset]
     precision = recorded.get("precision") or recorded["runs"][0].get("precision")
     return (
         f"Dashed: the reference run ({recorded['preset']} preset: {config['epochs']} epochs over {images:,} training images, "
         f"batch {config['batch_size']}, {config.get('init', 'default')} init{f', {precision}' if precision else ''}), "
-        f"recorded on {recorded['device_name']}. An epoch of the live run is one pass over its own subset."
+        f"recorded on {recorded['device_name']}. **The x axis counts epochs, each run over its own training images:** "
+        f"a reference epoch is {images:,} images and a quick-preset epoch {quick_images:,}, so at the same x the dashed curve "
+        f"has seen {images / quick_images:.0f} times as many."
     )
 
 
@@ -248,31 +261,49 @@ def curves(experiment: Experiment, recorder: Recorder | None, series: tuple[str,
         run_loss, run_accuracy = points(run)
         loss += [(x, y, name) for x, y in run_loss]
         accuracy += [(x, y, name) for x, y in run_accuracy]
+    loss_frame = pd.DataFrame(loss, columns=["epoch", "train loss", "arm"]).astype({"epoch": float, "train loss": float})
+    # Above the loss axis's top a point is left out, not drawn over the title: the plot does not clip.
+    ceiling = loss_ceiling(experiment.base[DEFAULT_PRESET].dataset)
+    loss_frame.loc[loss_frame["train loss"] > ceiling, "train loss"] = math.nan
     return (
-        pd.DataFrame(loss, columns=["epoch", "train loss", "arm"]).astype({"epoch": float, "train loss": float}),
+        loss_frame,
         pd.DataFrame(accuracy, columns=["epoch", "test accuracy (%)", "arm"]).astype({"epoch": float, "test accuracy (%)": float}),
     )
 
 
-def results_table(experiment: Experiment, recorder: Recorder | None) -> pd.DataFrame:
-    """One row per arm: the report's number, the recorded reference run and this run."""
+def this_run(run: dict, stopped: bool) -> str:
+    """The "this run" cell of an arm: its accuracy, or how far it got."""
+    if "test_acc" in run:
+        return f"{run['test_acc']:.2%}"
+    if not run:
+        return "—"
+    if not stopped:
+        return "training…"
+    steps = [point["step"] for point in run["history"] if point["type"] == "TrainStep"]
+    tests = [point["test_acc"] for point in run["history"] if point["type"] == "Evaluation"]
+    where = f"stopped at step {steps[-1]:,}" if steps else "stopped before its first step"
+    return where + (f" ({tests[-1]:.2%} at its last test)" if tests else "")
+
+
+def results_table(experiment: Experiment, recorder: Recorder | None, stopped: bool = False) -> pd.DataFrame:
+    """One row per arm: the report's number, the recorded reference run and this run (`stopped`:
+    the run was stopped, so unfinished arms say where they got to)."""
     report = {r.arm: r for r in experiment.report}
     recorded = reference(experiment.name)
     references = {run["label"]: run for run in recorded["runs"]} if recorded else {}
     live = recorder.runs if recorder else {}
     rows = []
-    for label in list(dict.fromkeys([*references, *live])):
+    # The report's arms come first, so that the table has their numbers before anyone trains.
+    for label in list(dict.fromkeys([*experiment.arm_overrides["report"], *references, *live])):
         theirs, ref, run = report.get(label), references.get(label), live.get(label, {})
         steps = [point for point in run.get("history", []) if point["type"] == "TrainStep"]
         latest = run if "test_acc" in run else (steps[-1] if steps else {})
         rows.append(
             {
                 "arm": label,
-                "report (Kaggle GPU)": f"{theirs.test_acc:.2%} in {theirs.train_time_s} s" if theirs and theirs.test_acc else (theirs.note if theirs else "—"),
-                "reference run": f"{ref['test_acc']:.2%} in {ref['train_time_s']:.0f} s ({recorded['preset']}, {ref['config'].get('init', 'default')} init, {recorded['device_name']})"
-                if ref
-                else f"none recorded yet{REFERENCE_NEEDS.get(experiment.name, '')}: python -m training reproduce --only {experiment.name}",
-                "this run": f"{run['test_acc']:.2%}" if "test_acc" in run else ("training…" if run else "—"),
+                "report (Kaggle GPU)": f"{theirs.test_acc:.2%} in {theirs.train_time_s} s" if theirs and theirs.test_acc else ("figure only" if theirs else "—"),
+                "reference run": f"{ref['test_acc']:.2%} in {ref['train_time_s']:.0f} s" if ref else "—",
+                "this run": this_run(run, stopped),
                 "train time (s)": round(latest.get("train_time_s", latest.get("elapsed_s", 0.0)), 1) if latest else None,
                 "images/s": round(latest.get("images_per_s", 0.0)) if latest else None,
             }
@@ -280,24 +311,91 @@ def results_table(experiment: Experiment, recorder: Recorder | None) -> pd.DataF
     return pd.DataFrame(rows)
 
 
+def table_notes(experiment: Experiment) -> str:
+    """What the table's short cells stand for: the report's notes and where the reference run
+    comes from (kept out of the cells, so that the columns that compare stay in view)."""
+    notes = [f"*Report, {r.arm}:* {r.note}." for r in experiment.report if r.note]
+    recorded = reference(experiment.name)
+    if recorded:
+        config = recorded["runs"][0]["config"]
+        precision = recorded.get("precision") or recorded["runs"][0].get("precision")
+        notes.append(
+            f"*Reference run:* the {recorded['preset']} preset, {config.get('init', 'default')} init{f', {precision}' if precision else ''}, "
+            f"seed {recorded.get('seed', 0)}, recorded on {recorded['device_name']}."
+        )
+    else:
+        notes.append(f"*Reference run:* none recorded yet{REFERENCE_NEEDS.get(experiment.name, '')}; `python -m training reproduce --only {experiment.name}` records one.")
+    return " ".join(notes)
+
+
+# Tick labels with at most two decimals ("~" drops trailing zeros), however odd the data's values.
+AXIS_FORMAT = ".2~f"
+
+
+def loss_ceiling(dataset: str) -> float:
+    """The top of the loss axis: 1.5 × the loss of a uniform guess, ln(classes). The first steps'
+    losses can be several times higher, and an axis stretched to them flattens every later difference."""
+    classes = {"cifar10": CIFAR10_INFO, "hymenoptera": HYMENOPTERA_INFO}[dataset].classes
+    return round(1.5 * math.log(len(classes)), 1)
+
+
 def line_plots(experiment: Experiment, series: tuple[str, ...]) -> tuple[gr.LinePlot, gr.LinePlot]:
     """The loss and accuracy plots, showing the reference run from the first page load."""
     loss, accuracy = curves(experiment, None, series)
-    shared = {"x": "epoch", "color": "arm", "color_map": colour_map(series), "height": 260}
+    shared = {
+        "x": "epoch", "color": "arm", "color_map": colour_map(series), "height": 260, "min_width": PLOT_MIN_WIDTH,
+        "x_axis_format": AXIS_FORMAT, "y_axis_format": AXIS_FORMAT, "color_title": "arm (dashed: reference run)",
+        "colors_in_legend": list(series),  # an arm's reference curve shares its colour: one legend entry each
+    }
+    ceiling = loss_ceiling(experiment.base[DEFAULT_PRESET].dataset)
     return (
-        gr.LinePlot(loss, y="train loss", title="Training loss (smoothed; dashed: reference run)", **shared),
-        gr.LinePlot(accuracy, y="test accuracy (%)", title="Test accuracy (dashed: reference run)", **shared),
+        gr.LinePlot(loss, y="train loss", y_lim=[0, ceiling], title=f"Training loss (smoothed; axis cut at {ceiling:g})", **shared),
+        gr.LinePlot(accuracy, y="test accuracy (%)", title="Test accuracy", **shared),
     )
 
 
-def watch(experiment: Experiment, configs: list[TrainConfig], preset: str, progress: gr.Progress) -> Iterator[tuple[Recorder, str, bool]]:
+def stop_report(experiment: Experiment, recorder: Recorder, done: dict[str, int], planned: dict[str, int]) -> tuple[pd.DataFrame, str]:
+    """The table and status of a stopped comparison: how far it got, arm by arm."""
+    steps, total = sum(done.values()), sum(planned.values())
+    share = f" ({steps / total:.0%})" if total else ""
+    status = f"**Stopped** after {steps:,} of {total:,} training steps{share}. The table shows where each arm got to."
+    return results_table(experiment, recorder, stopped=True), status
+
+
+def remember_stop_report(session: str, report: Callable[[], tuple] | None) -> None:
+    with _active_lock:
+        _stop_reports.pop(session, None)
+        if report is not None:
+            _stop_reports[session] = report
+            while len(_stop_reports) > REMEMBERED_SESSIONS:
+                _stop_reports.popitem(last=False)
+
+
+def revealed() -> dict:
+    """Train's second handler: show an output that stays hidden until there is something to draw."""
+    return gr.update(visible=True)
+
+
+def stopped_run(request: gr.Request = None) -> tuple:
+    """Stop's own handler: the table and status of this session's comparison as it stopped."""
+    with _active_lock:
+        report = _stop_reports.pop(request.session_hash, None) if request else None
+    return report() if report else (gr.skip(), gr.skip())
+
+
+def watch(experiment: Experiment, configs: list[TrainConfig], preset: str, progress: gr.Progress, request: gr.Request | None = None) -> Iterator[tuple[Recorder, str, bool]]:
     """Run a comparison and yield (recorder, status, finished) a few times a second and at the
     end, where the status carries the verdict. Closing the generator (Stop, a closed tab) stops
-    training and frees the models."""
+    training and frees the models; `request` names the browser session whose Stop button reports
+    how far it got."""
     check_budget(configs)
     recorder = Recorder(configs)
     planned: dict[str, int] = {}
     done: dict[str, int] = {}
+    session = request.session_hash if request else None
+    if session:
+        remember_stop_report(session, lambda: stop_report(experiment, recorder, done, planned))
+    completed = False
     where = device_name(resolve_device("auto"))
     status = f"Training {len(configs)} arm(s) on {where}…"
     last_update = 0.0
@@ -318,11 +416,17 @@ def watch(experiment: Experiment, configs: list[TrainConfig], preset: str, progr
                 last_update = time.perf_counter()
                 progress(sum(done.values()) / max(1, sum(planned.values())), desc=status)
                 yield recorder, status, False
+        completed = True
     except (DatasetMissingError, WeightsUnavailableError, ValueError) as error:
+        completed = True  # refused, not stopped: the error says why
         raise gr.Error(str(error)) from None
     finally:
         with _active_lock:
             active_runs.discard(run_id)
+        if session:
+            # Stopped: keep the report, not the recorder and its models. Finished: nothing to report.
+            frozen = None if completed else stop_report(experiment, recorder, done, planned)
+            remember_stop_report(session, (lambda: frozen) if frozen else None)
     verdict = verdicts(experiment, recorder.to_json(experiment.name, preset, configs[0].seed, where))
     yield recorder, "\n\n".join([f"Done on {where}.", *(f"**Verdict:** {line}" for line in verdict)]), True
 
@@ -333,11 +437,13 @@ def session_result(recorder: Recorder, experiment: Experiment, preset: str) -> d
     return {"results": recorder.to_json(experiment.name, preset, configs["seed"], device_name(resolve_device("auto"))), "models": recorder.models}
 
 
-def stream_comparison(experiment: Experiment, configs: list[TrainConfig], preset: str, progress: gr.Progress, series: tuple[str, ...] | None = None) -> Iterator[tuple]:
+def stream_comparison(
+    experiment: Experiment, configs: list[TrainConfig], preset: str, progress: gr.Progress, series: tuple[str, ...] | None = None, request: gr.Request | None = None
+) -> Iterator[tuple]:
     """The comparison as (loss curves, accuracy curves, table, status, session result) updates;
     the session result comes with the last one. `series`: the tab's plot series (plot_series)."""
     series = series or plot_series(experiment)
-    for recorder, status, finished in watch(experiment, configs, preset, progress):
+    for recorder, status, finished in watch(experiment, configs, preset, progress, request):
         session = session_result(recorder, experiment, preset) if finished else gr.skip()
         yield *curves(experiment, recorder, series), results_table(experiment, recorder), status, session
 
@@ -379,14 +485,17 @@ class ComparisonPanel:
                     self.train = gr.Button("Train", variant="primary")
                     self.stop = gr.Button("Stop", variant="stop")
         self.status = gr.Markdown()
-        self.plots = gr.Row()  # the tab may put its own plots here instead (plots=False)
+        caption = reference_caption(experiment_name)
+        # Without a reference run the line plots would open empty: they appear with the first Train.
+        self.plots = gr.Row(visible=bool(caption) or not plots)  # the tab may put its own plots here instead (plots=False)
+        self.hidden_until_trained = [] if self.plots.visible else [self.plots]
         with self.plots:
             if plots:
                 self.loss_plot, self.accuracy_plot = line_plots(self.experiment, self.series)
-        caption = reference_caption(experiment_name)
         if plots and caption:
             gr.Markdown(caption)
         self.table = gr.Dataframe(results_table(self.experiment, None), label="Results", interactive=False)
+        gr.Markdown(table_notes(self.experiment))
         self.session = gr.State()
 
     @property
@@ -406,7 +515,9 @@ class ComparisonPanel:
             concurrency_id="training",  # one training at a time: on 2 cores two help nobody
             concurrency_limit=1,
         )
-        self.stop.click(None, cancels=[training], api_visibility="private")
+        for block in self.hidden_until_trained:
+            self.train.click(revealed, None, block, api_visibility="private")
+        self.stop.click(stopped_run, None, [self.table, self.status], cancels=[training], api_visibility="private")
         self.preset.change(
             functools.partial(preset_controls, self.experiment.name),
             self.preset,

@@ -35,6 +35,38 @@ def test_momentum_streams_paired_curves_and_a_results_table(tiny_data):
     assert all(isinstance(u[4], type(gr.skip())) for u in updates[:-1])
 
 
+class Session:
+    """A stand-in for the gr.Request Gradio passes a handler: one browser session."""
+
+    def __init__(self, session_hash: str):
+        self.session_hash = session_hash
+
+
+def test_stop_reports_how_far_the_run_got_and_each_arm_where_it_stopped(tiny_data):
+    student, other = Session("student"), Session("other student")
+    stream = momentum.compare_momentum(0.5, **{**SMALL, "epochs": 2}, request=student)
+    for _ in range(3):
+        next(stream)
+    live_table, status = common.stopped_run(student)  # Stop read while the run is still live
+    assert status.startswith("**Stopped** after ") and "training steps" in status
+    cells = [cell for cell in live_table["this run"] if cell != "—"]
+    assert cells and all(cell.startswith("stopped") for cell in cells)
+    stream.close()
+    assert common.stopped_run(other) == (gr.skip(), gr.skip())  # reported to that session only
+
+
+def test_stop_after_the_stream_closed_still_reports_it_and_a_finished_run_reports_nothing(tiny_data):
+    student = Session("student")
+    stream = depth.depth_grid([1, 2], [1], **SMALL, request=student)
+    next(stream)
+    stream.close()  # Gradio may close the stream before Stop's own handler runs
+    table, status = common.stopped_run(student)
+    assert status.startswith("**Stopped** after ")
+    assert "training…" not in set(table["this run"]) and any(cell.startswith("stopped") for cell in table["this run"])
+    last(momentum.compare_momentum(0.5, **SMALL, request=student))
+    assert common.stopped_run(student) == (gr.skip(), gr.skip())
+
+
 def test_activations_compare_the_chosen_functions(tiny_data):
     loss, *_, session = last(activations.compare_activations(["tanh", "gelu"], **SMALL))
     assert [r["config"]["activation"] for r in session["results"]["runs"]] == ["tanh", "gelu"]
@@ -129,12 +161,30 @@ def test_activation_curves_show_sigmoids_small_slope():
     assert sigmoid.max() == pytest.approx(0.25, abs=1e-3) and relu.max() == 1.0
 
 
-def test_momentum_gets_further_down_the_valley():
-    paths = momentum.descent_paths(beta=0.9, lr=0.035)
+def sign_flips(values: np.ndarray) -> int:
+    return int(np.sum(np.sign(values[1:]) != np.sign(values[:-1])))
+
+
+def test_at_the_default_rate_plain_sgd_zig_zags_and_crawls_and_momentum_damps_and_speeds_up():
+    paths = momentum.descent_paths(beta=0.9, lr=momentum.SURFACE_LR)
+    plain, heavy = paths["no momentum"], paths["momentum 0.9"]
     loss = {k: 0.5 * (np.array(momentum.SURFACE_CURVATURE) * p[-1] ** 2).sum() for k, p in paths.items()}
-    assert loss["momentum 0.9"] < loss["no momentum"]
+    assert loss["momentum 0.9"] < loss["no momentum"] / 10
+    # Across the valley (y): plain SGD flips side at every step and is still half as far out after
+    # 20 steps; momentum's swing is over 10 times smaller by then.
+    assert sign_flips(plain[:, 1]) == momentum.SURFACE_STEPS and abs(plain[20, 1]) > 0.3
+    assert abs(heavy[20, 1]) < abs(plain[20, 1]) / 10
+    # Along the floor (x): plain SGD crawls, never reaching the middle.
+    assert sign_flips(plain[:, 0]) == 0 and abs(plain[-1, 0]) > 0.5
     assert all(np.array_equal(p[0], momentum.SURFACE_START) for p in paths.values())
     assert momentum.loss_surface(0.5, 0.02).axes[0].get_title().startswith("60 steps of lr 0.02")
+
+
+def test_at_a_small_rate_plain_sgd_glides_and_momentum_overshoots_as_the_tab_says():
+    paths = momentum.descent_paths(beta=0.9, lr=0.005)
+    assert sign_flips(paths["no momentum"][:, 1]) == 0
+    assert sign_flips(paths["momentum 0.9"][:, 1]) > 5 and sign_flips(paths["momentum 0.9"][:, 0]) >= 1
+    assert "try 0.005" in momentum.SURFACE_NOTE
 
 
 def save(image: Image.Image, path, **kwargs):
@@ -269,13 +319,25 @@ def recorded_batchnorm(monkeypatch):
 
 def test_reference_runs_are_listed_before_and_beside_a_live_run(tiny_data, recorded_batchnorm):
     experiment = common.get_experiment("batchnorm")
-    before = common.results_table(experiment, None)
-    assert before.loc[0, "reference run"] == "61.00% in 300 s (report, default init, AMD EPYC, 2 threads)"
-    assert before.loc[0, "this run"] == "—" and before.loc[0, "report (Kaggle GPU)"] == "60.11% in 51 s"
+    before = common.results_table(experiment, None).set_index("arm")
+    # Every arm of the report has a row before anyone trains, with the report's number.
+    assert list(before.index) == ["no batch norm", "batch norm"]
+    assert before.loc["batch norm", "reference run"] == "61.00% in 300 s"
+    assert before.loc["batch norm", "this run"] == "—" and before.loc["batch norm", "report (Kaggle GPU)"] == "60.11% in 51 s"
     loss, accuracy, table, *_ = last(batchnorm.compare_batchnorm(**SMALL))
     assert {"batch norm", "no batch norm"} <= set(loss.dropna()["arm"])
-    row = table.set_index("arm").loc["no batch norm"]
-    assert row["reference run"].startswith("none recorded yet: python -m training reproduce --only batchnorm")
+    assert table.set_index("arm").loc["no batch norm", "reference run"] == "—"
+    # Where the reference run comes from is said once, beside the table, not in every cell.
+    assert "*Reference run:* the report preset, default init, seed 0, recorded on AMD EPYC, 2 threads." in common.table_notes(experiment)
+
+
+def test_the_table_notes_say_how_to_record_a_missing_reference_run_and_what_the_report_only_drew(monkeypatch):
+    monkeypatch.setattr(common, "reference", lambda name: None)
+    notes = common.table_notes(common.get_experiment("transfer"))
+    assert "none recorded yet (needs AlexNet's ImageNet weights); `python -m training reproduce --only transfer` records one." in notes
+    assert 'the report calls this run "with fine tuning"' in notes
+    table = common.results_table(common.get_experiment("activations"), None)
+    assert list(table["report (Kaggle GPU)"]) == ["figure only", "—", "—"]
 
 
 def test_reference_curves_are_dashed_and_drawn_before_any_training(recorded_batchnorm):
@@ -325,3 +387,14 @@ def test_the_caption_says_what_the_dashed_curves_are(monkeypatch):
     caption = common.reference_caption("momentum")
     assert caption.startswith("Dashed: the reference run (report preset: 5 epochs over 50,000 training images, batch 10, he init, bf16), recorded on AMD EPYC, 2 threads.")
     assert common.reference_caption("final") is None
+
+
+def test_loss_points_above_the_axis_are_left_out_and_ticks_keep_two_decimals(recorded_batchnorm):
+    experiment = common.get_experiment("batchnorm")
+    history = [{"type": "TrainStep", "epoch": 0.1, "train_loss": 12.0}, {"type": "TrainStep", "epoch": 1.0, "train_loss": 1.5}]
+    recorder = type("Recorder", (), {"runs": {"batch norm": {"label": "batch norm", "history": history}}})()
+    loss, _ = common.curves(experiment, recorder, common.plot_series(experiment))
+    assert common.loss_ceiling("cifar10") == 3.5 and common.loss_ceiling("hymenoptera") == 1.0
+    assert loss[loss["arm"] == "batch norm"].dropna()["train loss"].tolist() == [1.5]
+    loss_plot, accuracy_plot = common.line_plots(experiment, common.plot_series(experiment))
+    assert loss_plot.y_lim == [0, 3.5] and loss_plot.x_axis_format == loss_plot.y_axis_format == ".2~f"
