@@ -11,7 +11,9 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from demo.common import AXIS_FORMAT, PLOT_MIN_WIDTH, ComparisonPanel, colour_map, gpu, plan, stream_comparison
+from demo.common import gpu, plan
+from demo.panel import ComparisonPanel, stream_comparison
+from demo.views import AXIS_FORMAT, PLOT_MIN_WIDTH, colour_map
 from models import ACTIVATIONS
 from models.cnn import make_activation
 from training.experiments import get_experiment

@@ -8,7 +8,9 @@ from dataclasses import replace
 
 import gradio as gr
 
-from demo.common import ComparisonPanel, gpu, plan, plot_series, stream_comparison
+from demo.common import gpu, plan
+from demo.panel import ComparisonPanel, stream_comparison
+from demo.views import plot_series
 from training.experiments import get_experiment
 
 EXPLANATION = r"""

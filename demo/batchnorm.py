@@ -11,7 +11,9 @@ import torch
 matplotlib.use("Agg")  # render off-screen: a server has no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from demo.common import PALETTE, ComparisonPanel, gpu, plan, stream_comparison  # noqa: E402
+from demo.common import gpu, plan  # noqa: E402
+from demo.panel import ComparisonPanel, stream_comparison  # noqa: E402
+from demo.views import PALETTE  # noqa: E402
 from models import INITS, create_model  # noqa: E402
 from models.cnn import ConvBlock, DenseBlock  # noqa: E402
 from training.experiments import get_experiment  # noqa: E402

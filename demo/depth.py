@@ -14,7 +14,9 @@ matplotlib.use("Agg")  # render off-screen: a server has no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
 
-from demo.common import PLOT_MIN_WIDTH, ComparisonPanel, gpu, plan, reference, results_table, session_result, watch  # noqa: E402
+from demo.common import gpu, plan  # noqa: E402
+from demo.panel import ComparisonPanel, session_result, watch  # noqa: E402
+from demo.views import PLOT_MIN_WIDTH, reference, results_table  # noqa: E402
 from training.experiments import DEPTH_GRID, get_experiment  # noqa: E402
 
 EXPLANATION = r"""

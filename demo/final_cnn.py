@@ -14,7 +14,9 @@ from torchvision.utils import make_grid
 matplotlib.use("Agg")  # render off-screen: a server has no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from demo.common import GPU_AVAILABLE, PLOT_MIN_WIDTH, ComparisonPanel, curves, gpu, plan, plot_series, results_table, session_result, watch  # noqa: E402
+from demo.common import GPU_AVAILABLE, gpu, plan  # noqa: E402
+from demo.panel import ComparisonPanel, session_result, watch  # noqa: E402
+from demo.views import PLOT_MIN_WIDTH, curves, plot_series, results_table  # noqa: E402
 from demo.uploads import ConfiguredModel, classify, image_upload, open_upload  # noqa: E402
 from models import TeachingCNN  # noqa: E402
 from training.data import CIFAR10_INFO, model_input  # noqa: E402

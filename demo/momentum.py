@@ -16,7 +16,8 @@ import numpy as np
 matplotlib.use("Agg")  # render off-screen: a server has no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from demo.common import LIMITS, ComparisonPanel, bounded, gpu, plan, stream_comparison  # noqa: E402
+from demo.common import LIMITS, bounded, gpu, plan  # noqa: E402
+from demo.panel import ComparisonPanel, stream_comparison  # noqa: E402
 from training.experiments import get_experiment  # noqa: E402
 
 EXPLANATION = r"""

@@ -3,7 +3,8 @@ and a classifier for uploaded photos. Idea: the PyTorch transfer-learning tutori
 
 import gradio as gr
 
-from demo.common import ComparisonPanel, gpu, plan, stream_comparison
+from demo.common import gpu, plan
+from demo.panel import ComparisonPanel, stream_comparison
 from demo.uploads import ConfiguredModel, classify, image_upload, open_upload
 from models import AlexNetTransfer
 from training.data import HYMENOPTERA_INFO, data_dir

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from demo.common import DASH_POINTS
+from demo.views import DASH_POINTS
 from models import AlexNetTransfer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -169,9 +169,10 @@ def test_stop_says_the_run_stopped_and_where_each_arm_got_to(page):
         box.fill(value)
         box.press("Tab")
     visible(page.get_by_role("button", name="Train")).click()
-    visible(page.get_by_text("Training 2 arm(s)")).wait_for()
+    visible(page.get_by_text("Training 2 arm(s)")).first.wait_for()
     visible(page.get_by_role("button", name="Stop")).click()
-    visible(page.get_by_text("Stopped")).first.wait_for()
-    assert "training steps" in visible(page.get_by_text("Stopped after")).first.inner_text()
+    status = visible(page.get_by_text("Stopped after")).first
+    status.wait_for()
+    assert "training steps" in status.inner_text()
     cells = texts(visible(page.locator("table")).first.locator("tbody td"))
     assert not [c for c in cells if "training…" in c] and any(c.startswith("stopped at step") for c in cells)
