@@ -16,6 +16,10 @@ the batch order, and differ only in the factor under study. Running on **{"a GPU
 the `{DEFAULT_PRESET}` preset is selected.
 """
 
+# System fonts: the default theme's web fonts come from Google's servers, which a classroom behind a
+# firewall or an offline laptop cannot reach (headings then mix two fonts).
+THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
+
 TABS = [
     ("Activations", activations),
     ("Momentum", momentum),
@@ -46,4 +50,4 @@ def load_classifiers() -> None:
 
 if __name__ == "__main__":
     load_classifiers()
-    build_app().launch(max_file_size=MAX_UPLOAD_BYTES)
+    build_app().launch(max_file_size=MAX_UPLOAD_BYTES, theme=THEME)

@@ -11,7 +11,9 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from demo.common import ComparisonPanel, colour_map, gpu, plan, stream_comparison
+from demo.common import gpu, plan
+from demo.panel import ComparisonPanel, stream_comparison
+from demo.views import AXIS_FORMAT, PLOT_MIN_WIDTH, colour_map
 from models import ACTIVATIONS
 from models.cnn import make_activation
 from training.experiments import get_experiment
@@ -57,7 +59,7 @@ def activation_curves(names: list[str] | None = None) -> tuple[pd.DataFrame, pd.
 
 
 @gpu(duration=300)
-def compare_activations(activations=("relu", "sigmoid", "tanh"), preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress()):
+def compare_activations(activations=("relu", "sigmoid", "tanh"), preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
     """Train the same network with each chosen activation, paired."""
     chosen = list(dict.fromkeys(activations or []))
     unknown = [a for a in chosen if a not in ACTIVATIONS]
@@ -66,7 +68,7 @@ def compare_activations(activations=("relu", "sigmoid", "tanh"), preset="quick",
     experiment = get_experiment("activations")
     template = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)[0]
     configs = [replace(template, label=a, model_overrides={**template.model_overrides, "activation": a}) for a in chosen]
-    yield from stream_comparison(experiment, configs, preset, progress, SERIES)
+    yield from stream_comparison(experiment, configs, preset, progress, SERIES, request)
 
 
 def build() -> None:
@@ -75,6 +77,6 @@ def build() -> None:
     with panel.extra:
         chosen = gr.CheckboxGroup(list(ACTIVATIONS), value=["relu", "sigmoid", "tanh"], label="Activations to compare")
         with gr.Row():
-            gr.LinePlot(values, x="x", y="f(x)", color="activation", color_map=colour_map(SERIES), title="f(x)", height=220)
-            gr.LinePlot(slopes, x="x", y="slope", color="activation", color_map=colour_map(SERIES), title="f′(x): what the gradient is multiplied by", height=220)
+            gr.LinePlot(values, x="x", y="f(x)", color="activation", color_map=colour_map(SERIES), title="f(x)", height=220, min_width=PLOT_MIN_WIDTH, x_axis_format=AXIS_FORMAT, y_axis_format=AXIS_FORMAT)
+            gr.LinePlot(slopes, x="x", y="slope", color="activation", color_map=colour_map(SERIES), title="f′(x): what the gradient is multiplied by", height=220, min_width=PLOT_MIN_WIDTH, x_axis_format=AXIS_FORMAT, y_axis_format=AXIS_FORMAT)
     panel.wire(compare_activations, [chosen], api_name="compare_activations")

@@ -8,7 +8,9 @@ from dataclasses import replace
 
 import gradio as gr
 
-from demo.common import ComparisonPanel, gpu, plan, plot_series, stream_comparison
+from demo.common import gpu, plan
+from demo.panel import ComparisonPanel, stream_comparison
+from demo.views import plot_series
 from training.experiments import get_experiment
 
 EXPLANATION = r"""
@@ -39,13 +41,13 @@ SERIES = plot_series(get_experiment("adaptive-lr"), extra=("adam",))
 
 
 @gpu(duration=300)
-def compare_adaptive_lr(include_adam=False, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress()):
+def compare_adaptive_lr(include_adam=False, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
     """Train the same network with constant-LR SGD and Adadelta (and Adam), paired."""
     experiment = get_experiment("adaptive-lr")
     configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)
     if include_adam:
         configs.append(replace(configs[0], label="adam", optimizer="adam", lr=ADAM_LR, momentum=0.0))
-    yield from stream_comparison(experiment, configs, preset, progress, SERIES)
+    yield from stream_comparison(experiment, configs, preset, progress, SERIES, request)
 
 
 def build() -> None:

@@ -11,7 +11,9 @@ import torch
 matplotlib.use("Agg")  # render off-screen: a server has no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from demo.common import PALETTE, ComparisonPanel, gpu, plan, stream_comparison  # noqa: E402
+from demo.common import gpu, plan  # noqa: E402
+from demo.panel import ComparisonPanel, stream_comparison  # noqa: E402
+from demo.views import PALETTE  # noqa: E402
 from models import INITS, create_model  # noqa: E402
 from models.cnn import ConvBlock, DenseBlock  # noqa: E402
 from training.experiments import get_experiment  # noqa: E402
@@ -74,11 +76,11 @@ def signal_scale_figure():
 
 
 @gpu(duration=300)
-def compare_batchnorm(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress()):
+def compare_batchnorm(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
     """Train the same network with and without batch norm, paired; `init` None keeps the preset's."""
     experiment = get_experiment("batchnorm")
     configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)
-    yield from stream_comparison(experiment, configs, preset, progress)
+    yield from stream_comparison(experiment, configs, preset, progress, request=request)
 
 
 def build() -> None:

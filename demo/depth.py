@@ -14,7 +14,9 @@ matplotlib.use("Agg")  # render off-screen: a server has no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
 
-from demo.common import ComparisonPanel, gpu, plan, reference, results_table, session_result, watch  # noqa: E402
+from demo.common import gpu, plan  # noqa: E402
+from demo.panel import ComparisonPanel, session_result, watch  # noqa: E402
+from demo.views import PLOT_MIN_WIDTH, reference, results_table  # noqa: E402
 from training.experiments import DEPTH_GRID, get_experiment  # noqa: E402
 
 EXPLANATION = r"""
@@ -81,7 +83,7 @@ def checked_counts(values, allowed: list[int], name: str) -> list[int]:
 
 
 @gpu(duration=600)
-def depth_grid(conv_counts=(1, 3, 5), fc_counts=(1, 2, 3), preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress()):
+def depth_grid(conv_counts=(1, 3, 5), fc_counts=(1, 2, 3), preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
     """Train one network per (conv, fc) cell, one after another; stream the two heatmaps."""
     conv_counts = checked_counts(conv_counts, CONV_CHOICES, "conv")
     fc_counts = checked_counts(fc_counts, FC_CHOICES, "fully-connected")
@@ -93,7 +95,7 @@ def depth_grid(conv_counts=(1, 3, 5), fc_counts=(1, 2, 3), preset="quick", epoch
         for f in fc_counts
     ]
     drawn = -1
-    for recorder, status, finished in watch(experiment, configs, preset, progress):
+    for recorder, status, finished in watch(experiment, configs, preset, progress, request):
         session = session_result(recorder, experiment, preset) if finished else gr.skip()
         # The heatmaps change only when a cell finishes; drawing them costs the CPU that trains.
         cells = sum("test_acc" in run for run in recorder.runs.values())
@@ -107,12 +109,14 @@ def build() -> None:
     with panel.extra:
         conv_counts = gr.CheckboxGroup(CONV_CHOICES, value=list(DEPTH_GRID["quick"][0]), label="Conv layers")
         fc_counts = gr.CheckboxGroup(FC_CHOICES, value=list(DEPTH_GRID["quick"][1]), label="Fully-connected layers")
+    recorded = reference_figures() or (None, None)
+    # Until the first Train the top frames show the reference grid; then it moves below the live one.
     with panel.plots:
-        accuracy = gr.Plot(label="Test accuracy", format="png")
-        seconds = gr.Plot(label="Training time", format="png")
-    recorded = reference_figures()
-    if recorded:
-        with gr.Row():
-            gr.Plot(recorded[0], label="Reference run: test accuracy", format="png")
-            gr.Plot(recorded[1], label="Reference run: training time", format="png")
+        accuracy = gr.Plot(recorded[0], label="Test accuracy", format="png", min_width=PLOT_MIN_WIDTH)
+        seconds = gr.Plot(recorded[1], label="Training time", format="png", min_width=PLOT_MIN_WIDTH)
+    if recorded[0]:
+        with gr.Row(visible=False) as reference_row:
+            gr.Plot(recorded[0], label="Reference run: test accuracy", format="png", min_width=PLOT_MIN_WIDTH)
+            gr.Plot(recorded[1], label="Reference run: training time", format="png", min_width=PLOT_MIN_WIDTH)
+        panel.hidden_until_trained.append(reference_row)
     panel.wire(depth_grid, [conv_counts, fc_counts], api_name="depth_grid", outputs=[accuracy, seconds, panel.table, panel.status, panel.session])

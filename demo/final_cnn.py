@@ -14,7 +14,9 @@ from torchvision.utils import make_grid
 matplotlib.use("Agg")  # render off-screen: a server has no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from demo.common import GPU_AVAILABLE, ComparisonPanel, curves, gpu, plan, plot_series, results_table, session_result, watch  # noqa: E402
+from demo.common import GPU_AVAILABLE, gpu, plan  # noqa: E402
+from demo.panel import ComparisonPanel, session_result, watch  # noqa: E402
+from demo.views import PLOT_MIN_WIDTH, curves, plot_series, results_table  # noqa: E402
 from demo.uploads import ConfiguredModel, classify, image_upload, open_upload  # noqa: E402
 from models import TeachingCNN  # noqa: E402
 from training.data import CIFAR10_INFO, model_input  # noqa: E402
@@ -55,12 +57,12 @@ def saved_model_file(model: torch.nn.Module) -> str:
 
 
 @gpu(duration=900)
-def train_final_cnn(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress()):
+def train_final_cnn(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
     """Train the final architecture; stream curves, then the confusion matrix and per-class accuracy."""
     experiment = get_experiment("final")
     configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)
     series = plot_series(experiment)
-    for recorder, status, finished in watch(experiment, configs, preset, progress):
+    for recorder, status, finished in watch(experiment, configs, preset, progress, request):
         if not finished:
             yield *curves(experiment, recorder, series), results_table(experiment, recorder), status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
             continue
@@ -110,10 +112,13 @@ def classify_cifar10(image_path=None, session=None):
 
 def build() -> None:
     panel = ComparisonPanel("final", EXPLANATION + ("" if GPU_AVAILABLE else "\n\n" + CPU_NOTE))
-    with gr.Row():
-        confusion = gr.Plot(label="Confusion matrix (test set)", format="png")
-        per_class = gr.Dataframe(label="Per-class accuracy", interactive=False)
-    download = gr.File(label="Download the trained model (save_pretrained folder, zipped)")
+    # Hidden until the first Train: before it there is no test set result to show.
+    with gr.Column(visible=False) as trained:
+        with gr.Row():
+            confusion = gr.Plot(label="Confusion matrix (test set)", format="png", min_width=PLOT_MIN_WIDTH)
+            per_class = gr.Dataframe(label="Per-class accuracy", interactive=False)
+        download = gr.File(label="Download the trained model (save_pretrained folder, zipped)")
+    panel.hidden_until_trained.append(trained)
     gr.Markdown("### Classify a photo\nUploads are shrunk to 32×32, the size of CIFAR-10's images.")
     with gr.Row():
         upload = image_upload("Photo")

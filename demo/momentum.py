@@ -1,8 +1,10 @@
 """Tab: SGD with and without momentum — a paired CIFAR-10 run and a 2-D loss-surface view.
 
 The surface view follows Goh's "Why Momentum Really Works" (Distill, 2017): on an
-ill-conditioned quadratic, plain gradient descent zig-zags across the narrow valley while
-momentum's running average cancels the zig-zag and keeps the progress along the floor.
+ill-conditioned quadratic, at a learning rate near the largest that plain gradient descent
+survives, it zig-zags across the narrow valley and crawls along it, while momentum's running
+average cancels the zig-zag and keeps the progress along the floor. At small rates the roles
+turn: plain descent glides, and momentum overshoots.
 """
 
 from dataclasses import replace
@@ -14,7 +16,8 @@ import numpy as np
 matplotlib.use("Agg")  # render off-screen: a server has no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from demo.common import LIMITS, ComparisonPanel, bounded, gpu, plan, stream_comparison  # noqa: E402
+from demo.common import LIMITS, bounded, gpu, plan  # noqa: E402
+from demo.panel import ComparisonPanel, stream_comparison  # noqa: E402
 from training.experiments import get_experiment  # noqa: E402
 
 EXPLANATION = r"""
@@ -30,9 +33,20 @@ Both arms below share the seed, the initial weights and every batch; only $\beta
 
 # The plots draw the momentum arm as one series whatever β is ("momentum 0.5" → "momentum").
 SERIES = ("no momentum", "momentum")
-SURFACE_CURVATURE = (1.0, 25.0)  # the valley is 25 times steeper across than along
-SURFACE_START = (-4.0, 1.6)
+SURFACE_CURVATURE = (1.0, 100.0)  # the valley is 100 times steeper across than along
+SURFACE_START = (-4.0, 0.6)
 SURFACE_STEPS = 60
+# Plain descent diverges across the valley above lr 2/100 = 0.02, zig-zags below it, and stops
+# zig-zagging below 1/100. With β = 0.9 momentum's zig-zag shrinks by √β ≈ 0.95 a step, so it damps
+# plain descent's zig-zag where that shrinks by less, above lr 1.95/100: the default sits there.
+SURFACE_LR = 0.0198
+SURFACE_LR_RANGE = (0.001, 0.03)
+SURFACE_NOTE = (
+    "Near lr 0.02, the largest rate plain SGD survives on this valley, it zig-zags across and crawls along. Momentum's "
+    "running average cancels its zig-zag within a few steps and it runs along the floor, overshooting the middle once "
+    "before it settles. Below 0.01 plain SGD no longer zig-zags, and momentum is the one that swings: its speed carries "
+    "it past the floor and back (try 0.005). Above 0.02 plain SGD diverges."
+)
 
 
 def descent_paths(beta: float, lr: float, steps: int = SURFACE_STEPS) -> dict[str, np.ndarray]:
@@ -53,20 +67,20 @@ def descent_paths(beta: float, lr: float, steps: int = SURFACE_STEPS) -> dict[st
     return paths
 
 
-def loss_surface(beta: float = 0.9, lr: float = 0.035):
+def loss_surface(beta: float = 0.9, lr: float = SURFACE_LR):
     """The contour plot of the valley with both optimizers' paths."""
     beta = bounded("momentum", beta, integer=False)
-    lr = min(max(float(lr), 0.001), 0.1)
-    x, y = np.meshgrid(np.linspace(-4.5, 4.5, 200), np.linspace(-2, 2, 120))
+    lr = min(max(float(lr), SURFACE_LR_RANGE[0]), SURFACE_LR_RANGE[1])
+    x, y = np.meshgrid(np.linspace(-4.5, 4.5, 200), np.linspace(-0.8, 0.8, 120))
     loss = 0.5 * (SURFACE_CURVATURE[0] * x**2 + SURFACE_CURVATURE[1] * y**2)
     figure, axes = plt.subplots(figsize=(6.4, 3.0), dpi=100)
-    axes.contour(x, y, loss, levels=np.geomspace(0.05, 60, 12), colors="#bbbbbb", linewidths=0.8)
+    axes.contour(x, y, loss, levels=np.geomspace(0.01, 40, 12), colors="#bbbbbb", linewidths=0.8)
     for (label, path), color in zip(descent_paths(beta, lr).items(), ("#1f77b4", "#d62728")):
         final = 0.5 * (SURFACE_CURVATURE * path[-1] ** 2).sum()
         axes.plot(path[:, 0], path[:, 1], "o-", color=color, markersize=2.5, linewidth=1, label=f"{label} (loss after {len(path) - 1} steps: {final:.3g})")
     axes.plot(0, 0, "k*", markersize=10)
-    axes.set_xlim(-4.5, 4.5), axes.set_ylim(-2, 2)
-    axes.set_title(f"{SURFACE_STEPS} steps of lr {lr:g} on a valley 25× steeper across than along", fontsize=9)
+    axes.set_xlim(-4.5, 4.5), axes.set_ylim(-0.8, 0.8)
+    axes.set_title(f"{SURFACE_STEPS} steps of lr {lr:g} on a valley 100× steeper across than along", fontsize=9)
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     plt.close(figure)
@@ -74,21 +88,21 @@ def loss_surface(beta: float = 0.9, lr: float = 0.035):
 
 
 @gpu(duration=300)
-def compare_momentum(beta=0.9, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress()):
+def compare_momentum(beta=0.9, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
     """Train the same network with plain SGD and with SGD + momentum β, paired."""
     beta = bounded("momentum", beta, integer=False)
     experiment = get_experiment("momentum")
     plain, with_momentum = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)
     configs = [plain, replace(with_momentum, label=f"momentum {beta:g}", momentum=beta)]
-    yield from stream_comparison(experiment, configs, preset, progress, SERIES)
+    yield from stream_comparison(experiment, configs, preset, progress, SERIES, request)
 
 
 def build() -> None:
     panel = ComparisonPanel("momentum", EXPLANATION, series=SERIES)
     with panel.extra:
         beta = gr.Slider(*LIMITS["momentum"], value=0.9, step=0.01, label="Momentum β")
-        toy_lr = gr.Slider(0.005, 0.08, value=0.035, step=0.005, label="Learning rate on the surface below")
-        surface = gr.Plot(value=loss_surface(0.9, 0.035), label="Loss surface", format="png")
+        toy_lr = gr.Slider(*SURFACE_LR_RANGE, value=SURFACE_LR, step=0.0001, label="Learning rate on the surface below", info=SURFACE_NOTE)
+        surface = gr.Plot(value=loss_surface(0.9, SURFACE_LR), label="Loss surface", format="png")
     for control in (beta, toy_lr):
         control.change(loss_surface, [beta, toy_lr], surface, api_visibility="private", trigger_mode="always_last")
     panel.wire(compare_momentum, [beta], api_name="compare_momentum")

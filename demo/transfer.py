@@ -3,7 +3,8 @@ and a classifier for uploaded photos. Idea: the PyTorch transfer-learning tutori
 
 import gradio as gr
 
-from demo.common import ComparisonPanel, gpu, plan, stream_comparison
+from demo.common import gpu, plan
+from demo.panel import ComparisonPanel, stream_comparison
 from demo.uploads import ConfiguredModel, classify, image_upload, open_upload
 from models import AlexNetTransfer
 from training.data import HYMENOPTERA_INFO, data_dir
@@ -27,11 +28,11 @@ ants_bees_model = ConfiguredModel("ANTS_BEES_MODEL", AlexNetTransfer)
 
 
 @gpu(duration=600)
-def train_transfer(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, progress=gr.Progress()):
+def train_transfer(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, progress=gr.Progress(), request: gr.Request = None):
     """Train feature extraction and fine tuning of AlexNet on ants vs bees, paired."""
     experiment = get_experiment("transfer")
     configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)
-    yield from stream_comparison(experiment, configs, preset, progress)
+    yield from stream_comparison(experiment, configs, preset, progress, request=request)
 
 
 def classify_ants_bees(image_path=None, arm="fine tuning", session=None):
@@ -66,7 +67,7 @@ def build() -> None:
             arm = gr.Radio(ARMS, value="fine tuning", label="Model trained in this session (ANTS_BEES_MODEL, when set, is used first)")
         label = gr.Label(num_top_classes=2, label="Prediction")
     examples = example_photos()
-    gallery = gr.Gallery(examples, label="Validation photos: click one to classify it", columns=8, height=140, allow_preview=False, visible=bool(examples))
+    gallery = gr.Gallery(examples, label="Validation photos: click one to classify it", columns=8, height="auto", object_fit="contain", allow_preview=False, visible=bool(examples))
     panel.wire(train_transfer, [], api_name="train_transfer")
     upload.upload(classify_ants_bees, [upload, arm, panel.session], label, api_name="classify_ants_bees", concurrency_limit=4)
     # Registered after the public endpoint, so that it keeps the name /classify_ants_bees.

@@ -1,8 +1,9 @@
-"""One real-browser pass through the app: Debian's Chromium driven by Playwright.
+"""Real-browser passes through the app: Debian's Chromium driven by Playwright.
 
 Set CNNLAB_SCREENSHOT_DIR to keep the screenshots (the README's come from here)."""
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
-from demo.common import DASH_POINTS
+from demo.views import DASH_POINTS
 from models import AlexNetTransfer
 
 CHROMIUM = "/usr/bin/chromium"
@@ -87,7 +88,9 @@ def test_visit_every_tab_train_and_classify(page, tmp_path):
     page.get_by_role("tab", name="Batch normalization").click()
     plot = visible(page.locator(".vega-embed")).first
     # Before any training the committed reference run is drawn: one dashed line (many subpaths) per arm.
-    expect(plot.locator("text", has_text="batch norm · reference")).to_have_count(2)
+    # One legend entry per arm, whose title says which curves are dashed.
+    expect(plot.locator(".role-legend-title", has_text="arm (dashed: reference run)")).to_have_count(1)
+    expect(plot.locator(".role-legend-label", has_text="· reference")).to_have_count(0)
     assert sorted(n for _, n in lines(plot) if n) == [DASHES, DASHES]
     visible(page.get_by_role("button", name="Train")).click()
     visible(page.get_by_text("Done on")).wait_for(timeout=60_000)
@@ -112,3 +115,64 @@ def test_visit_every_tab_train_and_classify(page, tmp_path):
 
     page.get_by_role("tab", name="Momentum").click()
     page.screenshot(path=shots / "momentum.png", full_page=True)
+
+
+def texts(locator) -> list[str]:
+    """The text of each element (textContent: the table cells' innerText reads empty)."""
+    return locator.evaluate_all("elements => elements.map(e => e.textContent.trim())")
+
+
+def tick_labels(page) -> list[str]:
+    """Every axis tick label drawn in a visible LinePlot."""
+    return texts(visible(page.locator(".vega-embed")).locator(".role-axis-label text"))
+
+
+def test_every_tab_opens_with_something_to_read_at_desktop_and_phone_widths(page, tmp_path):
+    shots = Path(os.environ.get("CNNLAB_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    expect.set_options(timeout=30_000)
+    for width, height in ((1400, 1000), (400, 850)):
+        for tab in TABS:
+            # Tabs are picked at desktop width: on a phone most of them sit in an overflow menu.
+            page.set_viewport_size({"width": 1400, "height": 1000})
+            page.get_by_role("tab", name=tab).click()
+            page.set_viewport_size({"width": width, "height": height})
+            expect(visible(page.get_by_role("button", name="Train"))).to_have_count(1)
+            # No empty frame: every visible line plot draws a curve, every image plot an image,
+            # and every table has rows under real headers (an empty one is headed "1 2 3").
+            for plot in visible(page.locator(".vega-embed")).all():
+                assert any(n for _, n in lines(plot)), f"{tab}: an empty line plot at load"
+                assert plot.bounding_box()["width"] > min(300, width - 100), f"{tab}: a plot squeezed at {width} px"
+            for table in visible(page.locator("table")).all():
+                headers = texts(table.locator("thead th"))
+                assert headers and not all(h.isdigit() for h in headers), f"{tab}: a table without headers: {headers}"
+                assert any(texts(table.locator("tbody td"))), f"{tab}: an empty table at load"
+            labels = tick_labels(page)
+            assert labels or not visible(page.locator(".vega-embed")).count()
+            assert not [t for t in labels if re.search(r"\.\d{3,}", t)], f"{tab}: a tick label with over 2 decimals: {labels}"
+            if width == 1400:
+                # The columns that compare stay in view beside the arm's name.
+                for table in visible(page.locator("table")).all():
+                    for header in ("this run", "train time (s)"):
+                        cell = table.locator("thead th", has_text=header)
+                        if cell.count():
+                            assert cell.first.bounding_box()["x"] + cell.first.bounding_box()["width"] <= width, f"{tab}: {header!r} off-screen"
+            page.screenshot(path=shots / f"{tab.lower().replace(' ', '-')}-{width}.png", full_page=True)
+
+
+def test_stop_says_the_run_stopped_and_where_each_arm_got_to(page):
+    expect.set_options(timeout=30_000)
+    page.get_by_role("tab", name="Momentum").click()
+    # Long enough to stop halfway, yet inside the server's image budget: 100 images, 2 a step, 30 times.
+    for name, value in (("Epochs", "30"), ("Training images (class-balanced subset)", "100"), ("Batch size", "2")):
+        box = visible(page.get_by_role("spinbutton", name=f"number input for {name}"))
+        box.fill(value)
+        box.press("Tab")
+    visible(page.get_by_role("button", name="Train")).click()
+    visible(page.get_by_text("Training 2 arm(s)")).first.wait_for()
+    visible(page.get_by_role("button", name="Stop")).click()
+    status = visible(page.get_by_text("Stopped after")).first
+    status.wait_for()
+    assert "training steps" in status.inner_text()
+    cells = texts(visible(page.locator("table")).first.locator("tbody td"))
+    assert not [c for c in cells if "training…" in c] and any(c.startswith("stopped at step") for c in cells)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from demo import activations, adaptive_lr, batchnorm, common, depth, final_cnn, momentum, transfer, uploads
+from demo import activations, adaptive_lr, batchnorm, common, depth, final_cnn, momentum, panel, transfer, uploads, views
 from models import AlexNetTransfer, create_model
 
 SMALL = dict(preset="quick", epochs=1, n_train=160, lr=0.01, batch_size=32, seed=0)
@@ -24,7 +24,7 @@ def test_momentum_streams_paired_curves_and_a_results_table(tiny_data):
     updates = list(momentum.compare_momentum(0.5, **{**SMALL, "epochs": 2}))
     loss, accuracy, table, status, session = updates[-1]
     # The plots draw the β arm as the tab's fixed "momentum" series; the table names β.
-    live = lambda frame: set(frame[~frame["arm"].str.endswith(common.REFERENCE_TAG)].dropna()["arm"])  # noqa: E731
+    live = lambda frame: set(frame[~frame["arm"].str.endswith(views.REFERENCE_TAG)].dropna()["arm"])  # noqa: E731
     assert live(loss) == live(accuracy) == {"no momentum", "momentum"}
     finished_arms = table[table["this run"].str.endswith("%")]
     assert list(finished_arms["arm"]) == ["no momentum", "momentum 0.5"]
@@ -35,11 +35,44 @@ def test_momentum_streams_paired_curves_and_a_results_table(tiny_data):
     assert all(isinstance(u[4], type(gr.skip())) for u in updates[:-1])
 
 
+class Session:
+    """A stand-in for the gr.Request Gradio passes a handler: one browser session."""
+
+    def __init__(self, session_hash: str):
+        self.session_hash = session_hash
+
+
+def test_stop_reports_how_far_the_run_got_and_each_arm_where_it_stopped(tiny_data, monkeypatch):
+    monkeypatch.setattr(panel, "STOP_WAIT_S", 0.2)  # this stream is closed only after Stop has answered
+    student, other = Session("student"), Session("other student")
+    stream = momentum.compare_momentum(0.5, **{**SMALL, "epochs": 2}, request=student)
+    for _ in range(3):
+        next(stream)
+    live_table, status = panel.stopped_run(student)  # Stop read while the run is still live
+    assert status.startswith("**Stopped** after ") and "training steps" in status
+    cells = [cell for cell in live_table["this run"] if cell != "—"]
+    assert cells and all(cell.startswith("stopped") for cell in cells)
+    stream.close()
+    assert panel.stopped_run(other) == (gr.skip(), gr.skip())  # reported to that session only
+
+
+def test_stop_after_the_stream_closed_still_reports_it_and_a_finished_run_reports_nothing(tiny_data):
+    student = Session("student")
+    stream = depth.depth_grid([1, 2], [1], **SMALL, request=student)
+    next(stream)
+    stream.close()  # Gradio may close the stream before Stop's own handler runs
+    table, status = panel.stopped_run(student)
+    assert status.startswith("**Stopped** after ")
+    assert "training…" not in set(table["this run"]) and any(cell.startswith("stopped") for cell in table["this run"])
+    last(momentum.compare_momentum(0.5, **SMALL, request=student))
+    assert panel.stopped_run(student) == (gr.skip(), gr.skip())
+
+
 def test_activations_compare_the_chosen_functions(tiny_data):
-    loss, *_, session = last(activations.compare_activations(["tanh", "gelu"], **SMALL))
+    loss, accuracy, *_, session = last(activations.compare_activations(["tanh", "gelu"], **SMALL))
     assert [r["config"]["activation"] for r in session["results"]["runs"]] == ["tanh", "gelu"]
     # gelu is one of the plot's fixed series, so it gets a colour.
-    assert {"tanh", "gelu"} <= set(loss.dropna()["arm"]) and set(loss["arm"]) <= set(common.colour_map(activations.SERIES))
+    assert {"tanh", "gelu"} <= set(accuracy.dropna()["arm"]) and set(loss["arm"]) <= set(views.colour_map(activations.SERIES))
 
 
 def test_adaptive_lr_can_add_an_adam_arm(tiny_data):
@@ -129,12 +162,30 @@ def test_activation_curves_show_sigmoids_small_slope():
     assert sigmoid.max() == pytest.approx(0.25, abs=1e-3) and relu.max() == 1.0
 
 
-def test_momentum_gets_further_down_the_valley():
-    paths = momentum.descent_paths(beta=0.9, lr=0.035)
+def sign_flips(values: np.ndarray) -> int:
+    return int(np.sum(np.sign(values[1:]) != np.sign(values[:-1])))
+
+
+def test_at_the_default_rate_plain_sgd_zig_zags_and_crawls_and_momentum_damps_and_speeds_up():
+    paths = momentum.descent_paths(beta=0.9, lr=momentum.SURFACE_LR)
+    plain, heavy = paths["no momentum"], paths["momentum 0.9"]
     loss = {k: 0.5 * (np.array(momentum.SURFACE_CURVATURE) * p[-1] ** 2).sum() for k, p in paths.items()}
-    assert loss["momentum 0.9"] < loss["no momentum"]
+    assert loss["momentum 0.9"] < loss["no momentum"] / 10
+    # Across the valley (y): plain SGD flips side at every step and is still half as far out after
+    # 20 steps; momentum's swing is over 10 times smaller by then.
+    assert sign_flips(plain[:, 1]) == momentum.SURFACE_STEPS and abs(plain[20, 1]) > 0.3
+    assert abs(heavy[20, 1]) < abs(plain[20, 1]) / 10
+    # Along the floor (x): plain SGD crawls, never reaching the middle.
+    assert sign_flips(plain[:, 0]) == 0 and abs(plain[-1, 0]) > 0.5
     assert all(np.array_equal(p[0], momentum.SURFACE_START) for p in paths.values())
     assert momentum.loss_surface(0.5, 0.02).axes[0].get_title().startswith("60 steps of lr 0.02")
+
+
+def test_at_a_small_rate_plain_sgd_glides_and_momentum_overshoots_as_the_tab_says():
+    paths = momentum.descent_paths(beta=0.9, lr=0.005)
+    assert sign_flips(paths["no momentum"][:, 1]) == 0
+    assert sign_flips(paths["momentum 0.9"][:, 1]) > 5 and sign_flips(paths["momentum 0.9"][:, 0]) >= 1
+    assert "try 0.005" in momentum.SURFACE_NOTE
 
 
 def save(image: Image.Image, path, **kwargs):
@@ -261,33 +312,45 @@ def recorded_batchnorm(monkeypatch):
             },
         ],
     }
-    monkeypatch.setattr(common, "reference", lambda name: recorded if name == "batchnorm" else None)
-    common.reference_curves.cache_clear()
+    monkeypatch.setattr(views, "reference", lambda name: recorded if name == "batchnorm" else None)
+    views.reference_curves.cache_clear()
     yield recorded
-    common.reference_curves.cache_clear()
+    views.reference_curves.cache_clear()
 
 
 def test_reference_runs_are_listed_before_and_beside_a_live_run(tiny_data, recorded_batchnorm):
     experiment = common.get_experiment("batchnorm")
-    before = common.results_table(experiment, None)
-    assert before.loc[0, "reference run"] == "61.00% in 300 s (report, default init, AMD EPYC, 2 threads)"
-    assert before.loc[0, "this run"] == "—" and before.loc[0, "report (Kaggle GPU)"] == "60.11% in 51 s"
+    before = views.results_table(experiment, None).set_index("arm")
+    # Every arm of the report has a row before anyone trains, with the report's number.
+    assert list(before.index) == ["no batch norm", "batch norm"]
+    assert before.loc["batch norm", "reference run"] == "61.00% in 300 s"
+    assert before.loc["batch norm", "this run"] == "—" and before.loc["batch norm", "report (Kaggle GPU)"] == "60.11% in 51 s"
     loss, accuracy, table, *_ = last(batchnorm.compare_batchnorm(**SMALL))
     assert {"batch norm", "no batch norm"} <= set(loss.dropna()["arm"])
-    row = table.set_index("arm").loc["no batch norm"]
-    assert row["reference run"].startswith("none recorded yet: python -m training reproduce --only batchnorm")
+    assert table.set_index("arm").loc["no batch norm", "reference run"] == "—"
+    # Where the reference run comes from is said once, beside the table, not in every cell.
+    assert "*Reference run:* the report preset, default init, seed 0, recorded on AMD EPYC, 2 threads." in views.table_notes(experiment)
+
+
+def test_the_table_notes_say_how_to_record_a_missing_reference_run_and_what_the_report_only_drew(monkeypatch):
+    monkeypatch.setattr(views, "reference", lambda name: None)
+    notes = views.table_notes(common.get_experiment("transfer"))
+    assert "none recorded yet (needs AlexNet's ImageNet weights); `python -m training reproduce --only transfer` records one." in notes
+    assert 'the report calls this run "with fine tuning"' in notes
+    table = views.results_table(common.get_experiment("activations"), None)
+    assert list(table["report (Kaggle GPU)"]) == ["figure only", "—", "—"]
 
 
 def test_reference_curves_are_dashed_and_drawn_before_any_training(recorded_batchnorm):
     experiment = common.get_experiment("batchnorm")
-    loss, accuracy = common.curves(experiment, None, common.plot_series(experiment))
-    reference = loss[loss["arm"] == "batch norm" + common.REFERENCE_TAG]
+    loss, accuracy = views.curves(experiment, None, views.plot_series(experiment))
+    reference = loss[loss["arm"] == "batch norm" + views.REFERENCE_TAG]
     # DASH_POINTS points from epoch 0 to 2 on the straight line from 2.0 to 1.0, a gap after every second.
     drawn = reference.dropna()
-    assert len(drawn) == common.DASH_POINTS and reference["train loss"].isna().sum() == common.DASH_POINTS // 2
+    assert len(drawn) == views.DASH_POINTS and reference["train loss"].isna().sum() == views.DASH_POINTS // 2
     assert drawn["epoch"].min() == 0 and drawn["epoch"].max() == 2
     assert np.allclose(drawn["train loss"], 2 - drawn["epoch"] / 2)
-    accuracy_reference = accuracy[accuracy["arm"] == "batch norm" + common.REFERENCE_TAG].dropna()
+    accuracy_reference = accuracy[accuracy["arm"] == "batch norm" + views.REFERENCE_TAG].dropna()
     assert accuracy_reference["test accuracy (%)"].iloc[[0, -1]].tolist() == pytest.approx([50, 61])
     # The live arms are there from the start, without points, so the plot gives them a colour.
     live = loss[loss["arm"].isin(["no batch norm", "batch norm"])]
@@ -295,17 +358,17 @@ def test_reference_curves_are_dashed_and_drawn_before_any_training(recorded_batc
 
 
 def test_every_update_holds_every_series_in_one_colour_per_arm(tiny_data, recorded_batchnorm):
-    series = common.plot_series(common.get_experiment("batchnorm"))
-    expected = {*series, "batch norm" + common.REFERENCE_TAG}
+    series = views.plot_series(common.get_experiment("batchnorm"))
+    expected = {*series, "batch norm" + views.REFERENCE_TAG}
     updates = list(batchnorm.compare_batchnorm(**SMALL))
     assert all(set(loss["arm"]) == set(accuracy["arm"]) == expected for loss, accuracy, *_ in updates)
-    colours = common.colour_map(series)
-    assert colours["batch norm"] == colours["batch norm" + common.REFERENCE_TAG] != colours["no batch norm"]
+    colours = views.colour_map(series)
+    assert colours["batch norm"] == colours["batch norm" + views.REFERENCE_TAG] != colours["no batch norm"]
 
 
 @pytest.mark.parametrize(("label", "series"), [("momentum 0.5", "momentum"), ("no momentum", "no momentum"), ("momentum", "momentum"), ("adam", "adam")])
 def test_variants_of_an_arm_share_its_series(label, series):
-    assert common.series_of(label, ("no momentum", "momentum", "adam")) == series
+    assert views.series_of(label, ("no momentum", "momentum", "adam")) == series
 
 
 def test_depth_tab_draws_the_recorded_reference_grid(monkeypatch):
@@ -321,7 +384,18 @@ def test_depth_tab_draws_the_recorded_reference_grid(monkeypatch):
 def test_the_caption_says_what_the_dashed_curves_are(monkeypatch):
     config = {"epochs": 5, "n_train": None, "batch_size": 10, "init": "he"}
     recorded = {"preset": "report", "device_name": "AMD EPYC, 2 threads", "precision": "bf16", "runs": [{"config": config}]}
-    monkeypatch.setattr(common, "reference", lambda name: recorded if name == "momentum" else None)
-    caption = common.reference_caption("momentum")
+    monkeypatch.setattr(views, "reference", lambda name: recorded if name == "momentum" else None)
+    caption = views.reference_caption("momentum")
     assert caption.startswith("Dashed: the reference run (report preset: 5 epochs over 50,000 training images, batch 10, he init, bf16), recorded on AMD EPYC, 2 threads.")
-    assert common.reference_caption("final") is None
+    assert views.reference_caption("final") is None
+
+
+def test_loss_points_above_the_axis_are_left_out_and_ticks_keep_two_decimals(recorded_batchnorm):
+    experiment = common.get_experiment("batchnorm")
+    history = [{"type": "TrainStep", "epoch": 0.1, "train_loss": 12.0}, {"type": "TrainStep", "epoch": 1.0, "train_loss": 1.5}]
+    recorder = type("Recorder", (), {"runs": {"batch norm": {"label": "batch norm", "history": history}}})()
+    loss, _ = views.curves(experiment, recorder, views.plot_series(experiment))
+    assert views.loss_ceiling("cifar10") == 3.5 and views.loss_ceiling("hymenoptera") == 1.0
+    assert loss[loss["arm"] == "batch norm"].dropna()["train loss"].tolist() == [1.5]
+    loss_plot, accuracy_plot = views.line_plots(experiment, views.plot_series(experiment))
+    assert loss_plot.y_lim == [0, 3.5] and loss_plot.x_axis_format == loss_plot.y_axis_format == ".2~f"

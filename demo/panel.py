@@ -1,0 +1,213 @@
+"""The controls and outputs every comparison tab shares, and the comparison streamed into them:
+Train runs the tab's handler, Stop cancels it and says how far it got.
+"""
+
+import functools
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+
+import gradio as gr
+import pandas as pd
+
+from demo.common import DEFAULT_PRESET, LIMITS, check_budget, preset_controls, preset_note, preset_values
+from demo.views import curves, line_plots, plot_series, reference_caption, results_table, table_notes
+from models import INITS, WeightsUnavailableError, model_arguments
+from training.data import DatasetMissingError
+from training.engine import Finished, Started, TrainConfig, TrainStep, compare, device_name, resolve_device
+from training.experiments import Experiment, get_experiment
+from training.lessons import verdicts
+from training.results import Recorder
+
+# Plot refreshes while training. Each one re-sends and re-draws the curves, which on a 2-core
+# machine takes CPU from training (browser and server share it), so stay at the low end of 1–10.
+UPDATES_PER_SECOND = 2
+
+active_runs: set[int] = set()  # ids of comparisons streaming now; a cancelled one leaves
+_active_lock = threading.Lock()
+# What the Stop button reports, per browser session: its comparison's table and status, read from
+# the live run while it trains and frozen (without its models) once it ends. The oldest sessions
+# are forgotten first.
+REMEMBERED_SESSIONS = 256
+_stop_reports: OrderedDict[str, tuple[Callable[[], tuple], bool]] = OrderedDict()  # session → (report, frozen)
+# How long Stop waits for the cancelled run to end: an update it sends before it ends would
+# otherwise land after Stop's own and put "training…" back.
+STOP_WAIT_S = 5.0
+
+
+def stop_report(experiment: Experiment, recorder: Recorder, done: dict[str, int], planned: dict[str, int]) -> tuple[pd.DataFrame, str]:
+    """The table and status of a stopped comparison: how far it got, arm by arm."""
+    steps, total = sum(done.values()), sum(planned.values())
+    share = f" ({steps / total:.0%})" if total else ""
+    status = f"**Stopped** after {steps:,} of {total:,} training steps{share}. The table shows where each arm got to."
+    return results_table(experiment, recorder, stopped=True), status
+
+
+def remember_stop_report(session: str, report: Callable[[], tuple] | None, frozen: bool = False) -> None:
+    with _active_lock:
+        _stop_reports.pop(session, None)
+        if report is not None:
+            _stop_reports[session] = report, frozen
+            while len(_stop_reports) > REMEMBERED_SESSIONS:
+                _stop_reports.popitem(last=False)
+
+
+def revealed() -> dict:
+    """Train's second handler: show an output that stays hidden until there is something to draw."""
+    return gr.update(visible=True)
+
+
+def stopped_run(request: gr.Request = None) -> tuple:
+    """Stop's own handler: the table and status of this session's comparison as it stopped, once
+    it has (or after STOP_WAIT_S, as far as it got)."""
+    session = request.session_hash if request else None
+    deadline = time.monotonic() + STOP_WAIT_S
+    while session in _stop_reports and not _stop_reports[session][1] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with _active_lock:
+        report, _ = _stop_reports.pop(session, (None, None))
+    return report() if report else (gr.skip(), gr.skip())
+
+
+def watch(experiment: Experiment, configs: list[TrainConfig], preset: str, progress: gr.Progress, request: gr.Request | None = None) -> Iterator[tuple[Recorder, str, bool]]:
+    """Run a comparison and yield (recorder, status, finished) a few times a second and at the
+    end, where the status carries the verdict. Closing the generator (Stop, a closed tab) stops
+    training and frees the models; `request` names the browser session whose Stop button reports
+    how far it got."""
+    check_budget(configs)
+    recorder = Recorder(configs)
+    planned: dict[str, int] = {}
+    done: dict[str, int] = {}
+    session = request.session_hash if request else None
+    if session:
+        remember_stop_report(session, lambda: stop_report(experiment, recorder, done, planned))
+    completed = False
+    where = device_name(resolve_device("auto"))
+    status = f"Training {len(configs)} arm(s) on {where}…"
+    last_update = 0.0
+    run_id = id(recorder)
+    with _active_lock:
+        active_runs.add(run_id)
+    try:
+        for event in compare(configs, lockstep=experiment.lockstep):
+            recorder.add(event)
+            if isinstance(event, Started):
+                planned[event.arm] = event.total_steps
+                status = f"Training {len(configs)} arm(s) on {where} in {event.precision}…"
+            elif isinstance(event, TrainStep):
+                done[event.arm] = event.step
+            elif isinstance(event, Finished):
+                planned[event.arm] = done[event.arm] = event.steps
+            if time.perf_counter() - last_update >= 1 / UPDATES_PER_SECOND or isinstance(event, Finished):
+                last_update = time.perf_counter()
+                progress(sum(done.values()) / max(1, sum(planned.values())), desc=status)
+                yield recorder, status, False
+        completed = True
+    except (DatasetMissingError, WeightsUnavailableError, ValueError) as error:
+        completed = True  # refused, not stopped: the error says why
+        raise gr.Error(str(error)) from None
+    finally:
+        with _active_lock:
+            active_runs.discard(run_id)
+        if session:
+            # Stopped: keep the report, not the recorder and its models. Finished: nothing to report.
+            frozen = None if completed else stop_report(experiment, recorder, done, planned)
+            remember_stop_report(session, (lambda: frozen) if frozen else None, frozen=True)
+    verdict = verdicts(experiment, recorder.to_json(experiment.name, preset, configs[0].seed, where))
+    yield recorder, "\n\n".join([f"Done on {where}.", *(f"**Verdict:** {line}" for line in verdict)]), True
+
+
+def session_result(recorder: Recorder, experiment: Experiment, preset: str) -> dict:
+    """What a browser session keeps of a finished run: its results JSON and trained models."""
+    configs = next(iter(recorder.runs.values()))["config"]
+    return {"results": recorder.to_json(experiment.name, preset, configs["seed"], device_name(resolve_device("auto"))), "models": recorder.models}
+
+
+def stream_comparison(
+    experiment: Experiment, configs: list[TrainConfig], preset: str, progress: gr.Progress, series: tuple[str, ...] | None = None, request: gr.Request | None = None
+) -> Iterator[tuple]:
+    """The comparison as (loss curves, accuracy curves, table, status, session result) updates;
+    the session result comes with the last one. `series`: the tab's plot series (plot_series)."""
+    series = series or plot_series(experiment)
+    for recorder, status, finished in watch(experiment, configs, preset, progress, request):
+        session = session_result(recorder, experiment, preset) if finished else gr.skip()
+        yield *curves(experiment, recorder, series), results_table(experiment, recorder), status, session
+
+
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+
+
+class ComparisonPanel:
+    """The controls and outputs every comparison tab shares, laid out in the current Blocks.
+
+    The tab adds its own controls to `panel.extra` (a column beside the explanation), then calls
+    `wire` with its named handler.
+    """
+
+    def __init__(self, experiment_name: str, explanation: str, plots: bool = True, series: tuple[str, ...] | None = None):
+        self.experiment = get_experiment(experiment_name)
+        self.series = series or plot_series(self.experiment)
+        epochs, n_train, lr, batch_size, init = preset_values(experiment_name, DEFAULT_PRESET)
+        # Only models that draw their own first weights have an init to choose (not AlexNet).
+        choose_init = "init" in model_arguments(self.experiment.base[DEFAULT_PRESET].model)
+        with gr.Row():
+            with gr.Column(scale=3):
+                gr.Markdown(f"### {self.experiment.title}\n{explanation}\n\n**The report found:** {self.experiment.finding}", latex_delimiters=LATEX)
+                self.extra = gr.Column()
+            with gr.Column(scale=2):
+                self.preset = gr.Radio(["quick", "report"], value=DEFAULT_PRESET, label="Preset", info="quick: about a minute on a 2-core CPU · report: the report's settings (a GPU job)")
+                self.epochs = gr.Slider(*LIMITS["epochs"], value=epochs, step=1, label="Epochs")
+                self.n_train = gr.Slider(*LIMITS["n_train"], value=n_train, step=100, label="Training images (class-balanced subset)")
+                with gr.Row():
+                    self.lr = gr.Number(value=lr, minimum=LIMITS["lr"][0], maximum=LIMITS["lr"][1], label="Learning rate")
+                    self.batch_size = gr.Slider(*LIMITS["batch_size"], value=batch_size, step=1, label="Batch size")
+                    self.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed (shared by all arms)")
+                self.init = gr.Radio(
+                    list(INITS), value=init, label="Initial weights", visible=choose_init,
+                    info="default: PyTorch's own, as in the report's code · he: He et al. (2015), scaled for ReLU",
+                )
+                self.preset_note = gr.Markdown(preset_note(self.experiment, DEFAULT_PRESET))
+                with gr.Row():
+                    self.train = gr.Button("Train", variant="primary")
+                    self.stop = gr.Button("Stop", variant="stop")
+        self.status = gr.Markdown()
+        caption = reference_caption(experiment_name)
+        # Without a reference run the line plots would open empty: they appear with the first Train.
+        self.plots = gr.Row(visible=bool(caption) or not plots)  # the tab may put its own plots here instead (plots=False)
+        self.hidden_until_trained = [] if self.plots.visible else [self.plots]
+        with self.plots:
+            if plots:
+                self.loss_plot, self.accuracy_plot = line_plots(self.experiment, self.series)
+        if plots and caption:
+            gr.Markdown(caption)
+        self.table = gr.Dataframe(results_table(self.experiment, None), label="Results", interactive=False)
+        gr.Markdown(table_notes(self.experiment))
+        self.session = gr.State()
+
+    @property
+    def settings(self) -> list:
+        return [self.preset, self.epochs, self.n_train, self.lr, self.batch_size, self.seed, *([self.init] if self.init.visible else [])]
+
+    @property
+    def outputs(self) -> list:
+        return [self.loss_plot, self.accuracy_plot, self.table, self.status, self.session]
+
+    def wire(self, handler, extra_inputs: list, api_name: str, outputs: list | None = None) -> None:
+        training = self.train.click(
+            handler,
+            [*extra_inputs, *self.settings],
+            outputs or self.outputs,
+            api_name=api_name,
+            concurrency_id="training",  # one training at a time: on 2 cores two help nobody
+            concurrency_limit=1,
+        )
+        for block in self.hidden_until_trained:
+            self.train.click(revealed, None, block, api_visibility="private")
+        self.stop.click(stopped_run, None, [self.table, self.status], cancels=[training], api_visibility="private")
+        self.preset.change(
+            functools.partial(preset_controls, self.experiment.name),
+            self.preset,
+            [self.epochs, self.n_train, self.lr, self.batch_size, self.init, self.preset_note],
+            api_visibility="private",
+        )

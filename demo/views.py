@@ -1,0 +1,225 @@
+"""What the tabs draw from a run: the loss and accuracy curves over the reference run's dashed
+ones, the results table and the notes beside it.
+
+They read plain data (a `training.results.Recorder`'s runs and the committed reference runs) and
+never the other way round (trackio's rule).
+"""
+
+import functools
+import math
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from demo.common import DEFAULT_PRESET, TRAIN_SIZES
+from training.data import CIFAR10_INFO, HYMENOPTERA_INFO
+from training.experiments import Experiment, get_experiment
+from training.lessons import member
+from training.results import Recorder, load_reference
+
+REFERENCE_TAG = " · reference"  # the plot series of an arm's reference curve
+# One colour per arm (matplotlib's tab10); an arm's reference curve shares it, dashed.
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+DASH_POINTS = 120  # a reference curve is drawn as 60 dashes, whatever its length
+# What recording a reference run needs beyond this repo, the data and a CPU.
+REFERENCE_NEEDS = {"final": " (a GPU job)", "transfer": " (needs AlexNet's ImageNet weights)"}
+# Side-by-side plots narrower than this wrap onto rows of their own: on a phone each is drawn at
+# full width instead of two shrinking to nothing.
+PLOT_MIN_WIDTH = 360
+
+
+@functools.cache
+def reference(experiment_name: str) -> dict | None:
+    """The committed report-length reference run of an experiment (results/reference), if any."""
+    try:
+        return load_reference(experiment_name)
+    except (OSError, ValueError) as error:
+        print(f"ignoring the reference run of {experiment_name}: {error}")
+        return None
+
+
+def plot_series(experiment: Experiment, extra: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The arms a tab's plots can show, fixed when the tab is built: the experiment's own arms
+    and any the tab adds."""
+    return (*experiment.arm_overrides["report"], *extra)
+
+
+def series_of(label: str, series: tuple[str, ...]) -> str:
+    """The plot series of an arm: its own label, or the series it is a variant of
+    ("momentum 0.5" is drawn as "momentum")."""
+    if label in series:
+        return label
+    return next((name for name in series if member(label, name)), label)
+
+
+def colour_map(series: tuple[str, ...]) -> dict[str, str]:
+    """One colour per arm, shared by its live curve and its reference curve."""
+    colours = {}
+    for name, colour in zip(series, PALETTE, strict=False):
+        colours[name] = colours[name + REFERENCE_TAG] = colour
+    return colours
+
+
+def dashed(points: list[tuple[float, float]], name: str) -> list[tuple]:
+    """A curve resampled to DASH_POINTS points with every other segment left out: the plot
+    breaks a line at a missing value, and LinePlot has no dash style of its own."""
+    if not points:
+        return []
+    x, y = np.array(points).T
+    grid = np.linspace(x[0], x[-1], DASH_POINTS)
+    rows = []
+    for i, (a, b) in enumerate(zip(grid, np.interp(grid, x, y))):
+        rows.append((a, b, name))
+        if i % 2:
+            rows.append((a, math.nan, name))
+    return rows
+
+
+def points(run: dict) -> tuple[list, list]:
+    """(epoch, train loss) and (epoch, test accuracy %) points of one run's history."""
+    loss = [(p["epoch"], p["train_loss"]) for p in run["history"] if p["type"] == "TrainStep"]
+    accuracy = [(p["epoch"], 100 * p["test_acc"]) for p in run["history"] if p["type"] == "Evaluation"]
+    return loss, accuracy
+
+
+@functools.cache
+def reference_curves(experiment_name: str, series: tuple[str, ...]) -> tuple[list, list]:
+    """Loss and accuracy rows of the recorded reference run, dashed, one series per arm."""
+    recorded = reference(experiment_name)
+    loss, accuracy = [], []
+    for run in recorded["runs"] if recorded else []:
+        name = series_of(run["label"], series) + REFERENCE_TAG
+        run_loss, run_accuracy = points(run)
+        loss += dashed(run_loss, name)
+        accuracy += dashed(run_accuracy, name)
+    return loss, accuracy
+
+
+def reference_caption(experiment_name: str) -> str | None:
+    """What the dashed curves are: the reference run's settings and device."""
+    recorded = reference(experiment_name)
+    if recorded is None:
+        return None
+    config = recorded["runs"][0]["config"]
+    images = config.get("n_train") or TRAIN_SIZES[config.get("dataset", "cifar10")]
+    quick = get_experiment(experiment_name).base["quick"]
+    quick_images = quick.n_train or TRAIN_SIZES[quick.dataset]
+    precision = recorded.get("precision") or recorded["runs"][0].get("precision")
+    return (
+        f"Dashed: the reference run ({recorded['preset']} preset: {config['epochs']} epochs over {images:,} training images, "
+        f"batch {config['batch_size']}, {config.get('init', 'default')} init{f', {precision}' if precision else ''}), "
+        f"recorded on {recorded['device_name']}. **The x axis counts epochs, each run over its own training images:** "
+        f"a reference epoch is {images:,} images and a quick-preset epoch {quick_images:,}, so at the same x the dashed curve "
+        f"has seen {images / quick_images:.0f} times as many."
+    )
+
+
+def curves(experiment: Experiment, recorder: Recorder | None, series: tuple[str, ...]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Training-loss and test-accuracy rows for the live plots: the reference run's dashed
+    curves, then every live arm's.
+
+    Every series of the tab is present from the first frame on, as an empty row where it has
+    no points yet: Gradio's LinePlot fixes its colour scale to the series in the first data it
+    draws, and a series added later would be drawn without a colour."""
+    reference_loss, reference_accuracy = reference_curves(experiment.name, series)
+    loss, accuracy = list(reference_loss), list(reference_accuracy)
+    for name in series:
+        loss.append((0.0, math.nan, name))
+        accuracy.append((0.0, math.nan, name))
+    for run in recorder.runs.values() if recorder else []:
+        name = series_of(run["label"], series)
+        run_loss, run_accuracy = points(run)
+        loss += [(x, y, name) for x, y in run_loss]
+        accuracy += [(x, y, name) for x, y in run_accuracy]
+    loss_frame = pd.DataFrame(loss, columns=["epoch", "train loss", "arm"]).astype({"epoch": float, "train loss": float})
+    # Above the loss axis's top a point is left out, not drawn over the title: the plot does not clip.
+    ceiling = loss_ceiling(experiment.base[DEFAULT_PRESET].dataset)
+    loss_frame.loc[loss_frame["train loss"] > ceiling, "train loss"] = math.nan
+    return (
+        loss_frame,
+        pd.DataFrame(accuracy, columns=["epoch", "test accuracy (%)", "arm"]).astype({"epoch": float, "test accuracy (%)": float}),
+    )
+
+
+def this_run(run: dict, stopped: bool) -> str:
+    """The "this run" cell of an arm: its accuracy, or how far it got."""
+    if "test_acc" in run:
+        return f"{run['test_acc']:.2%}"
+    if not run:
+        return "—"
+    if not stopped:
+        return "training…"
+    steps = [point["step"] for point in run["history"] if point["type"] == "TrainStep"]
+    tests = [point["test_acc"] for point in run["history"] if point["type"] == "Evaluation"]
+    where = f"stopped at step {steps[-1]:,}" if steps else "stopped before its first step"
+    return where + (f" ({tests[-1]:.2%} at its last test)" if tests else "")
+
+
+def results_table(experiment: Experiment, recorder: Recorder | None, stopped: bool = False) -> pd.DataFrame:
+    """One row per arm: the report's number, the recorded reference run and this run (`stopped`:
+    the run was stopped, so unfinished arms say where they got to)."""
+    report = {r.arm: r for r in experiment.report}
+    recorded = reference(experiment.name)
+    references = {run["label"]: run for run in recorded["runs"]} if recorded else {}
+    live = recorder.runs if recorder else {}
+    rows = []
+    # The report's arms come first, so that the table has their numbers before anyone trains.
+    for label in list(dict.fromkeys([*experiment.arm_overrides["report"], *references, *live])):
+        theirs, ref, run = report.get(label), references.get(label), live.get(label, {})
+        steps = [point for point in run.get("history", []) if point["type"] == "TrainStep"]
+        latest = run if "test_acc" in run else (steps[-1] if steps else {})
+        rows.append(
+            {
+                "arm": label,
+                "report (Kaggle GPU)": f"{theirs.test_acc:.2%} in {theirs.train_time_s} s" if theirs and theirs.test_acc else ("figure only" if theirs else "—"),
+                "reference run": f"{ref['test_acc']:.2%} in {ref['train_time_s']:.0f} s" if ref else "—",
+                "this run": this_run(run, stopped),
+                "train time (s)": round(latest.get("train_time_s", latest.get("elapsed_s", 0.0)), 1) if latest else None,
+                "images/s": round(latest.get("images_per_s", 0.0)) if latest else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def table_notes(experiment: Experiment) -> str:
+    """What the table's short cells stand for: the report's notes and where the reference run
+    comes from (kept out of the cells, so that the columns that compare stay in view)."""
+    notes = [f"*Report, {r.arm}:* {r.note}." for r in experiment.report if r.note]
+    recorded = reference(experiment.name)
+    if recorded:
+        config = recorded["runs"][0]["config"]
+        precision = recorded.get("precision") or recorded["runs"][0].get("precision")
+        notes.append(
+            f"*Reference run:* the {recorded['preset']} preset, {config.get('init', 'default')} init{f', {precision}' if precision else ''}, "
+            f"seed {recorded.get('seed', 0)}, recorded on {recorded['device_name']}."
+        )
+    else:
+        notes.append(f"*Reference run:* none recorded yet{REFERENCE_NEEDS.get(experiment.name, '')}; `python -m training reproduce --only {experiment.name}` records one.")
+    return " ".join(notes)
+
+
+# Tick labels with at most two decimals ("~" drops trailing zeros), however odd the data's values.
+AXIS_FORMAT = ".2~f"
+
+
+def loss_ceiling(dataset: str) -> float:
+    """The top of the loss axis: 1.5 × the loss of a uniform guess, ln(classes). The first steps'
+    losses can be several times higher, and an axis stretched to them flattens every later difference."""
+    classes = {"cifar10": CIFAR10_INFO, "hymenoptera": HYMENOPTERA_INFO}[dataset].classes
+    return round(1.5 * math.log(len(classes)), 1)
+
+
+def line_plots(experiment: Experiment, series: tuple[str, ...]) -> tuple[gr.LinePlot, gr.LinePlot]:
+    """The loss and accuracy plots, showing the reference run from the first page load."""
+    loss, accuracy = curves(experiment, None, series)
+    shared = {
+        "x": "epoch", "color": "arm", "color_map": colour_map(series), "height": 260, "min_width": PLOT_MIN_WIDTH,
+        "x_axis_format": AXIS_FORMAT, "y_axis_format": AXIS_FORMAT, "color_title": "arm (dashed: reference run)",
+        "colors_in_legend": list(series),  # an arm's reference curve shares its colour: one legend entry each
+    }
+    ceiling = loss_ceiling(experiment.base[DEFAULT_PRESET].dataset)
+    return (
+        gr.LinePlot(loss, y="train loss", y_lim=[0, ceiling], title=f"Training loss (smoothed; axis cut at {ceiling:g})", **shared),
+        gr.LinePlot(accuracy, y="test accuracy (%)", title="Test accuracy", **shared),
+    )
