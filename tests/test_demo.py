@@ -45,9 +45,9 @@ class Session:
 def test_stop_reports_how_far_the_run_got_and_each_arm_where_it_stopped(tiny_data, monkeypatch):
     monkeypatch.setattr(panel, "STOP_WAIT_S", 0.2)  # this stream is closed only after Stop has answered
     student, other = Session("student"), Session("other student")
-    stream = momentum.compare_momentum(0.5, **{**SMALL, "epochs": 2}, request=student)
-    for _ in range(3):
-        next(stream)
+    # Batch 2: 80 steps an epoch, so that no arm finishes before the first update.
+    stream = momentum.compare_momentum(0.5, **{**SMALL, "epochs": 2, "batch_size": 2}, request=student)
+    next(stream)
     live_table, status = panel.stopped_run(student)  # Stop read while the run is still live
     assert status.startswith("**Stopped** after ") and "training steps" in status
     cells = [cell for cell in live_table["this run"] if cell != "—"]
