@@ -96,6 +96,11 @@ def reference_curves(experiment_name: str, series: tuple[str, ...]) -> tuple[lis
     return loss, accuracy
 
 
+def reference_precision(recorded: dict) -> str | None:
+    """The number format a reference run trained in (older recordings say it per run only)."""
+    return recorded.get("precision") or recorded["runs"][0].get("precision")
+
+
 def reference_caption(experiment_name: str) -> str | None:
     """What the dashed curves are: the reference run's settings and device."""
     recorded = reference(experiment_name)
@@ -105,7 +110,7 @@ def reference_caption(experiment_name: str) -> str | None:
     images = config.get("n_train") or TRAIN_SIZES[config.get("dataset", "cifar10")]
     quick = get_experiment(experiment_name).base["quick"]
     quick_images = quick.n_train or TRAIN_SIZES[quick.dataset]
-    precision = recorded.get("precision") or recorded["runs"][0].get("precision")
+    precision = reference_precision(recorded)
     return (
         f"Dashed: the reference run ({recorded['preset']} preset: {config['epochs']} epochs over {images:,} training images, "
         f"batch {config['batch_size']}, {config.get('init', 'default')} init{f', {precision}' if precision else ''}), "
@@ -189,7 +194,7 @@ def table_notes(experiment: Experiment) -> str:
     recorded = reference(experiment.name)
     if recorded:
         config = recorded["runs"][0]["config"]
-        precision = recorded.get("precision") or recorded["runs"][0].get("precision")
+        precision = reference_precision(recorded)
         notes.append(
             f"*Reference run:* the {recorded['preset']} preset, {config.get('init', 'default')} init{f', {precision}' if precision else ''}, "
             f"seed {recorded.get('seed', 0)}, recorded on {recorded['device_name']}."
