@@ -63,7 +63,8 @@ def stopped_run(request: gr.Request = None) -> tuple:
     it has (or after STOP_WAIT_S, as far as it got)."""
     session = request.session_hash if request else None
     deadline = time.monotonic() + STOP_WAIT_S
-    while session in _stop_reports and not _stop_reports[session][1] and time.monotonic() < deadline:
+    # A missing entry counts as frozen: nothing to wait for (and no lookup race with its removal).
+    while not _stop_reports.get(session, (None, True))[1] and time.monotonic() < deadline:
         time.sleep(0.05)
     with _active_lock:
         report, _ = _stop_reports.pop(session, (None, None))
