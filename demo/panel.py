@@ -34,6 +34,12 @@ _stop_reports: OrderedDict[str, tuple[Callable[[], tuple], bool]] = OrderedDict(
 # How long Stop waits for the cancelled run to end: an update it sends before it ends would
 # otherwise land after Stop's own and put "training…" back.
 STOP_WAIT_S = 5.0
+# Every streaming run: token → [its generator, since when it has waited for Gradio to ask for its
+# next update, or None while it computes]. Between two updates a run waits milliseconds; one that
+# waits longer has lost its reader (a client gone mid-stream, or a cancel through the API, after
+# which Gradio stops asking without closing the run) and would hold its models for good.
+_runs: dict[object, list] = {}
+ABANDONED_AFTER_S = 3.0
 
 
 def stop_report(experiment: Experiment, recorder: Recorder, done: dict[str, int], planned: dict[str, int]) -> tuple[pd.DataFrame, str]:
@@ -71,7 +77,38 @@ def stopped_run(request: gr.Request = None) -> tuple:
     return report() if report else (gr.skip(), gr.skip())
 
 
+def close_abandoned_runs() -> None:
+    """Forever, twice a second: close the runs that have waited over ABANDONED_AFTER_S for a reader."""
+    while True:
+        time.sleep(0.5)
+        now = time.monotonic()
+        with _active_lock:
+            abandoned = [run for run, since in _runs.values() if since is not None and now - since > ABANDONED_AFTER_S]
+        for run in abandoned:
+            try:
+                run.close()
+            except ValueError:  # "generator already executing": it has a reader after all
+                pass
+
+
+@functools.cache
+def start_closing_abandoned_runs() -> None:
+    threading.Thread(target=close_abandoned_runs, name="close-abandoned-runs", daemon=True).start()
+
+
 def watch(experiment: Experiment, configs: list[TrainConfig], preset: str, progress: gr.Progress, request: gr.Request | None = None) -> Iterator[tuple[Recorder, str, bool]]:
+    """Run a comparison (see `updates`), registered so that a run nobody reads any more is closed."""
+    token = object()
+    run = updates(experiment, configs, preset, progress, request, token)
+    with _active_lock:
+        _runs[token] = [run, None]
+    start_closing_abandoned_runs()
+    return run
+
+
+def updates(
+    experiment: Experiment, configs: list[TrainConfig], preset: str, progress: gr.Progress, request: gr.Request | None, token: object
+) -> Iterator[tuple[Recorder, str, bool]]:
     """Run a comparison and yield (recorder, status, finished) a few times a second and at the
     end, where the status carries the verdict. Closing the generator (Stop, a closed tab) stops
     training and frees the models; `request` names the browser session whose Stop button reports
@@ -103,7 +140,9 @@ def watch(experiment: Experiment, configs: list[TrainConfig], preset: str, progr
             if time.perf_counter() - last_update >= 1 / UPDATES_PER_SECOND or isinstance(event, Finished):
                 last_update = time.perf_counter()
                 progress(sum(done.values()) / max(1, sum(planned.values())), desc=status)
+                _runs[token][1] = time.monotonic()
                 yield recorder, status, False
+                _runs[token][1] = None
         completed = True
     except (DatasetMissingError, WeightsUnavailableError, ValueError) as error:
         completed = True  # refused, not stopped: the error says why
@@ -111,6 +150,7 @@ def watch(experiment: Experiment, configs: list[TrainConfig], preset: str, progr
     finally:
         with _active_lock:
             active_runs.discard(run_id)
+            _runs.pop(token, None)
         if session:
             # Stopped: keep the report, not the recorder and its models. Finished: nothing to report.
             frozen = None if completed else stop_report(experiment, recorder, done, planned)

@@ -1,6 +1,8 @@
 """The tabs' handlers, called as plain functions on tiny datasets."""
 
 
+import time
+
 import gradio as gr
 import numpy as np
 import pytest
@@ -66,6 +68,17 @@ def test_stop_after_the_stream_closed_still_reports_it_and_a_finished_run_report
     assert "training…" not in set(table["this run"]) and any(cell.startswith("stopped") for cell in table["this run"])
     last(momentum.compare_momentum(0.5, **SMALL, request=student))
     assert panel.stopped_run(student) == (gr.skip(), gr.skip())
+
+
+def test_a_run_nobody_reads_any_more_is_closed_and_frees_its_models(tiny_data, monkeypatch):
+    monkeypatch.setattr(panel, "ABANDONED_AFTER_S", 0.3)
+    stream = momentum.compare_momentum(0.5, **{**SMALL, "epochs": 2, "batch_size": 2}, request=Session("gone"))
+    next(stream)
+    assert panel.active_runs
+    deadline = time.monotonic() + 5
+    while panel.active_runs and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not panel.active_runs
 
 
 def test_activations_compare_the_chosen_functions(tiny_data):
