@@ -25,7 +25,10 @@ from models import INITS, create_model, model_arguments
 from training.data import BatchLoader, FeatureLoader, ImageTensors, balanced_subset, load_splits
 
 OPTIMIZERS = ("sgd", "adadelta", "adam")
-LR_SCHEDULES = ("constant", "linear")
+LR_SCHEDULES = ("constant", "linear", "onecycle")
+# The share of a one-cycle run spent warming the rate up from a tenth of `lr` (the rest decays it
+# to zero): a high rate from the first step would throw a freshly initialised network off course.
+ONECYCLE_WARMUP = 0.2
 # The early-stop rule looks at the smallest batch loss of every this many steps: a fixed
 # cadence keeps the stopping step deterministic, and it avoids a device sync every step.
 EARLY_STOP_CHECK_STEPS = 20
@@ -44,8 +47,10 @@ class TrainConfig:
     init: str = "default"  # first weights of conv/linear layers: default (PyTorch's, as in the report) | he
     optimizer: str = "sgd"  # sgd | adadelta | adam
     lr: float = 0.01  # learning rate (Adadelta's own default is 1.0)
-    lr_schedule: str = "constant"  # constant | linear: decays to 0 at the last step, so the run ends on settled weights
+    lr_schedule: str = "constant"  # constant | linear: decays to 0 at the last step, so the run ends on settled weights | onecycle: warms up, then decays to 0
     momentum: float = 0.0  # SGD momentum β; 0 is plain SGD
+    nesterov: bool = False  # SGD: Nesterov's momentum, which looks ahead along the velocity before taking the gradient
+    label_smoothing: float = 0.0  # share of each target spread over all classes: the net is not pushed to ever more confident logits
     weight_decay: float = 0.0  # L2 penalty added by the optimizer
     batch_size: int = 64  # training images per step
     epochs: int = 2  # passes over the training subset
@@ -58,6 +63,7 @@ class TrainConfig:
     evals_per_epoch: float = 1  # test-set evaluations per epoch (more points on a short run's curve; 0.25: one every 4 epochs)
     event_interval_s: float = 0.25  # least seconds between two training-loss events of one arm
     cache_frozen_features: bool = True  # feature extraction: run the frozen backbone once, not every step
+    test_time_flip: bool = False  # evaluate on each test image and its mirror image, averaging the two predictions
 
 
 @dataclass
@@ -157,6 +163,10 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
     if not 0 <= config.momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {config.momentum}")
+    if config.nesterov and (config.optimizer != "sgd" or config.momentum == 0):
+        raise ValueError("nesterov needs the sgd optimizer and a momentum above 0")
+    if not 0 <= config.label_smoothing < 1:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
     if config.init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {config.init!r}")
     if config.init != "default" and "init" not in model_arguments(config.model):
@@ -165,7 +175,7 @@ def validate(config: TrainConfig) -> None:
 
 def make_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
     if config.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)
     if config.optimizer == "adadelta":
         return torch.optim.Adadelta(parameters, lr=config.lr, weight_decay=config.weight_decay)
     return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
@@ -175,6 +185,13 @@ def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total_s
     """The learning-rate schedule, stepped once per training step; None keeps the rate constant."""
     if config.lr_schedule == "constant":
         return None
+    if config.lr_schedule == "onecycle":
+        # Smith's one-cycle policy with linear ramps, as the fast CIFAR-10 recipes use it (airbench,
+        # "How to train your ResNet"); momentum stays fixed, so the optimizer is the arm's own.
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=ONECYCLE_WARMUP,
+            anneal_strategy="linear", cycle_momentum=False, div_factor=10, final_div_factor=1e4,
+        )
     # Linear decay to zero, as nanoGPT and airbench end their runs: the last steps are small, so
     # the final weights (and the accuracy read from them) do not jump with the last few batches.
     return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=total_steps)
@@ -204,15 +221,19 @@ def eval_batch_size(data: ImageTensors, device: torch.device) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ImageTensors, device: torch.device, precision: str) -> torch.Tensor:
-    """The confusion matrix (true × predicted) of `model` on `data`."""
+def evaluate(model: nn.Module, data: ImageTensors, device: torch.device, precision: str, flip: bool = False) -> torch.Tensor:
+    """The confusion matrix (true × predicted) of `model` on `data`; with `flip`, each image's
+    prediction sums the logits of the image and of its mirror image."""
     was_training = model.training
     model.eval()
     k = len(data.info.classes)
     confusion = torch.zeros(k * k, dtype=torch.long, device=device)
     for x, y in BatchLoader(data, eval_batch_size(data, device), device, train=False):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            predicted = model(x).argmax(dim=1)
+            logits = model(x)
+            if flip:
+                logits = logits + model(x.flip(-1))
+            predicted = logits.argmax(dim=1)
         confusion += torch.bincount(y * k + predicted, minlength=k * k)
     model.train(was_training)
     return confusion.view(k, k).cpu()
@@ -301,7 +322,7 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
             clock.start()
             x, y = next(batches)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                loss = nn.functional.cross_entropy(forward(x), y)
+                loss = nn.functional.cross_entropy(forward(x), y, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -323,7 +344,7 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
                 smoothed = (ema / (1 - LOSS_SMOOTHING**step)).item()
                 yield TrainStep(label, step, step / steps_per_epoch, smoothed, elapsed, step * config.batch_size / elapsed)
             if evaluate_now:
-                confusion, evaluated_at = evaluate(model, test_data, device, precision), step
+                confusion, evaluated_at = evaluate(model, test_data, device, precision, config.test_time_flip), step
                 accuracy = confusion.diag().sum().item() / len(test_data)
                 yield Evaluation(label, step, step / steps_per_epoch, accuracy, clock.total())
             if stopped_early:
@@ -333,7 +354,7 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
             break
 
     if evaluated_at != step:
-        confusion = evaluate(model, test_data, device, precision)
+        confusion = evaluate(model, test_data, device, precision, config.test_time_flip)
     elapsed = clock.total()
     yield Finished(
         label,

@@ -5,6 +5,10 @@
 Each file holds the CLI's results schema plus a "provenance" record (device, torch version, git
 commit, date, wall time), with each arm's training-loss points thinned to at most 1,000. Experiments whose file exists are skipped unless --force, so an
 interrupted recording resumes where it stopped.
+
+An experiment whose model ships with the app (`embedded`, the CIFAR-10 classifier) is recorded as
+a `--save-dir` folder instead, `--models-dir`/NAME: its results.json and one `save_pretrained`
+folder per arm, which the app loads and `publish` reads.
 """
 
 import argparse
@@ -15,36 +19,41 @@ from pathlib import Path
 
 from models import WeightsUnavailableError
 from training.data import DatasetMissingError
-from training.experiments import EXPERIMENTS, PRESETS
+from training.experiments import EXPERIMENTS, PRESETS, get_experiment
 from training.results import git_commit, provenance, thinned
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.__main__ import print_table, run_experiment
+    from training.__main__ import folder_name, print_table, run_experiment
 
     parser = argparse.ArgumentParser(prog="python -m training reproduce", description="Record reference runs of the report's experiments.")
     parser.add_argument("--preset", choices=PRESETS, default="report")
     parser.add_argument("--only", nargs="+", choices=sorted(EXPERIMENTS), help="these experiments only (default: all)")
     parser.add_argument("--out-dir", type=Path, default=Path("results/reference"))
+    parser.add_argument("--models-dir", type=Path, default=Path("pretrained"), help="where experiments whose model ships with the app are saved")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="record again experiments already written")
     args = parser.parse_args(argv)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
     for name in args.only or list(EXPERIMENTS):
-        target = args.out_dir / f"{name}.json"
+        embedded = get_experiment(name).embedded
+        target = args.models_dir / name / "results.json" if embedded else args.out_dir / f"{name}.json"
         if target.exists() and not args.force:
             print(f"{name}: {target} exists, skipped (--force records it again)")
             continue
         commit = git_commit()  # read before the run: the code that ran, not whatever HEAD is when it ends
         start = time.perf_counter()
         try:
-            results, _ = run_experiment(name, args.preset, args.seed, args.device, args.precision)
+            results, models = run_experiment(name, args.preset, args.seed, args.device, args.precision)
         except (DatasetMissingError, WeightsUnavailableError, ValueError) as error:
             print(f"{name}: not recorded: {error}", file=sys.stderr)
             continue
         results["provenance"] = provenance(results, commit, time.perf_counter() - start)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if embedded:  # the models first: a folder with results.json is complete
+            for label, model in models.items():
+                model.save_pretrained(target.parent / folder_name(label))
         # Written whole, then renamed: an interrupted run leaves no half file that resume would skip.
         partial = target.with_suffix(".json.tmp")
         partial.write_text(json.dumps(thinned(results), separators=(",", ":")))  # compact and thinned: committed, so kept small
