@@ -5,7 +5,7 @@
 
 import gradio as gr
 
-from demo import activations, adaptive_lr, batchnorm, depth, final_cnn, momentum, transfer
+from demo import activations, adaptive_lr, batchnorm, classifiers, depth, final_cnn, momentum, transfer
 from demo.common import DEFAULT_PRESET, GPU_AVAILABLE
 from demo.uploads import MAX_UPLOAD_BYTES
 
@@ -43,8 +43,9 @@ def build_app() -> gr.Blocks:
 
 
 def load_classifiers() -> None:
-    """Load CIFAR10_MODEL and ANTS_BEES_MODEL at start, so the first upload answers at once."""
-    final_cnn.cifar10_model.get()
+    """Load the CIFAR-10 classifier (CIFAR10_MODEL, else the embedded one) and ANTS_BEES_MODEL at
+    start, so the first upload answers at once."""
+    classifiers.configured.get()
     transfer.ants_bees_model.get()
 
 

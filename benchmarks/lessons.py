@@ -33,7 +33,7 @@ from training.lessons import LESSONS_FILE, margin, preset_arms  # noqa: E402
 from training.results import git_commit  # noqa: E402
 
 WEAK_HOST = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-LESSON_EXPERIMENTS = ("batchnorm", "momentum", "adaptive-lr", "activations", "architecture")
+LESSON_EXPERIMENTS = ("batchnorm", "momentum", "adaptive-lr", "activations", "architecture", "final")
 
 
 def environment(precision: str) -> dict:
@@ -97,6 +97,23 @@ def summary_table(experiments: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def arm_table(experiments: dict[str, dict], name: str = "final") -> str:
+    """Markdown: each arm's own test accuracy and training time (its clock counts only its own
+    steps) per seed and precision; the final CNN's quick preset is judged by its own arm."""
+    if name not in experiments:
+        return ""
+    lines = ["| arm | precision | " + " | ".join(f"s{run['seed']}" for run in experiments[name]["runs"] if run["precision"] == "fp32") + " | min | train s (max) |"]
+    lines.append("|" + " --- |" * (lines[0].count("|") - 1))
+    for label in experiments[name]["runs"][0]["accuracies"]:
+        for precision in ("fp32", "bf16"):
+            runs = [run for run in experiments[name]["runs"] if run["precision"] == precision]
+            if runs:
+                accuracies = [run["accuracies"][label] for run in runs]
+                cells = " | ".join(f"{a:.2%}" for a in accuracies)
+                lines.append(f"| {label} | {precision} | {cells} | {min(accuracies):.2%} | {max(run['train_times_s'][label] for run in runs):.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiments", nargs="+", default=list(LESSON_EXPERIMENTS), choices=LESSON_EXPERIMENTS)
@@ -109,7 +126,8 @@ def main() -> int:
     if args.init and args.write:
         parser.error("--write keeps the presets' own runs; --init changes them")
     if args.table:
-        print(summary_table(json.loads(LESSONS_FILE.read_text())["experiments"]))
+        recorded = json.loads(LESSONS_FILE.read_text())["experiments"]
+        print(summary_table(recorded) + "\n\n" + arm_table(recorded))
         return 0
     experiments = {}
     for name in args.experiments:
@@ -123,7 +141,7 @@ def main() -> int:
                 runs.append(run)
         experiments[name] = {"preset": "quick", "arms": preset_arms(name, "quick"), "runs": runs}
     print()
-    print(summary_table(experiments))
+    print(summary_table(experiments) + "\n\n" + arm_table(experiments))
     if args.write:
         recorded = json.loads(LESSONS_FILE.read_text()) if LESSONS_FILE.exists() else {"experiments": {}}
         for name, entry in experiments.items():

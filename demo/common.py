@@ -100,7 +100,7 @@ def preset_values(experiment_name: str, preset: str) -> tuple:
 
 
 # The settings a preset note compares, in words.
-SETTING_NAMES = {"n_train": "training images", "epochs": "epochs", "batch_size": "batch size", "optimizer": "optimizer", "lr": "learning rate", "lr_schedule": "learning-rate schedule", "momentum": "momentum", "init": "init", "model": "model", "model_overrides": "model changes"}
+SETTING_NAMES = {"n_train": "training images", "epochs": "epochs", "batch_size": "batch size", "optimizer": "optimizer", "lr": "learning rate", "lr_schedule": "learning-rate schedule", "momentum": "momentum", "nesterov": "Nesterov momentum", "weight_decay": "weight decay", "label_smoothing": "label smoothing", "test_time_flip": "flipped test images", "init": "init", "model": "model", "model_overrides": "model changes"}
 
 
 def preset_note(experiment: Experiment, preset: str) -> str:

@@ -68,40 +68,47 @@ def image_upload(label: str) -> gr.File:
 
 
 @torch.no_grad()
-def classify(model: torch.nn.Module, image: Image.Image, info: DatasetInfo) -> dict[str, float]:
-    """Class probabilities of one image."""
+def classify(model: torch.nn.Module, image: Image.Image, info: DatasetInfo, flip: bool = False) -> dict[str, float]:
+    """Class probabilities of one image; with `flip`, from the logits of the image and its
+    mirror image averaged (as the test accuracy of a model trained with test_time_flip was measured)."""
     model.eval()
     device = next(model.parameters()).device
-    logits = model(model_input(image, info).to(device))
+    x = model_input(image, info).to(device)
+    logits = (model(x) + model(x.flip(-1))) / 2 if flip else model(x)
     probabilities = logits.float().softmax(dim=1)[0]
     return dict(zip(info.classes, probabilities.tolist()))
 
 
 class ConfiguredModel:
-    """The classifier named by an environment variable (Hub repo id or local folder), loaded once.
+    """The classifier named by an environment variable (Hub repo id or local folder), else by
+    `default` (a folder), loaded once.
 
     A failure is remembered as a message for the UI; the app keeps serving either way.
     """
 
-    def __init__(self, variable: str, model_class: type[torch.nn.Module]):
+    def __init__(self, variable: str, model_class: type[torch.nn.Module], default: str | None = None):
         self.variable = variable
         self.model_class = model_class
+        self.default = default
         self._lock = threading.Lock()
         self._loaded = False
         self.model: torch.nn.Module | None = None
+        self.source: str | None = None  # where the model came from
         self.message = ""
 
     def get(self) -> torch.nn.Module | None:
         with self._lock:
             if not self._loaded:
                 self._loaded = True
-                source = os.environ.get(self.variable)
+                source = os.environ.get(self.variable) or self.default
                 if not source:
                     self.message = f"{self.variable} is not set."
                 else:
                     try:
                         self.model = load_pretrained(self.model_class, source)
-                        self.message = f"Using {source} ({self.variable})."
+                        self.source = source
+                        self.message = f"Using {source}."
                     except CheckpointError as error:
-                        self.message = f"{self.variable}={source} could not be loaded: {error}"
+                        named = f"{self.variable}={source}" if os.environ.get(self.variable) else f"The default model {source}"
+                        self.message = f"{named} could not be loaded: {error}"
             return self.model

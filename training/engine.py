@@ -187,11 +187,12 @@ def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total_s
         return None
     if config.lr_schedule == "onecycle":
         # Smith's one-cycle policy with linear ramps, as the fast CIFAR-10 recipes use it (airbench,
-        # "How to train your ResNet"); momentum stays fixed, so the optimizer is the arm's own.
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=total_steps, pct_start=ONECYCLE_WARMUP,
-            anneal_strategy="linear", cycle_momentum=False, div_factor=10, final_div_factor=1e4,
-        )
+        # "How to train your ResNet"): up from a tenth of the rate, then down to zero. Momentum
+        # stays the optimizer's own.
+        warmup = max(1, round(ONECYCLE_WARMUP * total_steps))
+        rise = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=0.1, end_factor=1.0, total_iters=warmup)
+        fall = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=max(1, total_steps - warmup))
+        return torch.optim.lr_scheduler.SequentialLR(optimizer, [rise, fall], milestones=[warmup])
     # Linear decay to zero, as nanoGPT and airbench end their runs: the last steps are small, so
     # the final weights (and the accuracy read from them) do not jump with the last few batches.
     return torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0, end_factor=0.0, total_iters=total_steps)
@@ -221,22 +222,29 @@ def eval_batch_size(data: ImageTensors, device: torch.device) -> int:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: ImageTensors, device: torch.device, precision: str, flip: bool = False) -> torch.Tensor:
-    """The confusion matrix (true × predicted) of `model` on `data`; with `flip`, each image's
-    prediction sums the logits of the image and of its mirror image."""
+def predict(model: nn.Module, data: ImageTensors, device: torch.device, precision: str, flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's predicted class and the probability `model` gives it, on `device`; with
+    `flip`, a prediction averages the logits of the image and of its mirror image."""
     was_training = model.training
     model.eval()
-    k = len(data.info.classes)
-    confusion = torch.zeros(k * k, dtype=torch.long, device=device)
-    for x, y in BatchLoader(data, eval_batch_size(data, device), device, train=False):
+    predicted, confidence = [], []
+    for x, _ in BatchLoader(data, eval_batch_size(data, device), device, train=False):
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits = model(x)
+            logits = model(x).float()
             if flip:
-                logits = logits + model(x.flip(-1))
-            predicted = logits.argmax(dim=1)
-        confusion += torch.bincount(y * k + predicted, minlength=k * k)
+                logits = (logits + model(x.flip(-1)).float()) / 2
+        top = logits.softmax(dim=1).max(dim=1)
+        confidence.append(top.values)
+        predicted.append(top.indices)
     model.train(was_training)
-    return confusion.view(k, k).cpu()
+    return torch.cat(predicted), torch.cat(confidence)
+
+
+def evaluate(model: nn.Module, data: ImageTensors, device: torch.device, precision: str, flip: bool = False) -> torch.Tensor:
+    """The confusion matrix (true × predicted) of `model` on `data` (see `predict`)."""
+    k = len(data.info.classes)
+    predicted, _ = predict(model, data, device, precision, flip)
+    return torch.bincount(data.labels.to(device) * k + predicted, minlength=k * k).view(k, k).cpu()
 
 
 def _rng_state(device: torch.device):

@@ -30,14 +30,19 @@ from training.__main__ import folder_name
 from training.experiments import get_experiment
 from training.results import validate_results
 
-PUBLISHABLE = {"final": "final", "transfer": "fine tuning"}  # experiment → the arm published by default
-MODEL_CLASSES = {"final": TeachingCNN, "transfer": AlexNetTransfer}
-APP_VARIABLES = {"final": "CIFAR10_MODEL", "transfer": "ANTS_BEES_MODEL"}
+PUBLISHABLE = {"final": "final", "classifier": "cifar10", "transfer": "fine tuning"}  # experiment → the arm published by default
+MODEL_CLASSES = {"final": TeachingCNN, "classifier": TeachingCNN, "transfer": AlexNetTransfer}
+APP_VARIABLES = {"final": "CIFAR10_MODEL", "classifier": "CIFAR10_MODEL", "transfer": "ANTS_BEES_MODEL"}
+# Where `--from` defaults to: a `--save-dir` folder under runs/, or the embedded model's folder.
+DEFAULT_SOURCES = {"classifier": Path("pretrained") / "classifier"}
 DATASETS = {  # the Hub's copy of each dataset, where there is one
     "cifar10": ("uoft-cs/cifar10", "CIFAR-10"),
     "hymenoptera": (None, "hymenoptera (ants vs bees, from the PyTorch transfer-learning tutorial)"),
 }
-SETTINGS = ("model", "optimizer", "lr", "momentum", "batch_size", "epochs", "n_train", "loss_threshold", "seed", "mode", "batch_norm")
+SETTINGS = (
+    "model", "widths", "optimizer", "lr", "lr_schedule", "momentum", "nesterov", "weight_decay", "label_smoothing", "batch_size", "epochs",
+    "n_train", "loss_threshold", "test_time_flip", "seed", "mode", "batch_norm",
+)
 
 CARD_TEMPLATE = """---
 {{ card_data }}
@@ -51,7 +56,7 @@ CARD_TEMPLATE = """---
 
 | | test accuracy | training time | where |
 | --- | --- | --- | --- |
-| this model | {{ accuracy }} | {{ train_time }} | {{ device }}, preset `{{ preset }}` |
+| this model | {{ accuracy }} | {{ train_time }} | {{ device }}, {{ preset }} |
 | the report | {{ report_accuracy }} | {{ report_time }} | a Kaggle GPU |
 
 {{ preset_note }}
@@ -129,7 +134,7 @@ def model_card(experiment_name: str, results: dict, run: dict, repo_id: str) -> 
         accuracy=f"{run['test_acc']:.2%}",
         train_time=f"{run['train_time_s']:.0f} s" + (" (early stop)" if run.get("stopped_early") else ""),
         device=results["device_name"],
-        preset=results["preset"],
+        preset="full length" if experiment.embedded else f"preset `{results['preset']}`",
         preset_note="" if results["preset"] == "report" else "**A `quick` run: a smaller network or fewer images than the report's, so the numbers are not comparable with the report's.**",
         report_accuracy=f"{report.test_acc:.2%}" if report and report.test_acc else "—",
         report_time=f"{report.train_time_s} s" if report and report.train_time_s else "—",
@@ -161,12 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training publish", description="Push a trained model and its model card to the Hugging Face Hub.")
     parser.add_argument("--repo-id", required=True, help="OWNER/NAME on the Hub")
     parser.add_argument("--experiment", required=True, choices=sorted(PUBLISHABLE))
-    parser.add_argument("--from", dest="source", type=Path, help="a --save-dir folder (default: runs/EXPERIMENT)")
+    parser.add_argument("--from", dest="source", type=Path, help="a --save-dir folder (default: runs/EXPERIMENT; pretrained/classifier for the embedded classifier)")
     parser.add_argument("--arm", help="the arm to publish (default: final, or fine tuning for transfer)")
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--dry-run", type=Path, metavar="DIR", help="write the repo's files to DIR and upload nothing")
     args = parser.parse_args(argv)
-    source = args.source or Path("runs") / args.experiment
+    source = args.source or DEFAULT_SOURCES.get(args.experiment, Path("runs") / args.experiment)
     arm = args.arm or PUBLISHABLE[args.experiment]
     staging = args.dry_run or Path("runs") / "publish" / folder_name(args.repo_id)
     if args.dry_run and args.dry_run.exists() and any(args.dry_run.iterdir()):

@@ -8,7 +8,9 @@ interrupted recording resumes where it stopped.
 
 An experiment whose model ships with the app (`embedded`, the CIFAR-10 classifier) is recorded as
 a `--save-dir` folder instead, `--models-dir`/NAME: its results.json and one `save_pretrained`
-folder per arm, which the app loads and `publish` reads.
+folder per arm, which the app loads and `publish` reads. Each arm's folder also gets its
+predictions on the test set (TEST_PREDICTIONS), so that the app can show which test images land
+in each cell of the confusion matrix without running the model over them on a slow CPU.
 """
 
 import argparse
@@ -17,10 +19,26 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+from safetensors.torch import save_file
+
 from models import WeightsUnavailableError
-from training.data import DatasetMissingError
+from training.data import DatasetMissingError, load_splits
+from training.engine import TrainConfig, predict
 from training.experiments import EXPERIMENTS, PRESETS, get_experiment
 from training.results import git_commit, provenance, thinned
+
+
+TEST_PREDICTIONS = "test_predictions.safetensors"  # label, predicted: N uint8 classes; confidence: N float16
+
+
+def save_test_predictions(model: torch.nn.Module, config: TrainConfig, folder: Path) -> None:
+    """The model's class and confidence for every test image, in fp32 (every host's precision),
+    with the test-time flip its accuracy was measured with."""
+    test = load_splits(config.dataset)[1]
+    predicted, confidence = predict(model, test, next(model.parameters()).device, "fp32", config.test_time_flip)
+    tensors = {"label": test.labels.to(torch.uint8), "predicted": predicted.to(torch.uint8).cpu(), "confidence": confidence.half().cpu()}
+    save_file(tensors, folder / TEST_PREDICTIONS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="record again experiments already written")
     args = parser.parse_args(argv)
     for name in args.only or list(EXPERIMENTS):
-        embedded = get_experiment(name).embedded
-        target = args.models_dir / name / "results.json" if embedded else args.out_dir / f"{name}.json"
+        experiment = get_experiment(name)
+        target = args.models_dir / name / "results.json" if experiment.embedded else args.out_dir / f"{name}.json"
         if target.exists() and not args.force:
             print(f"{name}: {target} exists, skipped (--force records it again)")
             continue
@@ -51,9 +69,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         results["provenance"] = provenance(results, commit, time.perf_counter() - start)
         target.parent.mkdir(parents=True, exist_ok=True)
-        if embedded:  # the models first: a folder with results.json is complete
-            for label, model in models.items():
-                model.save_pretrained(target.parent / folder_name(label))
+        if experiment.embedded:  # the models first: a folder with results.json is complete
+            for config in experiment.arms(args.preset, seed=args.seed, device=args.device):
+                models[config.label].save_pretrained(target.parent / folder_name(config.label))
+                save_test_predictions(models[config.label], config, target.parent / folder_name(config.label))
         # Written whole, then renamed: an interrupted run leaves no half file that resume would skip.
         partial = target.with_suffix(".json.tmp")
         partial.write_text(json.dumps(thinned(results), separators=(",", ":")))  # compact and thinned: committed, so kept small
