@@ -79,8 +79,17 @@ def test_out_of_bounds_api_calls_get_clear_errors(client):
 def test_a_model_trained_in_one_session_classifies_there_and_nowhere_else(client, tmp_path):
     photo = handle_file(odd_images(tmp_path)["grayscale"][0])
     trainer, stranger = Client(client.src, verbose=False), Client(client.src, verbose=False)
-    trainer.predict("quick", 1, 160, 1.0, 32, 0, api_name="/train_final_cnn")
-    label, filters, maps = trainer.predict(photo, api_name="/classify_cifar10")
-    assert len(label["confidences"]) == 3 and filters and maps
-    with pytest.raises(Exception, match="No CIFAR-10 model yet"):
-        stranger.predict(photo, api_name="/classify_cifar10")
+    *_, choice = trainer.predict(False, "quick", 1, 160, 0.01, 32, 0, api_name="/train_final_cnn")
+    assert choice == "trained in this session"
+    _, seen, label, answered, filters, maps = trainer.predict(photo, choice, api_name="/classify_cifar10")
+    assert len(label["confidences"]) == 3 and seen and filters and maps and "trained in this session" in answered
+    with pytest.raises(Exception, match="No model has been trained in this session yet"):
+        stranger.predict(photo, choice, api_name="/classify_cifar10")
+    *_, answered, _, _ = stranger.predict(photo, "default model", api_name="/classify_cifar10")
+    assert answered.startswith("**Answering: the embedded classifier")
+
+
+def test_browsing_the_embedded_models_errors_on_a_test_set_other_than_its_own(client):
+    # The app under test serves the tiny synthetic test set, not the one the embedded predictions were recorded on.
+    with pytest.raises(Exception, match="not the one the model's predictions were recorded on"):
+        client.predict("cat", "dog", "default model", api_name="/browse_confusion")

@@ -34,7 +34,8 @@ def served(tiny_root, torch_home, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "DATA_DIR": str(tiny_root), "TORCH_HOME": str(torch_home), "ANTS_BEES_MODEL": str(model), "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    env = {key: value for key, value in os.environ.items() if key != "CIFAR10_MODEL"}  # nothing set: the embedded classifier answers
+    env = {**env, "DATA_DIR": str(tiny_root), "TORCH_HOME": str(torch_home), "ANTS_BEES_MODEL": str(model), "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
     server = subprocess.Popen([sys.executable, "app.py"], cwd=Path(__file__).parent.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180  # a cold start on a busy 2-core machine
@@ -84,6 +85,17 @@ def test_visit_every_tab_train_and_classify(page, tmp_path):
         page.get_by_role("tab", name=tab).click()
         expect(visible(page.get_by_role("button", name="Train"))).to_have_count(1)
         expect(visible(page.get_by_role("heading", level=3)).first).to_be_visible()
+
+    # With nothing set and nothing trained, the Final CNN tab classifies a cat photo at once.
+    page.get_by_role("tab", name="Final CNN").click()
+    expect(visible(page.get_by_text("Answering: the embedded classifier"))).to_have_count(1)
+    photo_box = visible(page.locator(".block", has=page.get_by_text("Photo", exact=True)))  # its file input is hidden
+    photo_box.locator("input[type=file]").set_input_files(str(Path(__file__).parent / "assets" / "cat.jpg"))
+    label = visible(page.locator(".output-class")).first
+    label.wait_for(timeout=30_000)
+    assert label.inner_text().strip() == "cat"
+    expect(visible(page.get_by_text("What the network sees (32×32)"))).to_have_count(1)
+    page.screenshot(path=shots / "final-cnn.png", full_page=True)
 
     page.get_by_role("tab", name="Batch normalization").click()
     plot = visible(page.locator(".vega-embed")).first

@@ -1,16 +1,20 @@
 """The tabs' handlers, called as plain functions on tiny datasets."""
 
 
+import json
 import time
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
-from demo import activations, adaptive_lr, batchnorm, common, depth, final_cnn, momentum, panel, transfer, uploads, views
-from models import AlexNetTransfer, create_model
+from demo import activations, adaptive_lr, batchnorm, classifiers, common, depth, final_cnn, momentum, panel, transfer, uploads, views
+from models import AlexNetTransfer, TeachingCNN, create_model
+from training.data import CIFAR10_CLASSES, CIFAR10_INFO
 
 SMALL = dict(preset="quick", epochs=1, n_train=160, lr=0.01, batch_size=32, seed=0)
 
@@ -254,19 +258,112 @@ def test_bad_uploads_get_a_clear_error(tmp_path, monkeypatch):
         uploads.open_upload(None)
 
 
-def test_classify_cifar10_without_any_model_says_how_to_get_one(monkeypatch, tmp_path):
-    monkeypatch.setattr(final_cnn, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL_UNSET_IN_TESTS", type(create_model("cnn-tiny"))))
-    with pytest.raises(gr.Error, match="train one above, or set CIFAR10_MODEL"):
-        final_cnn.classify_cifar10(save(Image.new("RGB", (32, 32)), tmp_path / "a.png"), None)
+CAT_PHOTO = Path(__file__).parent / "assets" / "cat.jpg"  # Chelsea, scikit-image's cat (CC0, Stefan van der Walt)
 
 
-def test_classify_cifar10_with_the_session_model_shows_top_classes_filters_and_maps(monkeypatch, tmp_path):
-    monkeypatch.setattr(final_cnn, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL_UNSET_IN_TESTS", type(create_model("cnn-tiny"))))
-    model = create_model("cnn-final", width=8, width_growth=8, fc_width=16, fc_growth=16)
-    probabilities, filters, maps = final_cnn.classify_cifar10(save(Image.new("RGB", (50, 40), (200, 10, 10)), tmp_path / "red.png"), {"models": {"final": model}})
-    assert len(probabilities) == 10 and sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
-    assert filters.dtype == np.uint8 and filters.ndim == 3
+@pytest.fixture
+def no_default_model(monkeypatch):
+    monkeypatch.setattr(classifiers, "configured", uploads.ConfiguredModel("CIFAR10_MODEL_UNSET_IN_TESTS", TeachingCNN))
+
+
+def test_classify_cifar10_without_any_model_says_how_to_get_one(no_default_model, tmp_path):
+    photo = save(Image.new("RGB", (32, 32)), tmp_path / "a.png")
+    with pytest.raises(gr.Error, match="No default model could be loaded: CIFAR10_MODEL_UNSET_IN_TESTS is not set. Train one below"):
+        final_cnn.classify_cifar10(photo, final_cnn.DEFAULT, None)
+    with pytest.raises(gr.Error, match="No model has been trained in this session yet"):
+        final_cnn.classify_cifar10(photo, final_cnn.SESSION, None)
+    with pytest.raises(gr.Error, match="model must be"):
+        final_cnn.classify_cifar10(photo, "the best one", None)
+
+
+def test_the_embedded_classifier_answers_with_nothing_set(monkeypatch):
+    monkeypatch.delenv("CIFAR10_MODEL", raising=False)
+    monkeypatch.setattr(classifiers, "configured", uploads.ConfiguredModel("CIFAR10_MODEL", TeachingCNN, default=classifiers.configured.default))
+    photo, seen, probabilities, answered, filters, maps = final_cnn.classify_cifar10(str(CAT_PHOTO), final_cnn.DEFAULT, None)
+    assert max(probabilities, key=probabilities.get) == "cat"
+    predictions = load_file(classifiers.EMBEDDED_FOLDER / "cifar10" / "test_predictions.safetensors")
+    accuracy = (predictions["label"] == predictions["predicted"]).float().mean().item()  # fp32, as the matrix shows
+    recorded = json.loads((classifiers.EMBEDDED_FOLDER / "results.json").read_text())["runs"][0]["test_acc"]  # bf16, at the end of training
+    assert abs(accuracy - recorded) < 0.002
+    assert answered.startswith("**Answering: the embedded classifier") and f"{accuracy:.2%} on CIFAR-10's test set" in answered
+    assert max(photo.size) <= 512 and seen.shape == (192, 192, 3)  # 32×32, each pixel 6×6
+    # 32 first-layer filters of 3×3, 8 to a row, each pixel a 16-pixel square: 8 tiles of 48 px and 9 borders.
+    assert filters.shape == (4 * 48 + 5 * 16, 8 * 48 + 9 * 16, 3)
     assert maps.shape[2] == 3
+    table = final_cnn.default_confusion()
+    assert table[final_cnn.CORNER].tolist() == list(CIFAR10_CLASSES) and table.iloc[:, 1:].to_numpy().sum() == 10_000
+
+
+def test_classifying_mirrors_the_photo_when_the_accuracy_was_measured_so():
+    model = create_model("cnn-tiny").eval()
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    mirrored = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    plain, both = uploads.classify(model, image, CIFAR10_INFO), uploads.classify(model, image, CIFAR10_INFO, flip=True)
+    assert plain != both and both == pytest.approx(uploads.classify(model, mirrored, CIFAR10_INFO, flip=True), abs=1e-6)
+
+
+def test_a_session_model_classifies_and_its_confusion_cells_show_their_test_images(tiny_data, no_default_model, tmp_path):
+    *_, session, per_class, download, choice = last(final_cnn.train_final_cnn(False, **SMALL))
+    assert choice == final_cnn.SESSION and [run["label"] for run in session["results"]["runs"]] == ["final"]
+    _, _, probabilities, answered, _, _ = final_cnn.classify_cifar10(save(Image.new("RGB", (50, 40), (200, 10, 10)), tmp_path / "red.png"), choice, session)
+    assert len(probabilities) == 10 and "trained in this session (quick preset)" in answered
+    table, summary = final_cnn.show_confusion(choice, session)
+    recorded = session["results"]["runs"][0]["confusion"]
+    assert table.iloc[:, 1:].to_numpy().tolist() == recorded and "trained in this session" in summary
+    for true_class, predicted_class in (("cat", "cat"), ("cat", "dog")):
+        gallery, note, matrix = final_cnn.browse_cell(true_class, predicted_class, choice, session)
+        count = matrix.loc[matrix[final_cnn.CORNER] == true_class, final_cnn.SHORT_NAMES[CIFAR10_CLASSES.index(predicted_class)]].item()
+        assert len(gallery) == count and note.startswith(f"**{count}** test images of a cat")
+        assert all(image.shape == (128, 128, 3) and caption.endswith(predicted_class) for image, caption in gallery)
+        confidences = [int(caption.split("%")[0]) for _, caption in gallery]
+        assert confidences == sorted(confidences, reverse=True)
+    assert matrix.iloc[:, 1:].to_numpy().sum() == 60  # the tiny test set: 6 images per class
+    with pytest.raises(gr.Error, match="classes must be CIFAR-10's"):
+        final_cnn.browse_cell("cat", "lion", choice, session)
+
+
+def test_a_click_on_the_confusion_matrix_picks_its_cell():
+    click = lambda row, column: final_cnn.select_cell(gr.SelectData(None, {"index": [row, column], "value": 0}))  # noqa: E731
+    assert click(3, 1 + 5) == ("cat", "dog")
+    assert all(isinstance(value, type(gr.skip())) for value in click(3, 0))  # the class-name column
+
+
+def test_the_final_cnn_trains_the_report_recipe_beside_it_only_when_asked(tiny_data):
+    *_, session, _, _, _ = last(final_cnn.train_final_cnn(True, **SMALL))
+    runs = {run["label"]: run["config"] for run in session["results"]["runs"]}
+    assert list(runs) == ["final", "report recipe"]
+    assert (runs["final"]["optimizer"], runs["report recipe"]["optimizer"]) == ("sgd", "adadelta")
+    assert runs["final"]["widths"] == runs["report recipe"]["widths"] and runs["final"]["seed"] == runs["report recipe"]["seed"]
+
+
+def test_recorded_test_predictions_give_the_matrix_and_the_accuracy_without_the_dataset(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from training.reproduce import TEST_PREDICTIONS
+
+    folder = tmp_path / "classifier" / "cifar10"
+    create_model("cnn-tiny").save_pretrained(folder)
+    labels = torch.arange(10).repeat_interleave(3)
+    predicted = labels.clone()
+    predicted[:4] = 5  # three airplanes and a car called dogs
+    save_file({"label": labels.byte(), "predicted": predicted.byte(), "confidence": torch.full((30,), 0.5).half()}, folder / TEST_PREDICTIONS)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "no-data-here"))
+    monkeypatch.setenv("CIFAR10_MODEL", str(folder))
+    monkeypatch.setattr(classifiers, "configured", uploads.ConfiguredModel("CIFAR10_MODEL", TeachingCNN))
+    table = final_cnn.default_confusion()
+    assert table["dog"].tolist() == [3, 1, 0, 0, 0, 3, 0, 0, 0, 0] and table.iloc[:, 1:].to_numpy().sum() == 30
+    assert f"({26 / 30:.2%} on CIFAR-10's test set" in final_cnn.default_summary()
+
+
+def test_configured_model_prefers_the_variable_over_its_default(tmp_path, monkeypatch):
+    for name in ("a", "b"):
+        create_model("cnn-tiny").save_pretrained(tmp_path / name)
+    monkeypatch.delenv("CNNLAB_TEST_MODEL", raising=False)
+    fallback = uploads.ConfiguredModel("CNNLAB_TEST_MODEL", TeachingCNN, default=str(tmp_path / "a"))
+    assert fallback.get() is not None and fallback.source == str(tmp_path / "a")
+    monkeypatch.setenv("CNNLAB_TEST_MODEL", str(tmp_path / "b"))
+    chosen = uploads.ConfiguredModel("CNNLAB_TEST_MODEL", TeachingCNN, default=str(tmp_path / "a"))
+    assert chosen.get() is not None and chosen.source == str(tmp_path / "b")
 
 
 def test_configured_model_loads_a_folder_and_reports_a_corrupt_one(tmp_path, monkeypatch, imagenet_weights):

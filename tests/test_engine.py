@@ -15,7 +15,9 @@ from training.engine import (
     TrainStep,
     build_model,
     compare,
+    evaluate,
     make_schedule,
+    predict,
     run,
 )
 from training.experiments import EXPERIMENTS
@@ -191,9 +193,46 @@ def test_a_linear_schedule_starts_at_the_set_rate_and_decays_to_zero_by_the_end(
     assert make_schedule(TINY, optimizer, total_steps=10) is None
 
 
+def test_a_one_cycle_schedule_warms_up_to_the_set_rate_then_decays_to_zero():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.2, momentum=0.9)
+    schedule = make_schedule(replace(TINY, lr=0.2, lr_schedule="onecycle"), optimizer, total_steps=100)
+    rates = []
+    for _ in range(100):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    peak = max(range(100), key=rates.__getitem__)
+    assert rates[0] == pytest.approx(0.02) and rates[peak] == pytest.approx(0.2) and peak == pytest.approx(20, abs=1)
+    assert rates[-1] == pytest.approx(0.2 / 80) and optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert optimizer.param_groups[0]["momentum"] == 0.9  # the optimizer's momentum is left alone
+
+
+def test_a_one_cycle_schedule_fits_runs_of_a_step_or_two(tiny_data):
+    for steps in (1, 2, 3):
+        events = list(run(replace(TINY, lr_schedule="onecycle", n_train=16 * steps, epochs=1)))
+        assert finished(events)["run"].steps == steps
+
+
+def test_flipped_evaluation_averages_each_image_with_its_mirror(tiny_data):
+    from training.data import load_cifar10
+
+    test = load_cifar10("test")
+    model = build_model(TINY, torch.device("cpu")).eval()
+    mirrored = replace(test, images=test.images.flip(-1))
+    plain, plain_confidence = predict(model, test, torch.device("cpu"), "fp32")
+    both, both_confidence = predict(model, test, torch.device("cpu"), "fp32", flip=True)
+    assert torch.equal(both, predict(model, mirrored, torch.device("cpu"), "fp32", flip=True)[0])
+    assert not torch.equal(plain_confidence, both_confidence) and ((0 < both_confidence) & (both_confidence <= 1)).all()
+    confusion = evaluate(model, test, torch.device("cpu"), "fp32", flip=True)
+    assert confusion.sum() == len(test) and confusion.diag().sum() == (both == test.labels).sum()
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
+        ({"nesterov": True, "momentum": 0.0}, "nesterov"),
+        ({"nesterov": True, "optimizer": "adam"}, "nesterov"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"optimizer": "rmsprop"}, "optimizer"),
         ({"epochs": 0}, "epochs"),
         ({"lr": -1.0}, "lr"),

@@ -1,7 +1,10 @@
+from pathlib import Path
+
 import pytest
 import torch
 
 from models import AlexNetTransfer, TeachingCNN, WeightsUnavailableError, create_model, list_models, model_arguments
+from models.checkpoint import load_pretrained
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -96,7 +99,6 @@ def test_hub_repo_loads_offline_from_the_cache_strictly(tmp_path, monkeypatch):
     """A Hub cache folder in huggingface_hub's own layout, read with the Hub unreachable."""
     import huggingface_hub.constants
 
-    from models.checkpoint import load_pretrained
 
     torch.manual_seed(5)
     model = create_model("cnn-tiny", batch_norm=True)
@@ -115,7 +117,7 @@ def test_hub_repo_loads_offline_from_the_cache_strictly(tmp_path, monkeypatch):
 def test_corrupt_or_missing_checkpoints_get_a_clear_message(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
-    from models.checkpoint import CheckpointError, load_pretrained
+    from models.checkpoint import CheckpointError
 
     create_model("cnn-tiny").save_pretrained(tmp_path / "good")
     (tmp_path / "good" / "model.safetensors").write_bytes(b"not safetensors")
@@ -149,3 +151,20 @@ def test_he_init_scales_weights_for_relu_and_zeroes_biases():
 def test_unknown_init_is_named():
     with pytest.raises(ValueError, match="init must be one of"):
         TeachingCNN(init="xavier")
+
+
+def test_explicit_widths_and_a_global_pool():
+    model = TeachingCNN(n_conv=3, n_fc=1, widths=(4, 8, 16), pool_after=(1, 3), global_pool=True, batch_norm=True)
+    assert [block.conv.out_channels for block in model.features if hasattr(block, "conv")] == [4, 8, 16]
+    assert model.classifier[0].linear.in_features == 16  # one mean per channel, whatever the map's size
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="one width per conv layer"):
+        TeachingCNN(n_conv=2, widths=(4, 8, 16))
+
+
+def test_the_embedded_classifier_is_a_small_save_pretrained_folder():
+    folder = Path(__file__).parent.parent / "pretrained" / "classifier" / "cifar10"
+    assert sorted(p.name for p in folder.iterdir() if p.name != "README.md") == ["config.json", "model.safetensors", "test_predictions.safetensors"]
+    assert (folder / "model.safetensors").stat().st_size <= 10 * 2**20
+    model = load_pretrained(TeachingCNN, str(folder))
+    assert model.state_dict().keys() == create_model("cnn-classifier").state_dict().keys()

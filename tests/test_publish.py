@@ -6,10 +6,12 @@ import json
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from safetensors.torch import load_file
 
 from models import TeachingCNN
 from training import publish
 from training.__main__ import main
+from training.reproduce import TEST_PREDICTIONS
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +103,23 @@ def test_a_dry_run_never_writes_into_a_folder_in_use(saved_final, tmp_path, caps
     (tmp_path / "notes.txt").write_text("mine")
     assert main(["publish", "--repo-id", "t/x", "--experiment", "final", "--from", str(saved_final), "--dry-run", str(tmp_path)]) == 2
     assert "is not empty" in capsys.readouterr().err and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_the_embedded_classifier_is_recorded_by_reproduce_and_published_beside_the_report(tiny_data, tmp_path, capsys):
+    models_dir, reference_dir = tmp_path / "pretrained", tmp_path / "reference"
+    assert main(["reproduce", "--only", "classifier", "--device", "cpu", "--out-dir", str(reference_dir), "--models-dir", str(models_dir)]) == 0
+    assert not reference_dir.exists()  # an embedded model is recorded with its weights, not as a reference run
+    folder = models_dir / "classifier"
+    results = json.loads((folder / "results.json").read_text())
+    assert results["experiment"] == "classifier" and {"git_commit", "wall_time_s", "device_name"} <= results["provenance"].keys()
+    TeachingCNN.from_pretrained(folder / "cifar10", strict=True)
+    predictions = load_file(folder / "cifar10" / TEST_PREDICTIONS)
+    assert predictions["label"].tolist() == [c for c in range(10) for _ in range(6)]  # the tiny test set, in order
+    assert predictions["predicted"].shape == predictions["confidence"].shape == (60,)
+    out = tmp_path / "repo"
+    assert main(["publish", "--repo-id", "teacher/cifar10", "--experiment", "classifier", "--from", str(folder), "--dry-run", str(out)]) == 0
+    card = ModelCard.load(out / "README.md")
+    accuracy = results["runs"][0]["test_acc"]
+    assert f"| this model | {accuracy:.2%} |" in card.text and f"{results['device_name']}, full length |" in card.text
+    assert "| the report | 81.43% | 472 s | a Kaggle GPU |" in card.text and "not comparable" not in card.text
+    assert "| `label_smoothing` | 0.2 |" in card.text and "| `widths` | [32, 64, 64, 256, 256, 256] |" in card.text
