@@ -9,6 +9,7 @@ the test set are read from the file recorded beside an embedded model (instant, 
 dataset) or else computed once per model, when someone first browses a cell of that matrix.
 """
 
+import functools
 import json
 import threading
 import weakref
@@ -24,10 +25,10 @@ from torch import nn
 from demo.uploads import ConfiguredModel
 from models import TeachingCNN
 from training.data import CIFAR10_CLASSES, DatasetMissingError, load_cifar10
-from training.engine import predict
-from training.reproduce import TEST_PREDICTIONS
+from training.engine import confusion_matrix, predict
+from training.reproduce import PRETRAINED_DIR, TEST_PREDICTIONS
 
-EMBEDDED_FOLDER = Path(__file__).resolve().parent.parent / "pretrained" / "classifier"
+EMBEDDED_FOLDER = Path(__file__).resolve().parent.parent / PRETRAINED_DIR / "classifier"
 EMBEDDED_ARM = "cifar10"
 GALLERY_SIZE = 24  # test images shown per confusion cell, most confident first
 
@@ -80,10 +81,16 @@ def describe(results: dict | None, arm: str | None) -> tuple[float | None, list 
 
 def default_classifier() -> Classifier | None:
     """CIFAR10_MODEL's model, else the embedded one; None where neither loads (configured.message says why)."""
-    model = configured.get()
+    return described(configured)
+
+
+@functools.cache
+def described(loader: ConfiguredModel) -> Classifier | None:
+    """`loader`'s model and what is recorded with it, read once: every page load asks for it."""
+    model = loader.get()
     if model is None:
         return None
-    source = configured.source
+    source = loader.source
     embedded = Path(source).resolve() == (EMBEDDED_FOLDER / EMBEDDED_ARM).resolve()
     arm = EMBEDDED_ARM if embedded else Path(source).name if Path(source).is_dir() else None
     name = "the embedded classifier (pretrained/classifier in this repository)" if embedded else f"CIFAR10_MODEL={source}"
@@ -128,8 +135,7 @@ def test_predictions(classifier: Classifier) -> tuple[torch.Tensor, torch.Tensor
 def confusion(classifier: Classifier) -> list[list[int]]:
     """The confusion matrix of the test predictions that `cell_examples` browses."""
     labels, predicted, _ = test_predictions(classifier)
-    k = len(CIFAR10_CLASSES)
-    return torch.bincount(labels * k + predicted, minlength=k * k).view(k, k).tolist()
+    return confusion_matrix(labels, predicted, len(CIFAR10_CLASSES)).tolist()
 
 
 def cell_examples(classifier: Classifier, true_class: int, predicted_class: int) -> tuple[list[tuple[torch.Tensor, float]], int]:

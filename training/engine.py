@@ -240,11 +240,16 @@ def predict(model: nn.Module, data: ImageTensors, device: torch.device, precisio
     return torch.cat(predicted), torch.cat(confidence)
 
 
+def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts of (true class, predicted class) pairs as a num_classes × num_classes matrix."""
+    k = num_classes
+    return torch.bincount(labels * k + predicted, minlength=k * k).view(k, k)
+
+
 def evaluate(model: nn.Module, data: ImageTensors, device: torch.device, precision: str, flip: bool = False) -> torch.Tensor:
     """The confusion matrix (true × predicted) of `model` on `data` (see `predict`)."""
-    k = len(data.info.classes)
     predicted, _ = predict(model, data, device, precision, flip)
-    return torch.bincount(data.labels.to(device) * k + predicted, minlength=k * k).view(k, k).cpu()
+    return confusion_matrix(data.labels.to(device), predicted, len(data.info.classes)).cpu()
 
 
 def _rng_state(device: torch.device):

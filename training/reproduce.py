@@ -29,6 +29,7 @@ from training.experiments import EXPERIMENTS, PRESETS, get_experiment
 from training.results import git_commit, provenance, thinned
 
 
+PRETRAINED_DIR = Path("pretrained")  # where embedded experiments are recorded, one folder each
 TEST_PREDICTIONS = "test_predictions.safetensors"  # label, predicted: N uint8 classes; confidence: N float16
 
 
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=PRESETS, default="report")
     parser.add_argument("--only", nargs="+", choices=sorted(EXPERIMENTS), help="these experiments only (default: all)")
     parser.add_argument("--out-dir", type=Path, default=Path("results/reference"))
-    parser.add_argument("--models-dir", type=Path, default=Path("pretrained"), help="where experiments whose model ships with the app are saved")
+    parser.add_argument("--models-dir", type=Path, default=PRETRAINED_DIR, help="where experiments whose model ships with the app are saved")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     parser.add_argument("--seed", type=int, default=0)
