@@ -19,7 +19,7 @@ from demo.panel import ComparisonPanel, session_result, watch
 from demo.uploads import classify, image_upload, open_upload
 from demo.views import curves, plot_series, results_table
 from training.data import CIFAR10_INFO, DatasetMissingError, model_input, square_rgb
-from training.experiments import get_experiment
+from training.experiments import REPORT_RECIPE_ARM, get_experiment
 
 EXPLANATION = r"""
 The report's final network: two 3×3 conv layers (100, 200 kernels) → 2×2 max pool → five 3×3 conv
@@ -162,7 +162,7 @@ def train_final_cnn(with_report_recipe=False, preset="quick", epochs=None, n_tra
     curves, then per-class accuracy, the model to download, and switch the classifier to it."""
     experiment = get_experiment("final")
     configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)
-    configs = [c for c in configs if with_report_recipe or c.label != "report recipe"]
+    configs = [c for c in configs if with_report_recipe or c.label != REPORT_RECIPE_ARM]
     series = plot_series(experiment)
     for recorder, status, finished in watch(experiment, configs, preset, progress, request):
         if not finished:

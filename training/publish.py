@@ -28,13 +28,12 @@ from models import AlexNetTransfer, TeachingCNN
 from models.checkpoint import CheckpointError, load_pretrained
 from training.__main__ import folder_name
 from training.experiments import get_experiment
+from training.reproduce import PRETRAINED_DIR
 from training.results import validate_results
 
 PUBLISHABLE = {"final": "final", "classifier": "cifar10", "transfer": "fine tuning"}  # experiment → the arm published by default
 MODEL_CLASSES = {"final": TeachingCNN, "classifier": TeachingCNN, "transfer": AlexNetTransfer}
 APP_VARIABLES = {"final": "CIFAR10_MODEL", "classifier": "CIFAR10_MODEL", "transfer": "ANTS_BEES_MODEL"}
-# Where `--from` defaults to: a `--save-dir` folder under runs/, or the embedded model's folder.
-DEFAULT_SOURCES = {"classifier": Path("pretrained") / "classifier"}
 DATASETS = {  # the Hub's copy of each dataset, where there is one
     "cifar10": ("uoft-cs/cifar10", "CIFAR-10"),
     "hymenoptera": (None, "hymenoptera (ants vs bees, from the PyTorch transfer-learning tutorial)"),
@@ -171,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--dry-run", type=Path, metavar="DIR", help="write the repo's files to DIR and upload nothing")
     args = parser.parse_args(argv)
-    source = args.source or DEFAULT_SOURCES.get(args.experiment, Path("runs") / args.experiment)
+    # `--from` defaults to the experiment's `--save-dir` under runs/, or where reproduce records an embedded one.
+    source = args.source or (PRETRAINED_DIR if get_experiment(args.experiment).embedded else Path("runs")) / args.experiment
     arm = args.arm or PUBLISHABLE[args.experiment]
     staging = args.dry_run or Path("runs") / "publish" / folder_name(args.repo_id)
     if args.dry_run and args.dry_run.exists() and any(args.dry_run.iterdir()):
