@@ -8,6 +8,7 @@ import inspect
 
 from torch import nn
 
+from models.airbench import AirbenchCNN
 from models.alexnet import MODES, AlexNetTransfer, WeightsUnavailableError
 from models.cnn import ACTIVATIONS, INITS, TeachingCNN
 
@@ -31,14 +32,8 @@ _PRESETS: dict[str, tuple[type[nn.Module], dict]] = {
         TeachingCNN,
         dict(n_conv=7, n_fc=1, widths=(16, 32, 32, 32, 32, 32, 32), pool_after=(1, 2, 7), batch_norm=True),
     ),
-    # The embedded classifier: the shape of airbench's network (64 → 256 → 256 channels, a pool
-    # after every second conv, one linear layer) as conv–batch norm–ReLU blocks, with a ResNet's
-    # global average pool: a linear layer on all 4×4×256 positions took steps so large that
-    # training diverged in its first steps at any learning rate from 0.02.
-    "cnn-classifier": (
-        TeachingCNN,
-        dict(n_conv=6, n_fc=1, widths=(32, 64, 64, 256, 256, 256), pool_after=(2, 4, 6), batch_norm=True, global_pool=True),
-    ),
+    # The embedded classifier: airbench's network (see models/airbench.py).
+    "cnn-classifier": (AirbenchCNN, dict(widths=(64, 256, 256))),
     "alexnet-transfer": (AlexNetTransfer, dict(num_classes=2, backbone_weights="IMAGENET1K_V1")),
 }
 
@@ -61,4 +56,4 @@ def create_model(name: str, **overrides) -> nn.Module:
     return _PRESETS[name][0](**arguments)
 
 
-__all__ = ["ACTIVATIONS", "INITS", "MODES", "AlexNetTransfer", "TeachingCNN", "WeightsUnavailableError", "create_model", "list_models", "model_arguments"]
+__all__ = ["ACTIVATIONS", "INITS", "MODES", "AirbenchCNN", "AlexNetTransfer", "TeachingCNN", "WeightsUnavailableError", "create_model", "list_models", "model_arguments"]

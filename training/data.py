@@ -294,8 +294,9 @@ class BatchLoader:
     differ in size from all the others); evaluation loaders centre-crop in order.
     """
 
-    def __init__(self, data: ImageTensors, batch_size: int, device: torch.device, train: bool, seed: int = 0):
+    def __init__(self, data: ImageTensors, batch_size: int, device: torch.device, train: bool, seed: int = 0, crop_padding: int | None = None):
         self.data = data
+        self.crop_padding = data.info.crop_padding if crop_padding is None else crop_padding
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.train = train
@@ -320,7 +321,7 @@ class BatchLoader:
         for index in self.batch_indices():
             images = self.images[index]
             if self.train:
-                images = random_crop_flip(images, info.crop_size, info.crop_padding, self.generator)
+                images = random_crop_flip(images, info.crop_size, self.crop_padding, self.generator)
             else:
                 images = center_crop(images, info.crop_size)
             yield normalize(images, info.mean, info.std), self.labels[index]

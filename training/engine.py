@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from models import INITS, create_model, model_arguments
-from training.data import BatchLoader, FeatureLoader, ImageTensors, balanced_subset, load_splits
+from training.data import BatchLoader, FeatureLoader, ImageTensors, balanced_subset, load_splits, normalize
 
 OPTIMIZERS = ("sgd", "adadelta", "adam")
 LR_SCHEDULES = ("constant", "linear", "onecycle")
@@ -32,6 +32,11 @@ ONECYCLE_WARMUP = 0.2
 # The early-stop rule looks at the smallest batch loss of every this many steps: a fixed
 # cadence keeps the stopping step deterministic, and it avoids a device sync every step.
 EARLY_STOP_CHECK_STEPS = 20
+# Widest training-crop padding: beyond a quarter of a CIFAR-10 image a crop is mostly padding.
+MAX_CROP_PADDING = 8
+# Training images a data-dependent first layer is computed from (models.airbench.Whitening):
+# 5,000 CIFAR-10 images give 4.8 million patches for a 12×12 covariance.
+WHITENING_IMAGES = 5000
 # Smoothing of the reported training loss (exponential moving average, bias-corrected).
 LOSS_SMOOTHING = 0.9
 
@@ -52,8 +57,10 @@ class TrainConfig:
     nesterov: bool = False  # SGD: Nesterov's momentum, which looks ahead along the velocity before taking the gradient
     label_smoothing: float = 0.0  # share of each target spread over all classes: the net is not pushed to ever more confident logits
     weight_decay: float = 0.0  # L2 penalty added by the optimizer
+    norm_lr_scale: float = 1.0  # batch-norm parameters learn this many times faster (airbench: 64); their weight decay is divided by it, so each step decays them as much as the rest
     batch_size: int = 64  # training images per step
     epochs: int = 2  # passes over the training subset
+    crop_padding: int | None = None  # training crops are cut from images padded by this many pixels; None = the dataset's own (CIFAR-10: 4)
     n_train: int | None = None  # class-balanced training subset size; None = the whole split
     n_test: int | None = None  # class-balanced evaluation subset size; None = the whole split
     seed: int = 0  # subset, batch order, augmentation, initial weights and dropout
@@ -165,6 +172,10 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"momentum must be in [0, 1), got {config.momentum}")
     if config.nesterov and (config.optimizer != "sgd" or config.momentum == 0):
         raise ValueError("nesterov needs the sgd optimizer and a momentum above 0")
+    if not config.norm_lr_scale > 0 or not math.isfinite(config.norm_lr_scale):
+        raise ValueError(f"norm_lr_scale must be a positive number, got {config.norm_lr_scale}")
+    if config.crop_padding is not None and not 0 <= config.crop_padding <= MAX_CROP_PADDING:
+        raise ValueError(f"crop_padding must be 0–{MAX_CROP_PADDING} pixels (or None for the dataset's own), got {config.crop_padding}")
     if not 0 <= config.label_smoothing < 1:
         raise ValueError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
     if config.init not in INITS:
@@ -173,12 +184,23 @@ def validate(config: TrainConfig) -> None:
         raise ValueError(f"model {config.model!r} starts from pretrained weights; init must be 'default', got {config.init!r}")
 
 
-def make_optimizer(config: TrainConfig, parameters) -> torch.optim.Optimizer:
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """The optimizer over the model's trainable parameters, its batch-norm ones in a group of
+    their own when `norm_lr_scale` sets them a different rate."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups: list = trainable
+    if config.norm_lr_scale != 1:
+        norms = {p for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) for p in m.parameters() if p.requires_grad}
+        scale = config.norm_lr_scale
+        groups = [
+            {"params": [p for p in trainable if p not in norms]},
+            {"params": [p for p in trainable if p in norms], "lr": config.lr * scale, "weight_decay": config.weight_decay / scale},
+        ]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)
     if config.optimizer == "adadelta":
-        return torch.optim.Adadelta(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adadelta(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
 
 
 def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
@@ -299,21 +321,25 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
     """Train one arm on already-subset data, yielding its events, and None after every step
     (where a comparison may switch arms). Closing it stops training."""
     model = build_model(config, device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(config, trainable)
+    if hasattr(model, "fit_whitening"):
+        # A first layer computed from the data (airbench's whitening): from the arm's first
+        # training images, so that arms with the same seed and data start alike.
+        info = train_data.info
+        model.fit_whitening(normalize(train_data.images[:WHITENING_IMAGES].to(device), info.mean, info.std))
+    optimizer = make_optimizer(config, model)
     prefix = model.frozen_prefix() if hasattr(model, "frozen_prefix") and config.cache_frozen_features else None
     if prefix is not None and FeatureLoader.supports(train_data.info):
         loader = FeatureLoader(prefix, train_data, config.batch_size, device, config.seed, autocast=precision == "bf16")
         forward = model.forward_from_prefix
     else:
-        loader = BatchLoader(train_data, config.batch_size, device, train=True, seed=config.seed)
+        loader = BatchLoader(train_data, config.batch_size, device, train=True, seed=config.seed, crop_padding=config.crop_padding)
         forward = model
     steps_per_epoch = len(loader)
     total_steps = config.epochs * steps_per_epoch
     evals = max(1, round(config.evals_per_epoch * config.epochs))  # the last step is always evaluated
     schedule = make_schedule(config, optimizer, total_steps)
     eval_steps = {math.ceil(i * total_steps / evals) for i in range(1, evals + 1)}
-    yield Started(config.label, str(device), precision, sum(p.numel() for p in trainable), total_steps)
+    yield Started(config.label, str(device), precision, sum(p.numel() for p in model.parameters() if p.requires_grad), total_steps)
 
     # Each arm owns its RNG stream (dropout), swapped in around its own steps.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):

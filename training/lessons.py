@@ -13,11 +13,18 @@ import statistics
 from dataclasses import asdict
 from pathlib import Path
 
+from training.engine import TrainConfig
 from training.experiments import Experiment, Lesson, get_experiment
 
 LESSONS_FILE = Path(__file__).parent.parent / "results" / "lessons.json"
 # Settings that may differ from the preset without changing what was measured.
 UNMEASURED_FIELDS = {"seed", "device", "precision", "event_interval_s", "label"}
+
+
+def with_new_settings(config: dict) -> dict:
+    """A recorded arm's settings with those added to TrainConfig since it ran filled in at their
+    defaults, which train exactly as runs did before the settings existed."""
+    return {**json.loads(json.dumps(asdict(TrainConfig()))), **config}
 
 
 def member(label: str, name: str) -> bool:
@@ -45,7 +52,7 @@ def measured(experiment_name: str, preset: str, path: Path | None = None) -> dic
     if not entry or entry.get("preset") != preset:
         return None
     # A spread measured for other settings says nothing about the preset as it is now.
-    if entry.get("arms") != preset_arms(experiment_name, preset):
+    if [with_new_settings(arm) for arm in entry.get("arms", [])] != preset_arms(experiment_name, preset):
         return None
     return {"host": recorded.get("host", "unknown host"), **entry}
 
@@ -68,7 +75,7 @@ def is_preset(experiment: Experiment, preset: str, configs: list[dict]) -> bool:
     if preset not in experiment.base:
         return False
     arms = {arm.label: asdict(arm) for arm in experiment.arms(preset)}
-    for config in configs:
+    for config in map(with_new_settings, configs):
         own = arms.get(config["label"])
         if own is None or any(config.get(key) != value for key, value in own.items() if key not in UNMEASURED_FIELDS):
             return False
