@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from demo.uploads import ConfiguredModel
-from models import TeachingCNN
+from models import AirbenchCNN, TeachingCNN
 from training.data import CIFAR10_CLASSES, DatasetMissingError, load_cifar10
 from training.engine import confusion_matrix, predict
 from training.reproduce import PRETRAINED_DIR, TEST_PREDICTIONS
@@ -32,7 +32,8 @@ EMBEDDED_FOLDER = Path(__file__).resolve().parent.parent / PRETRAINED_DIR / "cla
 EMBEDDED_ARM = "cifar10"
 GALLERY_SIZE = 24  # test images shown per confusion cell, most confident first
 
-configured = ConfiguredModel("CIFAR10_MODEL", TeachingCNN, default=str(EMBEDDED_FOLDER / EMBEDDED_ARM))
+# A published final CNN is a TeachingCNN; the embedded classifier (and its published copy) an AirbenchCNN.
+configured = ConfiguredModel("CIFAR10_MODEL", (AirbenchCNN, TeachingCNN), default=str(EMBEDDED_FOLDER / EMBEDDED_ARM))
 
 
 @dataclass

@@ -35,10 +35,18 @@ three. Its recipe is the fast CIFAR-10 work's (airbench, hlb-CIFAR10, "How to tr
 Nesterov SGD under a one-cycle learning rate (warm up, then decay to zero), weight decay, label
 smoothing 0.2, and each test image classified together with its mirror image. Tick *the report's
 recipe* to train the same network beside it with the report's Adadelta at a constant rate.
+
+**The default model** is airbench's network (Keller Jordan, 2024), trained on a CPU: three groups
+of two 3×3 convs (64, 256, 256 channels) with batch norm and GELU. Its first layer is not learned:
+its 2×2 filters are computed from the training images so that they *whiten* them (each filter picks
+out one independent colour or edge pattern, and its negative), which lets the layers above learn in
+a few epochs.
 """
 CPU_NOTE = """**This machine has no GPU.** The report's full network is a GPU job (15 epochs of 2.7 GFLOP-per-image
 training); the quick preset is sized for a 2-core CPU."""
 DEFAULT, SESSION = "default model", "trained in this session"
+TILE_BORDER = 4  # pixels between two filters or two feature maps
+FILTER_PIXELS = 48  # on-screen side of one first-layer filter, whatever its size (3×3, or the embedded model's 2×2)
 SHORT_NAMES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CORNER = "true ↓ / predicted →"
 
@@ -66,11 +74,13 @@ def enlarged(image: torch.Tensor, scale: int):
 
 
 def tiles(maps: torch.Tensor, columns: int, scale: int):
-    """B,C,H,W float → one image of tiles, each min-max scaled on its own, enlarged by `scale`."""
+    """B,C,H,W float → one image of tiles, each min-max scaled on its own and enlarged by `scale`,
+    with borders of TILE_BORDER pixels whatever the scale."""
     low = maps.amin(dim=(1, 2, 3), keepdim=True)
     high = maps.amax(dim=(1, 2, 3), keepdim=True)
-    grid = make_grid((maps - low) / (high - low + 1e-8), nrow=columns, padding=1, pad_value=1.0)
-    return enlarged(grid, scale)
+    maps = torch.nn.functional.interpolate((maps - low) / (high - low + 1e-8), scale_factor=scale, mode="nearest")
+    grid = make_grid(maps, nrow=columns, padding=TILE_BORDER, pad_value=1.0)
+    return enlarged(grid, 1)
 
 
 @torch.no_grad()
@@ -83,8 +93,8 @@ def classify_cifar10(image_path=None, choice=DEFAULT, session=None):
     probabilities = classify(model, image, CIFAR10_INFO, flip=classifier.test_time_flip)
     seen = torch.from_numpy(square_rgb(image, CIFAR10_INFO.stored_size).copy()).permute(2, 0, 1)
     first = model.features[0]
-    filters = first.conv.weight.float().cpu()  # C, 3, 3, 3
-    maps = first(model_input(image, CIFAR10_INFO).to(first.conv.weight.device))[0, :32].float().cpu()  # 32 channels, 32×32
+    filters = first.conv.weight.float().cpu()  # C, 3, k, k
+    maps = first(model_input(image, CIFAR10_INFO).to(first.conv.weight.device))[0, :32].float().cpu()  # up to 32 channels, side × side
     shown = image.copy()
     shown.thumbnail((512, 512))
     return (
@@ -92,7 +102,7 @@ def classify_cifar10(image_path=None, choice=DEFAULT, session=None):
         enlarged(seen, 6),
         probabilities,
         classifier.summary(),
-        tiles(filters, columns=8, scale=16),
+        tiles(filters, columns=8, scale=FILTER_PIXELS // filters.shape[-1]),
         tiles(maps[:, None], columns=8, scale=3),
     )
 
@@ -192,7 +202,7 @@ def build() -> None:
         seen = gr.Image(label="What the network sees (32×32)", interactive=False, height=200, min_width=160)
         label = gr.Label(num_top_classes=3, label="Top-3 classes", min_width=160)
     with gr.Row():
-        filters = gr.Image(label="First-layer filters (3×3 pixels each, enlarged)", interactive=False, min_width=300)
+        filters = gr.Image(label="First-layer filters (each enlarged to 48 px)", interactive=False, min_width=300)
         maps = gr.Image(label="What the first layer's filters make of your photo (up to 32 of them)", interactive=False, min_width=300)
     gr.Markdown("### Where the model goes wrong\nRows are the true class, columns the predicted one, over CIFAR-10's 10,000 test images. Click a cell (or pick two classes) to see its images, most confident first.")
     matrix = gr.Dataframe(default_confusion, label="Confusion matrix", interactive=False)

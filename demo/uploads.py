@@ -86,9 +86,9 @@ class ConfiguredModel:
     A failure is remembered as a message for the UI; the app keeps serving either way.
     """
 
-    def __init__(self, variable: str, model_class: type[torch.nn.Module], default: str | None = None):
+    def __init__(self, variable: str, model_classes: type[torch.nn.Module] | tuple[type[torch.nn.Module], ...], default: str | None = None):
         self.variable = variable
-        self.model_class = model_class
+        self.model_classes = model_classes  # the checkpoint is loaded as the first of them it fits
         self.default = default
         self._lock = threading.Lock()
         self._loaded = False
@@ -105,7 +105,7 @@ class ConfiguredModel:
                     self.message = f"{self.variable} is not set."
                 else:
                     try:
-                        self.model = load_pretrained(self.model_class, source)
+                        self.model = load_pretrained(self.model_classes, source)
                         self.source = source
                         self.message = f"Using {source}."
                     except CheckpointError as error:

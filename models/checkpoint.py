@@ -5,6 +5,7 @@ folder directly, and for a repo id uses the Hub cache, honouring HF_HUB_OFFLINE.
 only loads strictly and turns every way that can fail into one clear `CheckpointError`.
 """
 
+import json
 from pathlib import Path
 
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
@@ -16,8 +17,27 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreachable, corrupt or of another architecture."""
 
 
-def load_pretrained(model_class: type[nn.Module], source: str) -> nn.Module:
-    """`model_class.from_pretrained(source)`, strict, in eval mode, or a CheckpointError."""
+class ArchitectureMismatchError(CheckpointError):
+    """The checkpoint is of another architecture than the class asked to load it (the message
+    says how it differs)."""
+
+
+def load_pretrained(model_classes: type[nn.Module] | tuple[type[nn.Module], ...], source: str) -> nn.Module:
+    """`from_pretrained(source)` of the first of `model_classes` whose architecture the checkpoint
+    fits, strict, in eval mode, or a CheckpointError."""
+    classes = model_classes if isinstance(model_classes, tuple) else (model_classes,)
+    mismatches = []
+    for model_class in classes:
+        try:
+            return _load(model_class, source)
+        except ArchitectureMismatchError as error:
+            mismatches.append(error)
+    kind = "folder" if Path(source).exists() else "Hub repo"
+    names = " or ".join(c.__name__ for c in classes)
+    raise CheckpointError(f"The checkpoint in {kind} {source!r} does not fit the {names} architecture: {mismatches[0]}")
+
+
+def _load(model_class: type[nn.Module], source: str) -> nn.Module:
     kind = "folder" if Path(source).exists() else "Hub repo"
     try:
         model = model_class.from_pretrained(source, strict=True)
@@ -28,9 +48,10 @@ def load_pretrained(model_class: type[nn.Module], source: str) -> nn.Module:
         ) from None
     except (RepositoryNotFoundError, HFValidationError) as error:
         raise CheckpointError(f"{source!r} is neither a local folder nor a Hub repo that can be read: {error}") from None
-    except (SafetensorError, OSError, ValueError) as error:
+    except (SafetensorError, OSError, json.JSONDecodeError) as error:
         raise CheckpointError(f"The checkpoint in {kind} {source!r} is corrupt or unreadable: {error}") from None
-    except (RuntimeError, TypeError, KeyError) as error:
-        # Missing/unexpected keys, shape mismatches and config arguments of another model.
-        raise CheckpointError(f"The checkpoint in {kind} {source!r} does not fit the {model_class.__name__} architecture: {str(error)[:400]}") from None
+    except (RuntimeError, TypeError, KeyError, ValueError) as error:
+        # Missing/unexpected keys, shape mismatches, and config arguments of another model that
+        # its constructor rejects.
+        raise ArchitectureMismatchError(str(error)[:400]) from None
     return model.eval()

@@ -106,8 +106,6 @@ class TeachingCNN(nn.Module, PyTorchModelHubMixin, tags=["cnn-lab", "image-class
         image_size: side of the square input images.
         in_channels: channels of the input images.
         init: how the weights are first drawn, one of INITS.
-        global_pool: take each channel's mean over the last feature map before the
-            fully-connected layers (as ResNets do), so that they see C features, not C·side².
         widths: every conv layer's output channels, in order (`n_conv` of them); when given
             it replaces `width` and `width_growth`.
     """
@@ -127,7 +125,6 @@ class TeachingCNN(nn.Module, PyTorchModelHubMixin, tags=["cnn-lab", "image-class
         image_size: int = 32,
         in_channels: int = 3,
         init: str = "default",
-        global_pool: bool = False,
         widths: tuple[int, ...] | None = None,
     ):
         super().__init__()
@@ -156,10 +153,7 @@ class TeachingCNN(nn.Module, PyTorchModelHubMixin, tags=["cnn-lab", "image-class
                 features.append(nn.MaxPool2d(2))
                 side //= 2
         self.features = nn.Sequential(*features)
-        self.pool = nn.AdaptiveAvgPool2d(1) if global_pool else nn.Identity()
         self.flatten = nn.Flatten()
-        if global_pool:
-            side = 1
 
         dense: list[nn.Module] = []
         units = channels * side * side
@@ -174,7 +168,6 @@ class TeachingCNN(nn.Module, PyTorchModelHubMixin, tags=["cnn-lab", "image-class
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)  # B, C_last, side, side
-        x = self.pool(x)  # B, C_last, 1, 1 with global_pool
         x = self.flatten(x)  # B, C_last * side * side
         x = self.classifier(x)  # B, num_classes
         return x

@@ -278,7 +278,7 @@ def test_classify_cifar10_without_any_model_says_how_to_get_one(no_default_model
 
 def test_the_embedded_classifier_answers_with_nothing_set(monkeypatch):
     monkeypatch.delenv("CIFAR10_MODEL", raising=False)
-    monkeypatch.setattr(classifiers, "configured", uploads.ConfiguredModel("CIFAR10_MODEL", TeachingCNN, default=classifiers.configured.default))
+    monkeypatch.setattr(classifiers, "configured", uploads.ConfiguredModel("CIFAR10_MODEL", classifiers.configured.model_classes, default=classifiers.configured.default))
     photo, seen, probabilities, answered, filters, maps = final_cnn.classify_cifar10(str(CAT_PHOTO), final_cnn.DEFAULT, None)
     assert max(probabilities, key=probabilities.get) == "cat"
     predictions = load_file(classifiers.EMBEDDED_FOLDER / "cifar10" / "test_predictions.safetensors")
@@ -287,8 +287,8 @@ def test_the_embedded_classifier_answers_with_nothing_set(monkeypatch):
     assert abs(accuracy - recorded) < 0.002
     assert answered.startswith("**Answering: the embedded classifier") and f"{accuracy:.2%} on CIFAR-10's test set" in answered
     assert max(photo.size) <= 512 and seen.shape == (192, 192, 3)  # 32×32, each pixel 6×6
-    # 32 first-layer filters of 3×3, 8 to a row, each pixel a 16-pixel square: 8 tiles of 48 px and 9 borders.
-    assert filters.shape == (4 * 48 + 5 * 16, 8 * 48 + 9 * 16, 3)
+    # 24 first-layer (whitening) filters of 2×2, 8 to a row, each enlarged to 48 px, with 4-pixel borders.
+    assert filters.shape == (3 * 48 + 4 * 4, 8 * 48 + 9 * 4, 3)
     assert maps.shape[2] == 3
     table = final_cnn.default_confusion()
     assert table[final_cnn.CORNER].tolist() == list(CIFAR10_CLASSES) and table.iloc[:, 1:].to_numpy().sum() == 10_000

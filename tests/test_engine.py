@@ -5,6 +5,8 @@ from dataclasses import replace
 import pytest
 import torch
 
+from models import create_model
+from models.airbench import AirbenchCNN
 from models.cnn import TeachingCNN
 from training.engine import (
     EARLY_STOP_CHECK_STEPS,
@@ -16,6 +18,7 @@ from training.engine import (
     build_model,
     compare,
     evaluate,
+    make_optimizer,
     make_schedule,
     predict,
     run,
@@ -241,6 +244,8 @@ def test_flipped_evaluation_averages_each_image_with_its_mirror(tiny_data):
         ({"n_train": 1}, "n_train"),
         ({"lr_schedule": "cosine"}, "lr_schedule"),
         ({"evals_per_epoch": 0}, "evals_per_epoch"),
+        ({"norm_lr_scale": 0.0}, "norm_lr_scale"),
+        ({"crop_padding": 40}, "crop_padding"),
     ],
 )
 def test_bad_settings_are_named(change, message, tiny_data):
@@ -251,3 +256,36 @@ def test_bad_settings_are_named(change, message, tiny_data):
 def test_duplicate_arm_labels_are_rejected():
     with pytest.raises(ValueError, match="distinct"):
         next(compare([TINY, TINY]))
+
+
+def test_batch_norm_parameters_learn_faster_and_decay_as_much_per_step_as_the_rest():
+    config = replace(TINY, model="cnn-classifier", init="default", lr=0.5, weight_decay=2e-3, norm_lr_scale=64)
+    model = build_model(config, torch.device("cpu"))
+    rest, norms = make_optimizer(config, model).param_groups
+    norm_parameters = {p for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters()}
+    assert norms["params"] and all(p in norm_parameters and p.requires_grad for p in norms["params"])
+    assert not any(p in norm_parameters for p in rest["params"])
+    # Frozen parameters (the whitening filters, the norms' scales) are not optimised at all.
+    assert len(rest["params"]) + len(norms["params"]) == sum(p.requires_grad for p in model.parameters()) < len(list(model.parameters()))
+    assert norms["lr"] == 64 * rest["lr"] == 32.0
+    assert norms["lr"] * norms["weight_decay"] == pytest.approx(rest["lr"] * rest["weight_decay"])
+    assert len(make_optimizer(replace(config, norm_lr_scale=1), model).param_groups) == 1
+
+
+def test_a_data_fitted_first_layer_is_fitted_before_training_frozen_and_alike_for_arms_with_one_seed(tiny_data, monkeypatch):
+    fitted = []
+    fit = AirbenchCNN.fit_whitening
+
+    def recording_fit(model, images):
+        fitted.append(images.clone())
+        fit(model, images)
+
+    monkeypatch.setattr(AirbenchCNN, "fit_whitening", recording_fit)
+    arms = [replace(TINY, model="cnn-classifier", init="default", label=label, epochs=1, lr=0.05) for label in ("a", "b")]
+    models = {e.arm: e.model for e in compare(arms) if isinstance(e, Finished)}
+    assert len(fitted) == 2 and torch.equal(fitted[0], fitted[1])
+    trained = [models[label].features[0].conv.weight for label in ("a", "b")]
+    fresh = create_model("cnn-classifier")
+    assert not torch.equal(trained[0], fresh.features[0].conv.weight)
+    fit(fresh, fitted[0])
+    assert torch.equal(trained[0], fresh.features[0].conv.weight) and torch.equal(*trained)  # fitted, then left alone

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import AlexNetTransfer, TeachingCNN, WeightsUnavailableError, create_model, list_models, model_arguments
+from models import AirbenchCNN, AlexNetTransfer, TeachingCNN, WeightsUnavailableError, create_model, list_models, model_arguments
 from models.checkpoint import load_pretrained
 
 
@@ -123,6 +123,10 @@ def test_corrupt_or_missing_checkpoints_get_a_clear_message(tmp_path, monkeypatc
     (tmp_path / "good" / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="corrupt or unreadable"):
         load_pretrained(TeachingCNN, str(tmp_path / "good"))
+    create_model("cnn-tiny").save_pretrained(tmp_path / "bad-config")
+    (tmp_path / "bad-config" / "config.json").write_text('{"n_conv": 2,')
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+        load_pretrained((AirbenchCNN, TeachingCNN), str(tmp_path / "bad-config"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(CheckpointError, match="not in the local Hub cache"):
@@ -153,18 +157,72 @@ def test_unknown_init_is_named():
         TeachingCNN(init="xavier")
 
 
-def test_explicit_widths_and_a_global_pool():
-    model = TeachingCNN(n_conv=3, n_fc=1, widths=(4, 8, 16), pool_after=(1, 3), global_pool=True, batch_norm=True)
+def test_explicit_widths():
+    model = TeachingCNN(n_conv=3, n_fc=1, widths=(4, 8, 16), pool_after=(1, 3), batch_norm=True)
     assert [block.conv.out_channels for block in model.features if hasattr(block, "conv")] == [4, 8, 16]
-    assert model.classifier[0].linear.in_features == 16  # one mean per channel, whatever the map's size
+    assert model.classifier[0].linear.in_features == 16 * 8 * 8
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
     with pytest.raises(ValueError, match="one width per conv layer"):
         TeachingCNN(n_conv=2, widths=(4, 8, 16))
+
+
+def correlated_images(n: int = 64, seed: int = 0) -> torch.Tensor:
+    """Smooth random images whose colour channels and neighbouring pixels are correlated, as in photos."""
+    generator = torch.Generator().manual_seed(seed)
+    grey = torch.nn.functional.avg_pool2d(torch.randn(n, 1, 36, 36, generator=generator), 5, stride=1)  # N, 1, 32, 32
+    return grey * torch.tensor([1.0, 0.8, 0.6]).view(1, 3, 1, 1) + 0.1 * torch.randn(n, 3, 32, 32, generator=generator)
+
+
+def test_the_whitening_layer_decorrelates_the_patches_it_was_fitted_on():
+    model = AirbenchCNN()
+    images = correlated_images()
+    model.fit_whitening(images)
+    conv = model.features[0].conv
+    assert not conv.weight.requires_grad and conv.bias.requires_grad and not conv.bias.any()
+    half = conv.out_channels // 2
+    assert torch.equal(conv.weight[half:], -conv.weight[:half])  # each filter and its negative
+    outputs = torch.nn.functional.conv2d(images, conv.weight[:half]).transpose(0, 1).flatten(1)  # 12, N·positions
+    covariance = outputs @ outputs.T / outputs.shape[1]
+    # Unit variance along every direction the images vary in (eps only damps the faintest ones).
+    assert torch.allclose(covariance, torch.eye(half), atol=0.05)
+    patches = torch.nn.functional.unfold(images, 2)  # N, 12, positions
+    correlation = torch.corrcoef(patches.transpose(0, 1).flatten(1))
+    assert (correlation - torch.eye(half)).abs().max() > 0.5  # which the raw patches were not
+
+
+def test_airbench_conv_groups_start_by_passing_their_input_on():
+    group = AirbenchCNN().features[1]
+    x = torch.randn(2, group.conv1.in_channels, 8, 8)
+    assert torch.equal(group.conv1(x)[:, : x.shape[1]], x)
+    assert not group.norm1.weight.requires_grad and group.norm1.bias.requires_grad
+
+
+def test_airbench_checkpoint_round_trip_is_exact_and_keeps_the_fitted_first_layer(tmp_path):
+    torch.manual_seed(3)
+    model = AirbenchCNN(widths=(8, 16, 16))
+    model.fit_whitening(correlated_images(8))
+    model(torch.randn(4, 3, 32, 32))  # moves the batch-norm running statistics off their defaults
+    model.save_pretrained(tmp_path)
+    loaded = load_pretrained((AirbenchCNN, TeachingCNN), str(tmp_path))
+    assert type(loaded) is AirbenchCNN
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True))
+    x = torch.randn(3, 3, 32, 32)
+    assert torch.equal(model.eval()(x), loaded(x))
+
+
+def test_a_checkpoint_loads_as_whichever_of_the_classes_it_fits_or_says_it_fits_none(tmp_path, imagenet_weights):
+    from models.checkpoint import CheckpointError
+
+    create_model("cnn-tiny").save_pretrained(tmp_path / "teaching")
+    assert type(load_pretrained((AirbenchCNN, TeachingCNN), str(tmp_path / "teaching"))) is TeachingCNN
+    create_model("alexnet-transfer", backbone_weights=None).save_pretrained(tmp_path / "alexnet")
+    with pytest.raises(CheckpointError, match="does not fit the AirbenchCNN or TeachingCNN architecture"):
+        load_pretrained((AirbenchCNN, TeachingCNN), str(tmp_path / "alexnet"))
 
 
 def test_the_embedded_classifier_is_a_small_save_pretrained_folder():
     folder = Path(__file__).parent.parent / "pretrained" / "classifier" / "cifar10"
     assert sorted(p.name for p in folder.iterdir() if p.name != "README.md") == ["config.json", "model.safetensors", "test_predictions.safetensors"]
     assert (folder / "model.safetensors").stat().st_size <= 10 * 2**20
-    model = load_pretrained(TeachingCNN, str(folder))
+    model = load_pretrained(AirbenchCNN, str(folder))
     assert model.state_dict().keys() == create_model("cnn-classifier").state_dict().keys()

@@ -8,7 +8,7 @@ import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
-from models import TeachingCNN
+from models import AirbenchCNN, TeachingCNN
 from training import publish
 from training.__main__ import main
 from training.reproduce import TEST_PREDICTIONS
@@ -112,7 +112,7 @@ def test_the_embedded_classifier_is_recorded_by_reproduce_and_published_beside_t
     folder = models_dir / "classifier"
     results = json.loads((folder / "results.json").read_text())
     assert results["experiment"] == "classifier" and {"git_commit", "wall_time_s", "device_name"} <= results["provenance"].keys()
-    TeachingCNN.from_pretrained(folder / "cifar10", strict=True)
+    AirbenchCNN.from_pretrained(folder / "cifar10", strict=True)
     predictions = load_file(folder / "cifar10" / TEST_PREDICTIONS)
     assert predictions["label"].tolist() == [c for c in range(10) for _ in range(6)]  # the tiny test set, in order
     assert predictions["predicted"].shape == predictions["confidence"].shape == (60,)
@@ -122,4 +122,4 @@ def test_the_embedded_classifier_is_recorded_by_reproduce_and_published_beside_t
     accuracy = results["runs"][0]["test_acc"]
     assert f"| this model | {accuracy:.2%} |" in card.text and f"{results['device_name']}, full length |" in card.text
     assert "| the report | 81.43% | 472 s | a Kaggle GPU |" in card.text and "not comparable" not in card.text
-    assert "| `label_smoothing` | 0.2 |" in card.text and "| `widths` | [32, 64, 64, 256, 256, 256] |" in card.text
+    assert "| `label_smoothing` | 0.2 |" in card.text and "| `widths` | [64, 256, 256] |" in card.text and "AirbenchCNN.from_pretrained" in card.text

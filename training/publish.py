@@ -24,7 +24,7 @@ import httpx2  # huggingface_hub's HTTP client: its errors are how an upload fai
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from huggingface_hub.errors import HFValidationError
 
-from models import AlexNetTransfer, TeachingCNN
+from models import AirbenchCNN, AlexNetTransfer, TeachingCNN
 from models.checkpoint import CheckpointError, load_pretrained
 from training.__main__ import folder_name
 from training.experiments import get_experiment
@@ -32,7 +32,7 @@ from training.reproduce import PRETRAINED_DIR
 from training.results import validate_results
 
 PUBLISHABLE = {"final": "final", "classifier": "cifar10", "transfer": "fine tuning"}  # experiment → the arm published by default
-MODEL_CLASSES = {"final": TeachingCNN, "classifier": TeachingCNN, "transfer": AlexNetTransfer}
+MODEL_CLASSES = {"final": TeachingCNN, "classifier": AirbenchCNN, "transfer": AlexNetTransfer}
 APP_VARIABLES = {"final": "CIFAR10_MODEL", "classifier": "CIFAR10_MODEL", "transfer": "ANTS_BEES_MODEL"}
 DATASETS = {  # the Hub's copy of each dataset, where there is one
     "cifar10": ("uoft-cs/cifar10", "CIFAR-10"),
