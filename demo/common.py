@@ -11,6 +11,7 @@ import gradio as gr
 import torch
 
 from models import INITS, model_arguments
+from training.data import get_dataset
 from training.engine import TrainConfig
 from training.experiments import Experiment, get_experiment
 
@@ -29,7 +30,6 @@ LIMITS = {
 # minutes of the quick models at 1,500 images/s (the full quick depth grid is 108,000); on a GPU
 # the report's longest comparison (three activations × 5 epochs × 50,000 images is 750,000).
 MAX_IMAGES = {"cpu": 150_000, "cuda": 5_000_000}
-TRAIN_SIZES = {"cifar10": 50_000, "hymenoptera": 245}  # training images in each full dataset
 
 try:  # On a ZeroGPU Space, training borrows a GPU for a bounded time; elsewhere a no-op.
     import spaces
@@ -87,7 +87,7 @@ def plan(experiment: Experiment, preset, epochs=None, n_train=None, lr=None, bat
 
 def check_budget(configs: list[TrainConfig]) -> None:
     device = "cuda" if GPU_AVAILABLE else "cpu"
-    images = sum(c.epochs * min(c.n_train or TRAIN_SIZES[c.dataset], TRAIN_SIZES[c.dataset]) for c in configs)
+    images = sum(c.epochs * min(c.n_train or get_dataset(c.dataset).train_size, get_dataset(c.dataset).train_size) for c in configs)
     if images > MAX_IMAGES[device]:
         hint = " This is a GPU job: choose the quick preset, or fewer epochs or images." if device == "cpu" else ""
         raise gr.Error(f"This run would train on {images:,} images, more than the {MAX_IMAGES[device]:,} this server allows per run.{hint}")
@@ -96,7 +96,7 @@ def check_budget(configs: list[TrainConfig]) -> None:
 def preset_values(experiment_name: str, preset: str) -> tuple:
     """The shared controls' values for a preset: epochs, training images, lr, batch size, init."""
     base = get_experiment(experiment_name).base[check_preset(preset)]
-    return base.epochs, base.n_train or TRAIN_SIZES[base.dataset], base.lr, base.batch_size, base.init
+    return base.epochs, base.n_train or get_dataset(base.dataset).train_size, base.lr, base.batch_size, base.init
 
 
 # The settings a preset note compares, in words.

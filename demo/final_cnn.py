@@ -18,7 +18,7 @@ from demo.common import GPU_AVAILABLE, gpu, plan
 from demo.panel import ComparisonPanel, session_result, watch
 from demo.uploads import classify, image_upload, open_upload
 from demo.views import curves, plot_series, results_table
-from training.data import CIFAR10_INFO, DatasetMissingError, model_input, square_rgb
+from training.data import CIFAR10_DATASET, DatasetMissingError, model_input, square_rgb
 from training.experiments import REPORT_RECIPE_ARM, get_experiment
 
 EXPLANATION = r"""
@@ -90,11 +90,11 @@ def classify_cifar10(image_path=None, choice=DEFAULT, session=None):
     image = open_upload(image_path)
     classifier = chosen(choice, session)
     model = classifier.model.eval()
-    probabilities = classify(model, image, CIFAR10_INFO, flip=classifier.test_time_flip)
-    seen = torch.from_numpy(square_rgb(image, CIFAR10_INFO.stored_size).copy()).permute(2, 0, 1)
+    probabilities = classify(model, image, CIFAR10_DATASET, flip=classifier.test_time_flip)
+    seen = torch.from_numpy(square_rgb(image, CIFAR10_DATASET.stored_size).copy()).permute(2, 0, 1)
     first = model.features[0]
     filters = first.conv.weight.float().cpu()  # C, 3, k, k
-    maps = first(model_input(image, CIFAR10_INFO).to(first.conv.weight.device))[0, :32].float().cpu()  # up to 32 channels, side × side
+    maps = first(model_input(image, CIFAR10_DATASET).to(first.conv.weight.device))[0, :32].float().cpu()  # up to 32 channels, side × side
     shown = image.copy()
     shown.thumbnail((512, 512))
     return (
@@ -109,7 +109,7 @@ def classify_cifar10(image_path=None, choice=DEFAULT, session=None):
 
 def confusion_table(matrix: list[list[int]]) -> pd.DataFrame:
     table = pd.DataFrame(matrix, columns=list(SHORT_NAMES))
-    table.insert(0, CORNER, list(CIFAR10_INFO.classes))
+    table.insert(0, CORNER, list(CIFAR10_DATASET.classes))
     return table
 
 
@@ -134,10 +134,10 @@ def default_summary() -> str:
     return show_confusion()[1]
 
 
-def browse_cell(true_class=CIFAR10_INFO.classes[3], predicted_class=CIFAR10_INFO.classes[5], choice=DEFAULT, session=None):
+def browse_cell(true_class=CIFAR10_DATASET.classes[3], predicted_class=CIFAR10_DATASET.classes[5], choice=DEFAULT, session=None):
     """The test images of one true class that the model called `predicted_class`, most confident
     first, and the confusion matrix of those same predictions."""
-    classes = CIFAR10_INFO.classes
+    classes = CIFAR10_DATASET.classes
     if true_class not in classes or predicted_class not in classes:
         raise gr.Error(f"classes must be CIFAR-10's: {', '.join(classes)}")
     classifier = chosen(choice, session)
@@ -156,7 +156,7 @@ def select_cell(event: gr.SelectData):
     row, column = event.index
     if column == 0:  # the class-name column
         return gr.skip(), gr.skip()
-    return CIFAR10_INFO.classes[row], CIFAR10_INFO.classes[column - 1]
+    return CIFAR10_DATASET.classes[row], CIFAR10_DATASET.classes[column - 1]
 
 
 def saved_model_file(model: torch.nn.Module) -> str:
@@ -207,8 +207,8 @@ def build() -> None:
     gr.Markdown("### Where the model goes wrong\nRows are the true class, columns the predicted one, over CIFAR-10's 10,000 test images. Click a cell (or pick two classes) to see its images, most confident first.")
     matrix = gr.Dataframe(default_confusion, label="Confusion matrix", interactive=False)
     with gr.Row():
-        true_class = gr.Dropdown(list(CIFAR10_INFO.classes), value="cat", label="True class")
-        predicted_class = gr.Dropdown(list(CIFAR10_INFO.classes), value="dog", label="Predicted class")
+        true_class = gr.Dropdown(list(CIFAR10_DATASET.classes), value="cat", label="True class")
+        predicted_class = gr.Dropdown(list(CIFAR10_DATASET.classes), value="dog", label="Predicted class")
     cell_note = gr.Markdown()
     gallery = gr.Gallery(label="Test images in this cell", columns=6, height="auto", object_fit="contain")
 

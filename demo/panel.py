@@ -15,10 +15,11 @@ from demo.common import DEFAULT_PRESET, LIMITS, check_budget, preset_controls, p
 from demo.views import curves, line_plots, plot_series, reference_caption, results_table, table_notes
 from models import INITS, WeightsUnavailableError, model_arguments
 from training.data import DatasetMissingError
-from training.engine import Finished, Started, TrainConfig, TrainStep, compare, device_name, resolve_device
+from training.engine import Finished, Started, TrainConfig, device_name, resolve_device
 from training.experiments import Experiment, get_experiment
 from training.lessons import verdicts
 from training.results import Recorder
+from training.runner import ComparisonRun
 
 # Plot refreshes while training. Each one re-sends and re-draws the curves, which on a 2-core
 # machine takes CPU from training (browser and server share it), so stay at the low end of 1–10.
@@ -114,12 +115,11 @@ def updates(
     training and frees the models; `request` names the browser session whose Stop button reports
     how far it got."""
     check_budget(configs)
-    recorder = Recorder(configs)
-    planned: dict[str, int] = {}
-    done: dict[str, int] = {}
+    run = ComparisonRun(experiment, configs)
+    recorder = run.recorder
     session = request.session_hash if request else None
     if session:
-        remember_stop_report(session, lambda: stop_report(experiment, recorder, done, planned))
+        remember_stop_report(session, lambda: stop_report(experiment, recorder, run.done, run.planned))
     completed = False
     where = device_name(resolve_device("auto"))
     status = f"Training {len(configs)} arm(s) on {where}…"
@@ -128,18 +128,12 @@ def updates(
     with _active_lock:
         active_runs.add(run_id)
     try:
-        for event in compare(configs, lockstep=experiment.lockstep):
-            recorder.add(event)
+        for event in run:
             if isinstance(event, Started):
-                planned[event.arm] = event.total_steps
                 status = f"Training {len(configs)} arm(s) on {where} in {event.precision}…"
-            elif isinstance(event, TrainStep):
-                done[event.arm] = event.step
-            elif isinstance(event, Finished):
-                planned[event.arm] = done[event.arm] = event.steps
             if time.perf_counter() - last_update >= 1 / UPDATES_PER_SECOND or isinstance(event, Finished):
                 last_update = time.perf_counter()
-                progress(sum(done.values()) / max(1, sum(planned.values())), desc=status)
+                progress(run.steps_done / max(1, run.steps_planned), desc=status)
                 _runs[token][1] = time.monotonic()
                 yield recorder, status, False
                 _runs[token][1] = None
@@ -153,9 +147,9 @@ def updates(
             _runs.pop(token, None)
         if session:
             # Stopped: keep the report, not the recorder and its models. Finished: nothing to report.
-            frozen = None if completed else stop_report(experiment, recorder, done, planned)
+            frozen = None if completed else stop_report(experiment, recorder, run.done, run.planned)
             remember_stop_report(session, (lambda: frozen) if frozen else None, frozen=True)
-    verdict = verdicts(experiment, recorder.to_json(experiment.name, preset, configs[0].seed, where))
+    verdict = verdicts(experiment, run.results(preset, "auto"))
     yield recorder, "\n\n".join([f"Done on {where}.", *(f"**Verdict:** {line}" for line in verdict)]), True
 
 

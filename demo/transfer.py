@@ -7,7 +7,7 @@ from demo.common import gpu, plan
 from demo.panel import ComparisonPanel, stream_comparison
 from demo.uploads import ConfiguredModel, classify, image_upload, open_upload
 from models import AlexNetTransfer
-from training.data import HYMENOPTERA_INFO, data_dir
+from training.data import HYMENOPTERA_DATASET, data_dir
 from training.experiments import get_experiment
 
 EXPLANATION = r"""
@@ -44,13 +44,13 @@ def classify_ants_bees(image_path=None, arm="fine tuning", session=None):
         model = models.get(arm) or next(iter(models.values()), None)
     if model is None:
         raise gr.Error(f"No ants-vs-bees model yet: train one above, or set ANTS_BEES_MODEL to a Hub repo or a save_pretrained folder ({ants_bees_model.message})")
-    return classify(model, image, HYMENOPTERA_INFO)
+    return classify(model, image, HYMENOPTERA_DATASET)
 
 
 def example_photos(per_class: int = 2) -> list[str]:
     """A few validation photos of each class, when the dataset is present."""
     root = data_dir() / "hymenoptera_data" / "val"
-    return [str(p) for name in HYMENOPTERA_INFO.classes for p in sorted((root / name).glob("*.jpg"))[:per_class]] if root.is_dir() else []
+    return [str(p) for name in HYMENOPTERA_DATASET.classes for p in sorted((root / name).glob("*.jpg"))[:per_class]] if root.is_dir() else []
 
 
 def pick_example(event: gr.SelectData) -> str:

@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from models.checkpoint import CheckpointError, load_pretrained
-from training.data import DatasetInfo, model_input
+from training.data import DatasetSpec, model_input
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000  # a 40-megapixel photo decodes to 120 MB; more is refused unread
@@ -68,15 +68,15 @@ def image_upload(label: str) -> gr.File:
 
 
 @torch.no_grad()
-def classify(model: torch.nn.Module, image: Image.Image, info: DatasetInfo, flip: bool = False) -> dict[str, float]:
+def classify(model: torch.nn.Module, image: Image.Image, spec: DatasetSpec, flip: bool = False) -> dict[str, float]:
     """Class probabilities of one image; with `flip`, from the logits of the image and its
     mirror image averaged (as the test accuracy of a model trained with test_time_flip was measured)."""
     model.eval()
     device = next(model.parameters()).device
-    x = model_input(image, info).to(device)
+    x = model_input(image, spec).to(device)
     logits = (model(x) + model(x.flip(-1))) / 2 if flip else model(x)
     probabilities = logits.float().softmax(dim=1)[0]
-    return dict(zip(info.classes, probabilities.tolist()))
+    return dict(zip(spec.classes, probabilities.tolist()))
 
 
 class ConfiguredModel:

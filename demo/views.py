@@ -12,8 +12,8 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from demo.common import DEFAULT_PRESET, TRAIN_SIZES
-from training.data import CIFAR10_INFO, HYMENOPTERA_INFO
+from demo.common import DEFAULT_PRESET
+from training.data import get_dataset
 from training.experiments import Experiment, get_experiment
 from training.lessons import member
 from training.results import Recorder, load_reference
@@ -107,9 +107,9 @@ def reference_caption(experiment_name: str) -> str | None:
     if recorded is None:
         return None
     config = recorded["runs"][0]["config"]
-    images = config.get("n_train") or TRAIN_SIZES[config.get("dataset", "cifar10")]
+    images = config.get("n_train") or get_dataset(config.get("dataset", "cifar10")).train_size
     quick = get_experiment(experiment_name).base["quick"]
-    quick_images = quick.n_train or TRAIN_SIZES[quick.dataset]
+    quick_images = quick.n_train or get_dataset(quick.dataset).train_size
     precision = reference_precision(recorded)
     return (
         f"Dashed: the reference run ({recorded['preset']} preset: {config['epochs']} epochs over {images:,} training images, "
@@ -211,8 +211,7 @@ AXIS_FORMAT = ".2~f"
 def loss_ceiling(dataset: str) -> float:
     """The top of the loss axis: 1.5 × the loss of a uniform guess, ln(classes). The first steps'
     losses can be several times higher, and an axis stretched to them flattens every later difference."""
-    classes = {"cifar10": CIFAR10_INFO, "hymenoptera": HYMENOPTERA_INFO}[dataset].classes
-    return round(1.5 * math.log(len(classes)), 1)
+    return round(1.5 * math.log(len(get_dataset(dataset).classes)), 1)
 
 
 def line_plots(experiment: Experiment, series: tuple[str, ...]) -> tuple[gr.LinePlot, gr.LinePlot]:

@@ -34,7 +34,8 @@ _PRESETS: dict[str, tuple[type[nn.Module], dict]] = {
     ),
     # The embedded classifier: airbench's network (see models/airbench.py).
     "cnn-classifier": (AirbenchCNN, dict(widths=(64, 256, 256))),
-    "alexnet-transfer": (AlexNetTransfer, dict(num_classes=2, backbone_weights="IMAGENET1K_V1")),
+    # Its class count comes from the dataset it trains on (training.engine.model_overrides).
+    "alexnet-transfer": (AlexNetTransfer, dict(backbone_weights="IMAGENET1K_V1")),
 }
 
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from models import TeachingCNN
+from models import AlexNetTransfer, TeachingCNN
 from training.__main__ import main
 
 REQUIRED_CONFIG_KEYS = {"batch_norm", "momentum", "activation", "optimizer", "n_conv", "n_fc"}
@@ -69,3 +69,21 @@ def test_cli_rejects_an_unknown_precision(capsys):
     with pytest.raises(SystemExit):
         main(["momentum", "--precision", "fp16"])
     assert "invalid choice: 'fp16'" in capsys.readouterr().err
+
+
+def test_cli_trains_the_transfer_comparison_on_a_folder_of_three_classes(tiny_data, imagenet_weights, tmp_path, capsys):
+    from conftest import write_folder
+
+    write_folder(tmp_path / "shapes", ("circle", "square", "star"), 5, 64, ".png", seed=0)
+    out, save_dir = tmp_path / "results.json", tmp_path / "models"
+    assert main(["transfer", "--device", "cpu", "--dataset", str(tmp_path / "shapes"), "--out", str(out), "--save-dir", str(save_dir)]) == 0
+    results = json.loads(out.read_text())
+    assert {run["config"]["dataset"] for run in results["runs"]} == {str(tmp_path / "shapes")}
+    assert all(sum(map(sum, run["confusion"])) == 3 for run in results["runs"])  # one held-out photo per class
+    model = AlexNetTransfer.from_pretrained(save_dir / "fine-tuning", strict=True)
+    assert model.head.out_features == 3 and results["runs"][0]["classes"] == ["circle", "square", "star"]
+
+
+def test_cli_names_a_bad_dataset(tiny_data, capsys):
+    assert main(["transfer", "--device", "cpu", "--dataset", "no-such-folder"]) == 2
+    assert "unknown dataset 'no-such-folder'" in capsys.readouterr().err

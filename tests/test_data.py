@@ -2,14 +2,20 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import write_folder
 from training.data import (
     CIFAR10_CLASSES,
     BatchLoader,
     DatasetMissingError,
     balanced_subset,
+    folder_dataset,
+    get_dataset,
+    list_datasets,
     load_cifar10,
+    load_folder_splits,
     load_hymenoptera,
     load_image_folder,
+    load_splits,
     random_crop_flip,
 )
 
@@ -18,13 +24,11 @@ def test_cifar_image_folder_decodes_to_uint8_tensors(tiny_root):
     data = load_cifar10("train", tiny_root, download=False)
     assert data.images.dtype == torch.uint8 and data.images.shape == (160, 3, 32, 32)
     assert data.labels.bincount().tolist() == [16] * 10
-    assert data.info.classes == CIFAR10_CLASSES
+    assert data.spec.classes == CIFAR10_CLASSES
     assert load_cifar10("train", tiny_root, download=False) is data  # decoded once per process
 
 
 def test_decoded_folder_is_reused_from_disk_until_a_file_changes(tmp_path, decoded_cache):
-    from conftest import write_folder
-
     write_folder(tmp_path / "cifar10" / "test", CIFAR10_CLASSES, 2, 32, ".png", seed=9)
     first = load_image_folder(tmp_path / "cifar10" / "test", 32, CIFAR10_CLASSES)
     cached = list(decoded_cache.glob("test-32-*.pt"))
@@ -83,7 +87,7 @@ def test_unreadable_image_is_named(tmp_path):
 
 def test_photos_are_resized_and_centre_cropped(tiny_root):
     data = load_hymenoptera("val", tiny_root, download=False)
-    assert data.images.shape == (8, 3, 224, 224) and data.info.classes == ("ants", "bees")
+    assert data.images.shape == (8, 3, 224, 224) and data.spec.classes == ("ants", "bees")
 
 
 def test_balanced_subset_depends_only_on_the_seed():
@@ -123,3 +127,35 @@ def test_crop_flip_moves_pixels_but_keeps_their_values():
     padded = random_crop_flip(images, 8, 2, torch.Generator().manual_seed(1))
     assert padded.shape == images.shape
     assert set(padded.unique().tolist()) <= set(images.unique().tolist()) | {0.0}
+
+
+def test_a_folder_without_a_split_is_split_per_class_the_same_way_every_time(tmp_path):
+    write_folder(tmp_path / "shapes", ("circle", "square", "star"), 10, 40, ".png", seed=0)
+    spec = get_dataset(str(tmp_path / "shapes"))
+    assert spec.classes == ("circle", "square", "star") and spec.crop_size == 224 and spec.train_size == 24
+    train, validation = load_splits(str(tmp_path / "shapes"))
+    assert torch.bincount(train.labels).tolist() == [8, 8, 8] and torch.bincount(validation.labels).tolist() == [2, 2, 2]
+    again = load_folder_splits(folder_dataset(tmp_path / "shapes"))[1]
+    assert torch.equal(again.images, validation.images)
+    assert not any(torch.equal(image, held) for image in train.images for held in validation.images)
+
+
+def test_a_folder_with_its_own_split_keeps_it(tmp_path):
+    write_folder(tmp_path / "mine" / "train", ("a", "b"), 6, 40, ".jpg", seed=0)
+    write_folder(tmp_path / "mine" / "val", ("a", "b"), 3, 40, ".jpg", seed=1)
+    train, validation = load_splits(str(tmp_path / "mine"))
+    assert len(train) == 12 and len(validation) == 6 and train.spec.splits == ("train", "val")
+
+
+@pytest.mark.parametrize("layout, message", [({"only": 3}, "at least two"), ({}, "at least two")])
+def test_a_folder_needs_two_classes(tmp_path, layout, message):
+    for name, count in layout.items():
+        write_folder(tmp_path, (name,), count, 40, ".png", seed=0)
+    with pytest.raises(DatasetMissingError, match=message):
+        get_dataset(str(tmp_path))
+
+
+def test_an_unknown_dataset_lists_the_registry():
+    assert list_datasets() == ["cifar10", "hymenoptera"]
+    with pytest.raises(ValueError, match=r"unknown dataset 'mnist'.*cifar10.*hymenoptera.*sub-folder"):
+        get_dataset("mnist")

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from demo import activations, adaptive_lr, batchnorm, classifiers, common, depth, final_cnn, momentum, panel, transfer, uploads, views
 from models import AlexNetTransfer, TeachingCNN, create_model
-from training.data import CIFAR10_CLASSES, CIFAR10_INFO
+from training.data import CIFAR10_CLASSES, CIFAR10_DATASET
 
 SMALL = dict(preset="quick", epochs=1, n_train=160, lr=0.01, batch_size=32, seed=0)
 
@@ -298,8 +298,8 @@ def test_classifying_mirrors_the_photo_when_the_accuracy_was_measured_so():
     model = create_model("cnn-tiny").eval()
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
     mirrored = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    plain, both = uploads.classify(model, image, CIFAR10_INFO), uploads.classify(model, image, CIFAR10_INFO, flip=True)
-    assert plain != both and both == pytest.approx(uploads.classify(model, mirrored, CIFAR10_INFO, flip=True), abs=1e-6)
+    plain, both = uploads.classify(model, image, CIFAR10_DATASET), uploads.classify(model, image, CIFAR10_DATASET, flip=True)
+    assert plain != both and both == pytest.approx(uploads.classify(model, mirrored, CIFAR10_DATASET, flip=True), abs=1e-6)
 
 
 def test_a_session_model_classifies_and_its_confusion_cells_show_their_test_images(tiny_data, no_default_model, tmp_path):

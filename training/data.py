@@ -41,21 +41,32 @@ class DatasetMissingError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class DatasetInfo:
-    """How a dataset's images are stored and presented to a model."""
+class DatasetSpec:
+    """Everything known about one dataset: its classes, how its images are stored and presented
+    to a model, its splits and where it comes from. A model's output count and input size are
+    read from here."""
 
-    name: str
+    name: str  # what TrainConfig.dataset names
+    title: str  # how the app and model cards name it
     classes: tuple[str, ...]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     stored_size: int  # images are kept as stored_size² uint8
     crop_size: int  # side of the model's input
     crop_padding: int  # training crops are taken from images padded by this much
+    splits: tuple[str, str] = ("train", "test")  # the training split and the evaluation split
+    train_size: int = 0  # images in the whole training split, known before loading it (budgets)
+    source: str = ""  # where it is downloaded from, or the folder it is read from
+    hub_id: str | None = None  # the Hugging Face Hub's copy, named in model cards
 
 
-CIFAR10_INFO = DatasetInfo("cifar10", CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, stored_size=32, crop_size=32, crop_padding=4)
-HYMENOPTERA_INFO = DatasetInfo(
-    "hymenoptera", HYMENOPTERA_CLASSES, IMAGENET_MEAN, IMAGENET_STD, stored_size=HYMENOPTERA_STORED_SIZE, crop_size=224, crop_padding=0
+CIFAR10_DATASET = DatasetSpec(
+    "cifar10", "CIFAR-10", CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, stored_size=32, crop_size=32, crop_padding=4,
+    train_size=50_000, source=CIFAR10_URL, hub_id="uoft-cs/cifar10",
+)
+HYMENOPTERA_DATASET = DatasetSpec(
+    "hymenoptera", "hymenoptera (ants vs bees, from the PyTorch transfer-learning tutorial)", HYMENOPTERA_CLASSES, IMAGENET_MEAN, IMAGENET_STD,
+    stored_size=HYMENOPTERA_STORED_SIZE, crop_size=224, crop_padding=0, splits=("train", "val"), train_size=245, source=HYMENOPTERA_URL,
 )
 
 
@@ -65,13 +76,13 @@ class ImageTensors:
 
     images: torch.Tensor  # N, 3, stored_size, stored_size uint8
     labels: torch.Tensor  # N int64
-    info: DatasetInfo
+    spec: DatasetSpec
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, indices: torch.Tensor) -> "ImageTensors":
-        return ImageTensors(self.images[indices], self.labels[indices], self.info)
+        return ImageTensors(self.images[indices], self.labels[indices], self.spec)
 
 
 def data_dir() -> Path:
@@ -114,10 +125,10 @@ def _decode(path: Path, size: int) -> np.ndarray:
         return square_rgb(image, size)
 
 
-def model_input(image: Image.Image, info: DatasetInfo) -> torch.Tensor:
+def model_input(image: Image.Image, spec: DatasetSpec) -> torch.Tensor:
     """One PIL image as the normalised 1×3×crop×crop batch a model of this dataset expects."""
-    pixels = torch.from_numpy(square_rgb(image, info.stored_size).copy()).permute(2, 0, 1)[None]
-    return normalize(center_crop(pixels, info.crop_size), info.mean, info.std)
+    pixels = torch.from_numpy(square_rgb(image, spec.stored_size).copy()).permute(2, 0, 1)[None]
+    return normalize(center_crop(pixels, spec.crop_size), spec.mean, spec.std)
 
 
 def load_image_folder(root: Path, size: int, classes: tuple[str, ...]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -191,7 +202,7 @@ def load_cifar10(split: str, root: Path | None = None, download: bool = True) ->
     def load() -> ImageTensors:
         folder = root / "cifar10" / split
         if folder.is_dir():
-            images, labels = load_image_folder(folder, CIFAR10_INFO.stored_size, CIFAR10_INFO.classes)
+            images, labels = load_image_folder(folder, CIFAR10_DATASET.stored_size, CIFAR10_DATASET.classes)
         else:
             if not (root / "cifar-10-batches-py").is_dir() and not download:
                 raise DatasetMissingError(_cifar10_missing_message(root, "no such folder and downloading is off"))
@@ -202,7 +213,7 @@ def load_cifar10(split: str, root: Path | None = None, download: bool = True) ->
                 raise DatasetMissingError(_cifar10_missing_message(root, f"{reason}: {error}")) from None
             images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
             labels = torch.tensor(dataset.targets)
-        return ImageTensors(images, labels, CIFAR10_INFO)
+        return ImageTensors(images, labels, CIFAR10_DATASET)
 
     return _cached(("cifar10", split, root), load)
 
@@ -220,19 +231,115 @@ def load_hymenoptera(split: str, root: Path | None = None, download: bool = True
                 download_and_extract_archive(HYMENOPTERA_URL, download_root=str(root))
             except (OSError, RuntimeError) as error:
                 raise DatasetMissingError(_hymenoptera_missing_message(root, f"download failed: {error}")) from None
-        images, labels = load_image_folder(folder, HYMENOPTERA_INFO.stored_size, HYMENOPTERA_INFO.classes)
-        return ImageTensors(images, labels, HYMENOPTERA_INFO)
+        images, labels = load_image_folder(folder, HYMENOPTERA_DATASET.stored_size, HYMENOPTERA_DATASET.classes)
+        return ImageTensors(images, labels, HYMENOPTERA_DATASET)
 
     return _cached(("hymenoptera", split, root), load)
 
 
-DATASETS = {"cifar10": (load_cifar10, "train", "test"), "hymenoptera": (load_hymenoptera, "train", "val")}
+# The dataset registry (after models/): built-in datasets by name, with their loaders.
+_LOADERS = {"cifar10": load_cifar10, "hymenoptera": load_hymenoptera}
+_SPECS = {spec.name: spec for spec in (CIFAR10_DATASET, HYMENOPTERA_DATASET)}
+# Datasets held in memory under a name, such as a browser session's uploaded photos (see
+# `register_dataset`): split → tensors.
+_registered: dict[str, dict[str, ImageTensors]] = {}
+
+
+def list_datasets() -> list[str]:
+    return sorted(_SPECS)
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    """A dataset's spec by registry name, registered name, or path of an image folder (see
+    `folder_dataset`)."""
+    if name in _SPECS:
+        return _SPECS[name]
+    if name in _registered:
+        return next(iter(_registered[name].values())).spec
+    if Path(name).is_dir():
+        return folder_dataset(Path(name))
+    raise ValueError(f"unknown dataset {name!r}: choose one of {list_datasets()}, or give a folder with one sub-folder of images per class")
+
+
+def register_dataset(train: ImageTensors, evaluation: ImageTensors) -> None:
+    """Hold two decoded splits in memory under their spec's name until `forget_dataset`."""
+    spec = train.spec
+    _registered[spec.name] = {spec.splits[0]: train, spec.splits[1]: evaluation}
+
+
+def forget_dataset(name: str) -> None:
+    _registered.pop(name, None)
 
 
 def load_splits(dataset: str, download: bool = True) -> tuple[ImageTensors, ImageTensors]:
-    """The training and evaluation splits of a dataset by name."""
-    load, train_split, test_split = DATASETS[dataset]
-    return load(train_split, download=download), load(test_split, download=download)
+    """The training and evaluation splits of a dataset (a name `get_dataset` knows)."""
+    spec = get_dataset(dataset)
+    if spec.name in _registered:
+        return tuple(_registered[spec.name][split] for split in spec.splits)
+    if spec.name in _LOADERS:
+        load = _LOADERS[spec.name]
+        return tuple(load(split, download=download) for split in spec.splits)
+    return _cached(("folder", spec.name, spec.source), lambda: load_folder_splits(spec))
+
+
+# Share of each class held out for validation when a folder has no split of its own, drawn once
+# with a fixed seed, so that runs at every training seed are validated on the same photos.
+VALIDATION_SHARE = 0.2
+SPLIT_SEED = 0
+# Photos of a folder dataset are stored at AlexNet's input size, as ants vs bees are.
+FOLDER_STORED_SIZE = HYMENOPTERA_STORED_SIZE
+
+
+def class_files(folder: Path) -> dict[str, list[Path]]:
+    """Each sub-folder's image files, sorted, by sub-folder name."""
+    return {
+        entry.name: sorted(p for p in entry.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        for entry in sorted(folder.iterdir())
+        if entry.is_dir()
+    }
+
+
+def split_by_class(counts: list[int], seed: int, share: float = VALIDATION_SHARE) -> list[torch.Tensor]:
+    """For each class of `counts[c]` items, a boolean mask of those held out for validation: a
+    `share` of them (at least one), drawn by the seed."""
+    generator = torch.Generator().manual_seed(seed)
+    masks = []
+    for n in counts:
+        held = torch.zeros(n, dtype=torch.bool)
+        held[torch.randperm(n, generator=generator)[: max(1, round(share * n))]] = True
+        masks.append(held)
+    return masks
+
+
+def has_own_split(root: Path) -> bool:
+    return (root / "train").is_dir() and (root / "val").is_dir()
+
+
+def folder_dataset(root: Path) -> DatasetSpec:
+    """An image folder as a dataset: `root/<class>/*` split into train and validation by class
+    (SPLIT_SEED), or `root/train/<class>/*` and `root/val/<class>/*` where it has its own split."""
+    root = Path(root).resolve()
+    own_split = has_own_split(root)
+    found = class_files(root / "train" if own_split else root)
+    if len(found) < 2:
+        raise DatasetMissingError(f"{root} must hold one sub-folder of images per class, at least two; found {len(found)}")
+    train_size = sum(len(files) for files in found.values())
+    if not own_split:
+        train_size -= sum(int(mask.sum()) for mask in split_by_class([len(f) for f in found.values()], SPLIT_SEED))
+    return DatasetSpec(
+        name=str(root), title=f"the images in {root.name}", classes=tuple(found), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        stored_size=FOLDER_STORED_SIZE, crop_size=FOLDER_STORED_SIZE, crop_padding=0,
+        splits=("train", "val"), train_size=train_size, source=str(root),
+    )
+
+
+def load_folder_splits(spec: DatasetSpec) -> tuple[ImageTensors, ImageTensors]:
+    root = Path(spec.source)
+    if has_own_split(root):
+        return tuple(ImageTensors(*load_image_folder(root / split, spec.stored_size, spec.classes), spec) for split in spec.splits)
+    images, labels = load_image_folder(root, spec.stored_size, spec.classes)
+    held = torch.cat(split_by_class(torch.bincount(labels, minlength=len(spec.classes)).tolist(), SPLIT_SEED))  # labels are sorted by class
+    return ImageTensors(images[~held], labels[~held], spec), ImageTensors(images[held], labels[held], spec)
 
 
 def balanced_subset(labels: torch.Tensor, n: int | None, seed: int) -> torch.Tensor:
@@ -296,7 +403,7 @@ class BatchLoader:
 
     def __init__(self, data: ImageTensors, batch_size: int, device: torch.device, train: bool, seed: int = 0, crop_padding: int | None = None):
         self.data = data
-        self.crop_padding = data.info.crop_padding if crop_padding is None else crop_padding
+        self.crop_padding = data.spec.crop_padding if crop_padding is None else crop_padding
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.train = train
@@ -317,14 +424,14 @@ class BatchLoader:
             yield order[i * self.batch_size : (i + 1) * self.batch_size]
 
     def __iter__(self):
-        info = self.data.info
+        spec = self.data.spec
         for index in self.batch_indices():
             images = self.images[index]
             if self.train:
-                images = random_crop_flip(images, info.crop_size, self.crop_padding, self.generator)
+                images = random_crop_flip(images, spec.crop_size, self.crop_padding, self.generator)
             else:
-                images = center_crop(images, info.crop_size)
-            yield normalize(images, info.mean, info.std), self.labels[index]
+                images = center_crop(images, spec.crop_size)
+            yield normalize(images, spec.mean, spec.std), self.labels[index]
 
 
 class FeatureLoader(BatchLoader):
@@ -344,17 +451,17 @@ class FeatureLoader(BatchLoader):
         self.features: torch.Tensor | None = None  # 2 (as stored, mirrored), N, D
 
     @staticmethod
-    def supports(info: DatasetInfo) -> bool:
-        return info.crop_size == info.stored_size and info.crop_padding == 0
+    def supports(spec: DatasetSpec) -> bool:
+        return spec.crop_size == spec.stored_size and spec.crop_padding == 0
 
     @torch.no_grad()
     def _compute_features(self) -> torch.Tensor:
-        info = self.data.info
+        spec = self.data.spec
         views = []
         for mirrored in (False, True):
             chunks = []
             for start in range(0, len(self.data), 64):
-                x = normalize(self.images[start : start + 64], info.mean, info.std)
+                x = normalize(self.images[start : start + 64], spec.mean, spec.std)
                 x = x.flip(-1) if mirrored else x
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                     chunks.append(self.prefix(x).float())
@@ -364,7 +471,7 @@ class FeatureLoader(BatchLoader):
     def __iter__(self):
         if self.features is None:
             self.features = self._compute_features()
-        info = self.data.info
+        spec = self.data.spec
         for index in self.batch_indices():
-            _, _, flip = draw_crops(len(index), info.stored_size, info.crop_size, info.crop_padding, self.generator)
+            _, _, flip = draw_crops(len(index), spec.stored_size, spec.crop_size, spec.crop_padding, self.generator)
             yield self.features[flip.long().to(self.device), index], self.labels[index]

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from models import INITS, create_model, model_arguments
-from training.data import BatchLoader, FeatureLoader, ImageTensors, balanced_subset, load_splits, normalize
+from training.data import BatchLoader, FeatureLoader, ImageTensors, balanced_subset, get_dataset, load_splits, normalize
 
 OPTIMIZERS = ("sgd", "adadelta", "adam")
 LR_SCHEDULES = ("constant", "linear", "onecycle")
@@ -46,7 +46,7 @@ class TrainConfig:
     """One training run (one arm of a comparison)."""
 
     label: str = "run"  # the arm's name in plots, tables and saved folders
-    dataset: str = "cifar10"  # cifar10 | hymenoptera (ants vs bees)
+    dataset: str = "cifar10"  # cifar10 | hymenoptera (ants vs bees) | a folder with one sub-folder of images per class (training.data.get_dataset)
     model: str = "cnn-quick"  # a name from models.list_models()
     model_overrides: dict = field(default_factory=dict)  # constructor arguments changed from the preset
     init: str = "default"  # first weights of conv/linear layers: default (PyTorch's, as in the report) | he
@@ -221,10 +221,14 @@ def make_schedule(config: TrainConfig, optimizer: torch.optim.Optimizer, total_s
 
 
 def model_overrides(config: TrainConfig) -> dict:
-    """The constructor arguments the arm changes from its model's preset, its init included
-    where the model draws its own weights."""
-    init = {"init": config.init} if "init" in model_arguments(config.model) else {}
-    return {**config.model_overrides, **init}
+    """The constructor arguments the arm changes from its model's preset: its dataset's class
+    count and image size, its own overrides, and its init where the model draws its own weights."""
+    arguments = model_arguments(config.model)
+    init = {"init": config.init} if "init" in arguments else {}
+    # The dataset decides how many classes the model tells apart, and the size of its input.
+    spec = get_dataset(config.dataset)
+    shape = {"num_classes": len(spec.classes), "image_size": spec.crop_size}
+    return {**{k: v for k, v in shape.items() if k in arguments}, **config.model_overrides, **init}
 
 
 def build_model(config: TrainConfig, device: torch.device) -> nn.Module:
@@ -240,7 +244,7 @@ def eval_batch_size(data: ImageTensors, device: torch.device) -> int:
     # images). A CPU is fastest when a batch's activations stay in cache: 2,000 CIFAR test
     # images took 0.38 s in batches of 256 and 0.77 s in batches of 2048 (2 cores, bf16).
     pixels = 2**22 if device.type == "cuda" else 2**18
-    return max(1, pixels // data.info.crop_size**2)
+    return max(1, pixels // data.spec.crop_size**2)
 
 
 @torch.no_grad()
@@ -271,7 +275,7 @@ def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, num_classes:
 def evaluate(model: nn.Module, data: ImageTensors, device: torch.device, precision: str, flip: bool = False) -> torch.Tensor:
     """The confusion matrix (true × predicted) of `model` on `data` (see `predict`)."""
     predicted, _ = predict(model, data, device, precision, flip)
-    return confusion_matrix(data.labels.to(device), predicted, len(data.info.classes)).cpu()
+    return confusion_matrix(data.labels.to(device), predicted, len(data.spec.classes)).cpu()
 
 
 def _rng_state(device: torch.device):
@@ -324,11 +328,11 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
     if hasattr(model, "fit_whitening"):
         # A first layer computed from the data (airbench's whitening): from the arm's first
         # training images, so that arms with the same seed and data start alike.
-        info = train_data.info
-        model.fit_whitening(normalize(train_data.images[:WHITENING_IMAGES].to(device), info.mean, info.std))
+        spec = train_data.spec
+        model.fit_whitening(normalize(train_data.images[:WHITENING_IMAGES].to(device), spec.mean, spec.std))
     optimizer = make_optimizer(config, model)
     prefix = model.frozen_prefix() if hasattr(model, "frozen_prefix") and config.cache_frozen_features else None
-    if prefix is not None and FeatureLoader.supports(train_data.info):
+    if prefix is not None and FeatureLoader.supports(train_data.spec):
         loader = FeatureLoader(prefix, train_data, config.batch_size, device, config.seed, autocast=precision == "bf16")
         forward = model.forward_from_prefix
     else:
@@ -404,7 +408,7 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
         stopped_early,
         (confusion.diag() / confusion.sum(dim=1).clamp(min=1)).tolist(),
         confusion.tolist(),
-        list(test_data.info.classes),
+        list(test_data.spec.classes),
         model,
     )
 

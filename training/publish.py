@@ -26,7 +26,8 @@ from huggingface_hub.errors import HFValidationError
 
 from models import AirbenchCNN, AlexNetTransfer, TeachingCNN
 from models.checkpoint import CheckpointError, load_pretrained
-from training.__main__ import folder_name
+from training.runner import folder_name
+from training.data import DatasetMissingError, get_dataset
 from training.experiments import get_experiment
 from training.reproduce import PRETRAINED_DIR
 from training.results import validate_results
@@ -34,10 +35,6 @@ from training.results import validate_results
 PUBLISHABLE = {"final": "final", "classifier": "cifar10", "transfer": "fine tuning"}  # experiment → the arm published by default
 MODEL_CLASSES = {"final": TeachingCNN, "classifier": AirbenchCNN, "transfer": AlexNetTransfer}
 APP_VARIABLES = {"final": "CIFAR10_MODEL", "classifier": "CIFAR10_MODEL", "transfer": "ANTS_BEES_MODEL"}
-DATASETS = {  # the Hub's copy of each dataset, where there is one
-    "cifar10": ("uoft-cs/cifar10", "CIFAR-10"),
-    "hymenoptera": (None, "hymenoptera (ants vs bees, from the PyTorch transfer-learning tutorial)"),
-}
 SETTINGS = (
     "model", "widths", "optimizer", "lr", "lr_schedule", "momentum", "nesterov", "weight_decay", "label_smoothing", "batch_size", "epochs",
     "n_train", "loss_threshold", "test_time_flip", "seed", "mode", "batch_norm",
@@ -100,9 +97,19 @@ def read_run(experiment: str, source: Path, arm: str) -> tuple[dict, dict, Path]
     return results, runs[arm], model_folder
 
 
+def dataset_facts(name: str) -> tuple[str | None, str, str]:
+    """(Hub id, title, evaluation split) of the dataset a run trained on; a folder that is gone (a
+    browser session's photos) is named as it was."""
+    try:
+        dataset = get_dataset(name)
+    except (ValueError, DatasetMissingError):
+        return None, f"the images in {Path(name).name}", "val"
+    return dataset.hub_id, dataset.title, dataset.splits[1]
+
+
 def model_card(experiment_name: str, results: dict, run: dict, repo_id: str) -> ModelCard:
     experiment = get_experiment(experiment_name)
-    dataset_id, dataset_name = DATASETS[run["config"]["dataset"]]
+    dataset_id, dataset_name, split = dataset_facts(run["config"]["dataset"])
     report = {r.arm: r for r in experiment.report}.get(run["label"])
     provenance = results.get("provenance", {})
     card_data = ModelCardData(
@@ -116,7 +123,7 @@ def model_card(experiment_name: str, results: dict, run: dict, repo_id: str) -> 
                 task_type="image-classification",
                 dataset_type=dataset_id or run["config"]["dataset"],
                 dataset_name=dataset_name,
-                dataset_split="test" if dataset_id else "val",
+                dataset_split=split,
                 metric_type="accuracy",
                 metric_value=run["test_acc"],
                 metric_name="Test accuracy",

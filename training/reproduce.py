@@ -27,6 +27,7 @@ from training.data import DatasetMissingError, load_splits
 from training.engine import TrainConfig, predict
 from training.experiments import EXPERIMENTS, PRESETS, get_experiment
 from training.results import git_commit, provenance, thinned
+from training.runner import folder_name, print_table, run_experiment
 
 
 PRETRAINED_DIR = Path("pretrained")  # where embedded experiments are recorded, one folder each
@@ -43,8 +44,6 @@ def save_test_predictions(model: torch.nn.Module, config: TrainConfig, folder: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.__main__ import folder_name, print_table, run_experiment
-
     parser = argparse.ArgumentParser(prog="python -m training reproduce", description="Record reference runs of the report's experiments.")
     parser.add_argument("--preset", choices=PRESETS, default="report")
     parser.add_argument("--only", nargs="+", choices=sorted(EXPERIMENTS), help="these experiments only (default: all)")
