@@ -5,9 +5,9 @@
 
 import gradio as gr
 
-from demo import activations, adaptive_lr, batchnorm, classifiers, depth, final_cnn, momentum, transfer
+from demo import activations, adaptive_lr, batchnorm, classifiers, depth, final_cnn, momentum, transfer, your_images
 from demo.common import DEFAULT_PRESET, GPU_AVAILABLE
-from demo.uploads import MAX_UPLOAD_BYTES
+from demo.photo_sets import MAX_TOTAL_BYTES
 
 INTRO = f"""# CNN Lab
 Change one thing at a time and watch how a convolutional network trains, experiment by experiment from a
@@ -28,6 +28,7 @@ TABS = [
     ("Depth", depth),
     ("Final CNN", final_cnn),
     ("Transfer learning", transfer),
+    ("Your images", your_images),
 ]
 
 
@@ -51,4 +52,5 @@ def load_classifiers() -> None:
 
 if __name__ == "__main__":
     load_classifiers()
-    build_app().launch(max_file_size=MAX_UPLOAD_BYTES, theme=THEME)
+    # The largest upload is a zip of your images; a single photo over demo.uploads.MAX_UPLOAD_BYTES is refused by its handler.
+    build_app().launch(max_file_size=MAX_TOTAL_BYTES, theme=THEME)

@@ -9,6 +9,7 @@ size limit — becomes a clear `gr.Error` instead of a stack trace.
 import os
 import threading
 import warnings
+from typing import IO
 
 import gradio as gr
 import numpy as np
@@ -22,25 +23,38 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000  # a 40-megapixel photo decodes to 120 MB; more is refused unread
 
 
+class PhotoError(ValueError):
+    """Why a file is not a photo this app can use."""
+
+
 def open_upload(path: str | None) -> Image.Image:
     """An uploaded file as an RGB PIL image, or a gr.Error saying why it cannot be used."""
     if not path:
         raise gr.Error("Upload an image first.")
-    if os.path.getsize(path) > MAX_UPLOAD_BYTES:
-        raise gr.Error(f"That file is over {MAX_UPLOAD_BYTES // 2**20} MB; upload a smaller image.")
+    try:
+        with open(path, "rb") as file:
+            return read_photo(file, os.path.getsize(path))
+    except PhotoError as error:
+        raise gr.Error(str(error)) from None
+
+
+def read_photo(file: IO[bytes], size: int) -> Image.Image:
+    """A photo of `size` bytes read from `file` as an RGB PIL image, or a PhotoError saying why not."""
+    if size > MAX_UPLOAD_BYTES:
+        raise PhotoError(f"That file is over {MAX_UPLOAD_BYTES // 2**20} MB; upload a smaller image.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(file)
             if image.width * image.height > MAX_UPLOAD_PIXELS:
-                raise gr.Error(f"That image is {image.width}×{image.height} pixels, more than the {MAX_UPLOAD_PIXELS // 10**6} megapixels allowed.")
+                raise PhotoError(f"That image is {image.width}×{image.height} pixels, more than the {MAX_UPLOAD_PIXELS // 10**6} megapixels allowed.")
             image.seek(0)  # the first frame of an animation
             image = ImageOps.exif_transpose(image)
             return to_rgb(image)
-    except gr.Error:
-        raise  # gr.Error is a ValueError: let the pixel-count message through unchanged
+    except PhotoError:
+        raise  # a ValueError: let the pixel-count message through unchanged
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError, SyntaxError, ValueError) as error:
-        raise gr.Error(f"That file is not an image this app can read ({type(error).__name__}). Upload a PNG, JPEG, GIF, BMP or WebP photo.") from None
+        raise PhotoError(f"That file is not an image this app can read ({type(error).__name__}). Upload a PNG, JPEG, GIF, BMP or WebP photo.") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from demo.common import DEFAULT_PRESET
+from demo.photo_sets import MAX_CLASSES
 from training.data import get_dataset
 from training.experiments import Experiment, get_experiment
 from training.lessons import member
@@ -139,7 +140,7 @@ def curves(experiment: Experiment, recorder: Recorder | None, series: tuple[str,
         accuracy += [(x, y, name) for x, y in run_accuracy]
     loss_frame = pd.DataFrame(loss, columns=["epoch", "train loss", "arm"]).astype({"epoch": float, "train loss": float})
     # Above the loss axis's top a point is left out, not drawn over the title: the plot does not clip.
-    ceiling = loss_ceiling(experiment.base[DEFAULT_PRESET].dataset)
+    ceiling = loss_ceiling(experiment)
     loss_frame.loc[loss_frame["train loss"] > ceiling, "train loss"] = math.nan
     return (
         loss_frame,
@@ -208,10 +209,12 @@ def table_notes(experiment: Experiment) -> str:
 AXIS_FORMAT = ".2~f"
 
 
-def loss_ceiling(dataset: str) -> float:
-    """The top of the loss axis: 1.5 × the loss of a uniform guess, ln(classes). The first steps'
-    losses can be several times higher, and an axis stretched to them flattens every later difference."""
-    return round(1.5 * math.log(len(get_dataset(dataset).classes)), 1)
+def loss_ceiling(experiment: Experiment) -> float:
+    """The top of the loss axis: 1.5 × the loss of a uniform guess, ln(classes), for the most
+    classes the experiment trains on. The first steps' losses can be several times higher, and an
+    axis stretched to them flattens every later difference."""
+    classes = MAX_CLASSES if experiment.own_data else len(get_dataset(experiment.base[DEFAULT_PRESET].dataset).classes)
+    return round(1.5 * math.log(classes), 1)
 
 
 def line_plots(experiment: Experiment, series: tuple[str, ...]) -> tuple[gr.LinePlot, gr.LinePlot]:
@@ -222,7 +225,7 @@ def line_plots(experiment: Experiment, series: tuple[str, ...]) -> tuple[gr.Line
         "x_axis_format": AXIS_FORMAT, "y_axis_format": AXIS_FORMAT, "color_title": "arm (dashed: reference run)",
         "colors_in_legend": list(series),  # an arm's reference curve shares its colour: one legend entry each
     }
-    ceiling = loss_ceiling(experiment.base[DEFAULT_PRESET].dataset)
+    ceiling = loss_ceiling(experiment)
     return (
         gr.LinePlot(loss, y="train loss", y_lim=[0, ceiling], title=f"Training loss (smoothed; axis cut at {ceiling:g})", **shared),
         gr.LinePlot(accuracy, y="test accuracy (%)", title="Test accuracy", **shared),

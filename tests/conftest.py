@@ -109,7 +109,7 @@ def app_url(tiny_root, torch_home, tmp_path_factory):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     app = cnn_app.build_app()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, max_file_size=cnn_app.MAX_UPLOAD_BYTES)
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, max_file_size=cnn_app.MAX_TOTAL_BYTES)
     yield f"http://127.0.0.1:{port}/"
     app.close()
     patch.undo()

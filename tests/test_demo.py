@@ -505,7 +505,8 @@ def test_loss_points_above_the_axis_are_left_out_and_ticks_keep_two_decimals(rec
     history = [{"type": "TrainStep", "epoch": 0.1, "train_loss": 12.0}, {"type": "TrainStep", "epoch": 1.0, "train_loss": 1.5}]
     recorder = type("Recorder", (), {"runs": {"batch norm": {"label": "batch norm", "history": history}}})()
     loss, _ = views.curves(experiment, recorder, views.plot_series(experiment))
-    assert views.loss_ceiling("cifar10") == 3.5 and views.loss_ceiling("hymenoptera") == 1.0
+    assert views.loss_ceiling(common.get_experiment("batchnorm")) == 3.5 and views.loss_ceiling(common.get_experiment("transfer")) == 1.0
+    assert views.loss_ceiling(common.get_experiment("your-images")) == 3.5  # up to 10 classes of your own
     assert loss[loss["arm"] == "batch norm"].dropna()["train loss"].tolist() == [1.5]
     loss_plot, accuracy_plot = views.line_plots(experiment, views.plot_series(experiment))
     assert loss_plot.y_lim == [0, 3.5] and loss_plot.x_axis_format == loss_plot.y_axis_format == ".2~f"

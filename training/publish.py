@@ -32,9 +32,9 @@ from training.experiments import get_experiment
 from training.reproduce import PRETRAINED_DIR
 from training.results import validate_results
 
-PUBLISHABLE = {"final": "final", "classifier": "cifar10", "transfer": "fine tuning"}  # experiment → the arm published by default
-MODEL_CLASSES = {"final": TeachingCNN, "classifier": AirbenchCNN, "transfer": AlexNetTransfer}
-APP_VARIABLES = {"final": "CIFAR10_MODEL", "classifier": "CIFAR10_MODEL", "transfer": "ANTS_BEES_MODEL"}
+PUBLISHABLE = {"final": "final", "classifier": "cifar10", "transfer": "fine tuning", "your-images": "fine tuning"}  # experiment → the arm published by default
+MODEL_CLASSES = {"final": TeachingCNN, "classifier": AirbenchCNN, "transfer": AlexNetTransfer, "your-images": AlexNetTransfer}
+APP_VARIABLES = {"final": "CIFAR10_MODEL", "classifier": "CIFAR10_MODEL", "transfer": "ANTS_BEES_MODEL"}  # your-images: no app variable, a student's own classes
 SETTINGS = (
     "model", "widths", "optimizer", "lr", "lr_schedule", "momentum", "nesterov", "weight_decay", "label_smoothing", "batch_size", "epochs",
     "n_train", "loss_threshold", "test_time_flip", "seed", "mode", "batch_norm",
@@ -75,7 +75,7 @@ from models import {{ model_class }}  # from the CNN Lab repository
 model = {{ model_class }}.from_pretrained("{{ repo_id }}")
 ```
 
-In the CNN Lab app, set `{{ app_variable }}={{ repo_id }}`.
+{% if app_variable %}In the CNN Lab app, set `{{ app_variable }}={{ repo_id }}`.{% endif %}
 """
 
 
@@ -150,7 +150,7 @@ def model_card(experiment_name: str, results: dict, run: dict, repo_id: str) -> 
         date=provenance.get("date", "date not recorded"),
         model_class=MODEL_CLASSES[experiment_name].__name__,
         repo_id=repo_id,
-        app_variable=APP_VARIABLES[experiment_name],
+        app_variable=APP_VARIABLES.get(experiment_name),
     )
 
 
@@ -200,5 +200,6 @@ def main(argv: list[str] | None = None) -> int:
     except (httpx2.HTTPError, HFValidationError, OSError, ValueError) as error:  # HfHubHTTPError is an httpx2.HTTPError and an OSError
         print(f"error: could not publish to {args.repo_id}: {error}\n(log in with `hf auth login` or set HF_TOKEN)", file=sys.stderr)
         return 2
-    print(f"published {commit.commit_url}\nset {APP_VARIABLES[args.experiment]}={args.repo_id} for the app")
+    wire = f"\nset {APP_VARIABLES[args.experiment]}={args.repo_id} for the app" if args.experiment in APP_VARIABLES else ""
+    print(f"published {commit.commit_url}{wire}")
     return 0

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="record again experiments already written")
     args = parser.parse_args(argv)
-    for name in args.only or list(EXPERIMENTS):
+    for name in args.only or [name for name, experiment in EXPERIMENTS.items() if not experiment.own_data]:
         experiment = get_experiment(name)
         target = args.models_dir / name / "results.json" if experiment.embedded else args.out_dir / f"{name}.json"
         if target.exists() and not args.force:

@@ -1,0 +1,208 @@
+"""Tab: your own images. A student gives 2–10 classes of photos (a .zip with a folder per class,
+or a name and photos per class), and the report's transfer experiment runs on them: feature
+extraction vs fine tuning of AlexNet, paired, with live curves. Then classify a new photo, see
+the validation photos it got wrong, and download the models (a folder `publish` reads).
+Idea: Teachable Machine, with the paired comparison and real numbers beside it."""
+
+import json
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import gradio as gr
+import torch
+
+from demo import photo_sets
+from demo.common import bounded, gpu
+from demo.panel import stream_comparison
+from demo.photo_sets import MAX_CLASSES, MIN_CLASSES, MIN_PHOTOS_PER_CLASS, PhotoSetError
+from demo.uploads import classify, image_upload, open_upload
+from demo.views import line_plots, plot_series, results_table
+from models import WeightsUnavailableError
+from models.alexnet import load_backbone
+from training.data import forget_dataset, get_dataset, load_splits
+from training.engine import predict
+from training.experiments import get_experiment
+from training.runner import folder_name
+
+EXPLANATION = f"""
+Teach a network your own classes. AlexNet already knows 1,000 kinds of things from ImageNet; with
+a few dozen photos per class it only has to learn which of its features tell *your* classes apart.
+
+1. Give {MIN_CLASSES}–{MAX_CLASSES} classes, at least {MIN_PHOTOS_PER_CLASS} photos each (30 is better): a **.zip** with one
+   folder per class, or a name and photos for each class below.
+2. **Train**: a fifth of each class is held out for validation (the seed decides which), and the
+   two ways of transfer learning train side by side on the same batches:
+   *feature extraction* (the backbone frozen, only the last layer learns) and *fine tuning*
+   (every layer learns, slowly).
+3. Classify a new photo, look at the validation photos it got wrong, download the model.
+
+Your photos stay in this browser session's memory and are gone when you close the page.
+"""
+NETWORKS = ("AlexNet (ImageNet weights)", "small CNN from scratch")
+SCRATCH_ARM = "small CNN from scratch"
+EXPERIMENT = get_experiment("your-images")
+SERIES = plot_series(EXPERIMENT, (SCRATCH_ARM,))
+MAX_EPOCHS = 10
+ROWS = MAX_CLASSES  # photo rows laid out; "Add a class" shows the next hidden one
+
+
+def photos_from(archive, rows: list) -> photo_sets.PhotoSet:
+    """The photos of the zip if one was given, else of the named rows (name, photos, name, ...)."""
+    if archive:
+        try:
+            return photo_sets.from_zip(archive)
+        finally:
+            Path(archive).unlink(missing_ok=True)  # read into memory: no copy stays on disk
+    named = list(zip(rows[0::2], rows[1::2]))
+    if not any(paths for _, paths in named):
+        raise PhotoSetError("Upload a .zip with one folder per class, or give each class a name and photos.")
+    return photo_sets.from_photos(named)
+
+
+def arms(network: str, dataset: str, epochs: int, seed: int) -> list:
+    if network not in NETWORKS:
+        raise gr.Error(f"network must be one of {NETWORKS}, got {network!r}")
+    configs = EXPERIMENT.arms("quick", seed=seed, dataset=dataset, epochs=epochs)
+    if network == NETWORKS[1]:
+        # Without ImageNet's weights: the smallest teaching CNN, learning from nothing but your photos.
+        return [replace(configs[0], label=SCRATCH_ARM, model="cnn-tiny", model_overrides={}, init="he", lr=0.01)]
+    try:
+        load_backbone("IMAGENET1K_V1")
+    except WeightsUnavailableError as error:
+        raise gr.Error(f"{error}\n\nOr choose \"{NETWORKS[1]}\" under Network: it needs no downloaded weights.") from None
+    return configs
+
+
+@gpu(duration=300)
+def train_your_images(archive=None, network=NETWORKS[0], epochs=3, seed=0, rows=None, progress=gr.Progress(), request: gr.Request = None):
+    """Train feature extraction and fine tuning of AlexNet (or a small CNN) on your photos, paired."""
+    epochs, seed = bounded("epochs", epochs), bounded("seed", seed)
+    if epochs > MAX_EPOCHS:
+        raise gr.Error(f"epochs must be at most {MAX_EPOCHS} here, got {epochs}")
+    try:
+        photos = photos_from(archive, rows or [])
+    except PhotoSetError as error:
+        raise gr.Error(str(error)) from None
+    session = request.session_hash if request and request.session_hash else "api"
+    spec = photo_sets.register(photos, session, seed)
+    configs = arms(network, spec.name, epochs, seed)
+    status = photos.summary()
+    for *shown, table, training, result in stream_comparison(EXPERIMENT, configs, "quick", progress, SERIES, request):
+        if isinstance(result, dict):
+            result = {**result, "classes": spec.classes, "dataset": spec.name}
+        yield *shown, table, f"{status}\n\n{training}", result, spec.name
+
+
+def chosen_model(arm: str, session: dict | None):
+    if not session:
+        raise gr.Error("Nothing has been trained in this session yet: give your photos and press Train.")
+    models = session["models"]
+    if arm not in models:
+        arm = next(iter(models))
+    return arm, models[arm]
+
+
+def classify_your_images(image_path=None, arm="fine tuning", session=None):
+    """Your classes' probabilities for a photo, from the model trained in this session."""
+    image = open_upload(image_path)
+    _, model = chosen_model(arm, session)
+    spec = get_dataset(session["dataset"])
+    return classify(model, image, spec)
+
+
+def wrong_photos(arm="fine tuning", session=None) -> list:
+    """The validation photos the chosen model got wrong, most confident first, captioned."""
+    arm, model = chosen_model(arm, session)
+    validation = load_splits(session["dataset"])[1]
+    predicted, confidence = predict(model, validation, next(model.parameters()).device, "fp32")
+    wrong = torch.nonzero(predicted != validation.labels).flatten()
+    wrong = wrong[confidence[wrong].argsort(descending=True)]
+    classes = session["classes"]
+    return [
+        (validation.images[i].permute(1, 2, 0).numpy(), f"{classes[validation.labels[i]]}, taken for {classes[predicted[i]]} ({confidence[i]:.0%})")
+        for i in wrong.tolist()
+    ]
+
+
+def download_models(session=None) -> str:
+    """A .zip of this session's trained models and results.json: a folder `python -m training
+    publish --experiment your-images --from DIR` reads."""
+    if not session:
+        raise gr.Error("Nothing has been trained in this session yet.")
+    folder = Path(tempfile.mkdtemp(prefix="your-images-"))
+    for label, model in session["models"].items():
+        model.save_pretrained(folder / folder_name(label))
+    (folder / "results.json").write_text(json.dumps(session["results"], indent=1))
+    return shutil.make_archive(str(folder), "zip", folder)
+
+
+def forget_photos(dataset: str | None) -> None:
+    """The session's State delete callback: its photos leave the registry with it."""
+    if dataset:
+        forget_dataset(dataset)
+
+
+def collect_rows(*boxes) -> list:
+    """The class rows' values (name, photos, name, ...), kept in a State for Train: the public
+    endpoint then takes just a zip and the settings."""
+    return list(boxes)
+
+
+def add_class(shown: int) -> list:
+    """Show one more class row."""
+    shown = min(ROWS, shown + 1)
+    return [shown, *[gr.update(visible=i < shown) for i in range(ROWS)]]
+
+
+def build() -> None:
+    shown = gr.State(MIN_CLASSES)
+    # The name of this session's photos in the dataset registry; dropped when the session ends.
+    dataset = gr.State(None, delete_callback=forget_photos)
+    with gr.Row():
+        with gr.Column(scale=3):
+            gr.Markdown(f"### {EXPERIMENT.title}\n{EXPLANATION}")
+        with gr.Column(scale=2):
+            archive = gr.File(label="A .zip with one folder per class", file_types=[".zip"], type="filepath", height=120)
+            network = gr.Radio(list(NETWORKS), value=NETWORKS[0], label="Network", info="AlexNet needs its ImageNet weights (downloaded once); the small CNN needs nothing")
+            with gr.Row():
+                epochs = gr.Slider(1, MAX_EPOCHS, value=EXPERIMENT.base["quick"].epochs, step=1, label="Epochs")
+                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed (split, batches, new layer)")
+            with gr.Row():
+                train = gr.Button("Train", variant="primary")
+                stop = gr.Button("Stop", variant="stop")
+    rows, boxes = [], []
+    with gr.Accordion("…or name your classes and add photos", open=False):
+        for i in range(ROWS):
+            with gr.Row(visible=i < MIN_CLASSES) as row:
+                name = gr.Textbox(label=f"Class {i + 1}", placeholder="a name, such as cat", scale=1)
+                photos = gr.File(label="Photos", file_count="multiple", file_types=["image"], type="filepath", height=100, scale=3)
+            rows.append(row)
+            boxes += [name, photos]
+        more = gr.Button("Add a class", size="sm")
+    status = gr.Markdown()
+    with gr.Row():
+        loss_plot, accuracy_plot = line_plots(EXPERIMENT, SERIES)
+    table = gr.Dataframe(results_table(EXPERIMENT, None), label="Results", interactive=False)
+    session = gr.State()
+    gr.Markdown("### Try it\nClassify a new photo with a model trained above, and see which validation photos it got wrong.")
+    with gr.Row():
+        with gr.Column():
+            upload = image_upload("Photo")
+            arm = gr.Radio([*EXPERIMENT.arm_overrides["quick"], SCRATCH_ARM], value="fine tuning", label="Model")
+            download = gr.DownloadButton("Download the trained models (.zip)")
+        label = gr.Label(num_top_classes=3, label="Prediction")
+    wrong = gr.Gallery(label="Validation photos it got wrong (true class, taken for…)", columns=6, height="auto", object_fit="contain", allow_preview=False)
+
+    rows_given = gr.State([])
+    training = train.click(collect_rows, boxes, rows_given, api_visibility="private").then(
+        train_your_images, [archive, network, epochs, seed, rows_given], [loss_plot, accuracy_plot, table, status, session, dataset],
+        api_name="train_your_images", concurrency_id="training", concurrency_limit=1,
+    )
+    training.then(wrong_photos, [arm, session], wrong, api_visibility="private")
+    stop.click(None, None, None, cancels=[training], api_visibility="private")
+    more.click(add_class, shown, [shown, *rows], api_visibility="private")
+    upload.upload(classify_your_images, [upload, arm, session], label, api_name="classify_your_images", concurrency_limit=4)
+    arm.change(wrong_photos, [arm, session], wrong, api_visibility="private")
+    download.click(download_models, session, download, api_visibility="private")
