@@ -182,7 +182,7 @@ def build() -> None:
             boxes += [name, photos]
         more = gr.Button("Add a class", size="sm")
     status = gr.Markdown()
-    with gr.Row():
+    with gr.Row(visible=False) as plots:  # empty until the first Train: there is no reference run of your photos
         loss_plot, accuracy_plot = line_plots(EXPERIMENT, SERIES)
     table = gr.Dataframe(results_table(EXPERIMENT, None), label="Results", interactive=False)
     session = gr.State()
@@ -191,11 +191,12 @@ def build() -> None:
         with gr.Column():
             upload = image_upload("Photo")
             arm = gr.Radio([*EXPERIMENT.arm_overrides["quick"], SCRATCH_ARM], value="fine tuning", label="Model")
-            download = gr.DownloadButton("Download the trained models (.zip)")
+            download = gr.DownloadButton("Download the models (.zip)")
         label = gr.Label(num_top_classes=3, label="Prediction")
     wrong = gr.Gallery(label="Validation photos it got wrong (true class, taken for…)", columns=6, height="auto", object_fit="contain", allow_preview=False)
 
     rows_given = gr.State([])
+    train.click(lambda: gr.update(visible=True), None, plots, api_visibility="private")
     training = train.click(collect_rows, boxes, rows_given, api_visibility="private").then(
         train_your_images, [archive, network, epochs, seed, rows_given], [loss_plot, accuracy_plot, table, status, session, dataset],
         api_name="train_your_images", concurrency_id="training", concurrency_limit=1,

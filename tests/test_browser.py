@@ -20,7 +20,7 @@ from demo.views import DASH_POINTS
 from models import AlexNetTransfer
 
 CHROMIUM = "/usr/bin/chromium"
-TABS = ["Activations", "Momentum", "Adaptive learning rate", "Batch normalization", "Depth", "Final CNN", "Transfer learning"]
+TABS = ["Activations", "Momentum", "Adaptive learning rate", "Batch normalization", "Depth", "Final CNN", "Transfer learning", "Your images"]
 
 if not shutil.which(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
@@ -119,7 +119,7 @@ def test_visit_every_tab_train_and_classify(page, tmp_path):
     page.get_by_role("tab", name="Transfer learning").click()
     photo = tmp_path / "bee.png"
     Image.new("RGB", (300, 240), (240, 200, 30)).save(photo)
-    page.locator("input[type=file]").last.set_input_files(str(photo))  # the transfer tab comes last
+    visible(page.locator(".block", has=page.get_by_text("Photo", exact=True))).locator("input[type=file]").set_input_files(str(photo))
     label = visible(page.locator(".output-class")).first
     label.wait_for(timeout=30_000)
     assert label.inner_text().strip() in ("ants", "bees")
@@ -188,3 +188,28 @@ def test_stop_says_the_run_stopped_and_where_each_arm_got_to(page):
     assert "training steps" in status.inner_text()
     cells = texts(visible(page.locator("table")).first.locator("tbody td"))
     assert not [c for c in cells if "training…" in c] and any(c.startswith("stopped at step") for c in cells)
+
+
+def test_your_images_trains_on_generated_shapes_classifies_and_shows_a_mistake(page, tmp_path):
+    from test_your_images import shape_photo, shapes_zip
+
+    shots = Path(os.environ.get("CNNLAB_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    expect.set_options(timeout=30_000)
+    page.get_by_role("tab", name="Your images").click()
+    zip_box = visible(page.locator(".block", has=page.get_by_text("A .zip with one folder per class", exact=True)))
+    zip_box.locator("input[type=file]").set_input_files(shapes_zip(tmp_path / "shapes.zip", per_class=10))
+    visible(page.get_by_role("button", name="Train")).click()
+    visible(page.get_by_text("Done on")).wait_for(timeout=120_000)
+    expect(visible(page.get_by_text("Took 20 photos"))).to_have_count(1)
+    (tmp_path / "new.jpg").write_bytes(shape_photo(0, __import__("numpy").random.default_rng(5)))
+    photo_box = visible(page.locator(".block", has=page.get_by_text("Photo", exact=True)))
+    photo_box.locator("input[type=file]").set_input_files(str(tmp_path / "new.jpg"))
+    label = visible(page.locator(".output-class")).first
+    label.wait_for(timeout=30_000)
+    assert label.inner_text().strip() in ("circle", "square")
+    # A backbone of random weights (this machine has no ImageNet weights) gets some validation photos wrong.
+    visible(page.get_by_role("radio", name="feature extraction")).check()
+    caption = visible(page.get_by_text(re.compile(r"(circle|square), taken for (circle|square) \(\d+%\)"))).first
+    caption.wait_for(timeout=30_000)
+    page.screenshot(path=shots / "your-images.png", full_page=True)
