@@ -19,17 +19,7 @@ import numpy as np
 import torch
 
 from demo.uploads import PhotoError, read_photo
-from training.data import (
-    FOLDER_STORED_SIZE,
-    IMAGE_SUFFIXES,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    DatasetSpec,
-    ImageTensors,
-    register_dataset,
-    split_by_class,
-    square_rgb,
-)
+from training.data import FOLDER_STORED_SIZE, IMAGE_SUFFIXES, DatasetSpec, hold_out, photo_dataset, register_dataset, square_rgb
 
 MIN_CLASSES, MAX_CLASSES = 2, 10
 MIN_PHOTOS_PER_CLASS = 5
@@ -149,13 +139,9 @@ def from_photos(named: list[tuple[str, list[str]]]) -> PhotoSet:
 def register(photos: PhotoSet, session: str, seed: int) -> DatasetSpec:
     """Split the photos into train and validation by class with `seed` and register them under
     this session's name; returns the dataset's spec."""
-    held = torch.cat(split_by_class(torch.bincount(photos.labels, minlength=len(photos.classes)).tolist(), seed))
-    spec = DatasetSpec(
-        name=dataset_name(session), title="your photos", classes=photos.classes, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        stored_size=FOLDER_STORED_SIZE, crop_size=FOLDER_STORED_SIZE, crop_padding=0, splits=("train", "val"), train_size=int((~held).sum()),
-    )
-    register_dataset(ImageTensors(photos.images[~held], photos.labels[~held], spec), ImageTensors(photos.images[held], photos.labels[held], spec))
-    return spec
+    train, validation = hold_out(photos.images, photos.labels, photo_dataset(dataset_name(session), "your photos", photos.classes), seed)
+    register_dataset(train, validation)
+    return train.spec
 
 
 def dataset_name(session: str) -> str:

@@ -12,7 +12,7 @@ import hashlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -311,6 +311,23 @@ def split_by_class(counts: list[int], seed: int, share: float = VALIDATION_SHARE
     return masks
 
 
+def photo_dataset(name: str, title: str, classes: tuple[str, ...], train_size: int = 0, source: str = "") -> DatasetSpec:
+    """A dataset of someone's own photos, kept as AlexNet reads them (224×224, ImageNet's
+    normalisation, flips only), with a training and a validation split."""
+    return DatasetSpec(
+        name, title, classes, IMAGENET_MEAN, IMAGENET_STD, stored_size=FOLDER_STORED_SIZE, crop_size=FOLDER_STORED_SIZE, crop_padding=0,
+        splits=("train", "val"), train_size=train_size, source=source,
+    )
+
+
+def hold_out(images: torch.Tensor, labels: torch.Tensor, spec: DatasetSpec, seed: int) -> tuple[ImageTensors, ImageTensors]:
+    """Decoded photos, sorted by class, as (training, validation) splits: `split_by_class` with
+    `seed`; the spec's train_size is set to what is left for training."""
+    held = torch.cat(split_by_class(torch.bincount(labels, minlength=len(spec.classes)).tolist(), seed))
+    spec = replace(spec, train_size=int((~held).sum()))
+    return ImageTensors(images[~held], labels[~held], spec), ImageTensors(images[held], labels[held], spec)
+
+
 def has_own_split(root: Path) -> bool:
     return (root / "train").is_dir() and (root / "val").is_dir()
 
@@ -326,20 +343,14 @@ def folder_dataset(root: Path) -> DatasetSpec:
     train_size = sum(len(files) for files in found.values())
     if not own_split:
         train_size -= sum(int(mask.sum()) for mask in split_by_class([len(f) for f in found.values()], SPLIT_SEED))
-    return DatasetSpec(
-        name=str(root), title=f"the images in {root.name}", classes=tuple(found), mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        stored_size=FOLDER_STORED_SIZE, crop_size=FOLDER_STORED_SIZE, crop_padding=0,
-        splits=("train", "val"), train_size=train_size, source=str(root),
-    )
+    return photo_dataset(str(root), f"the images in {root.name}", tuple(found), train_size, source=str(root))
 
 
 def load_folder_splits(spec: DatasetSpec) -> tuple[ImageTensors, ImageTensors]:
     root = Path(spec.source)
     if has_own_split(root):
         return tuple(ImageTensors(*load_image_folder(root / split, spec.stored_size, spec.classes), spec) for split in spec.splits)
-    images, labels = load_image_folder(root, spec.stored_size, spec.classes)
-    held = torch.cat(split_by_class(torch.bincount(labels, minlength=len(spec.classes)).tolist(), SPLIT_SEED))  # labels are sorted by class
-    return ImageTensors(images[~held], labels[~held], spec), ImageTensors(images[held], labels[held], spec)
+    return hold_out(*load_image_folder(root, spec.stored_size, spec.classes), spec, SPLIT_SEED)
 
 
 def balanced_subset(labels: torch.Tensor, n: int | None, seed: int) -> torch.Tensor:
