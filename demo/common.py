@@ -87,7 +87,8 @@ def plan(experiment: Experiment, preset, epochs=None, n_train=None, lr=None, bat
 
 def check_budget(configs: list[TrainConfig]) -> None:
     device = "cuda" if GPU_AVAILABLE else "cpu"
-    images = sum(c.epochs * min(c.n_train or get_dataset(c.dataset).train_size, get_dataset(c.dataset).train_size) for c in configs)
+    sizes = {c.dataset: get_dataset(c.dataset).train_size for c in configs}  # once per dataset: a folder's is counted on disk
+    images = sum(c.epochs * min(c.n_train or sizes[c.dataset], sizes[c.dataset]) for c in configs)
     if images > MAX_IMAGES[device]:
         hint = " This is a GPU job: choose the quick preset, or fewer epochs or images." if device == "cpu" else ""
         raise gr.Error(f"This run would train on {images:,} images, more than the {MAX_IMAGES[device]:,} this server allows per run.{hint}")
