@@ -39,6 +39,7 @@ def build_app() -> gr.Blocks:
             for title, module in TABS:
                 with gr.Tab(title):
                     module.build()
+        app.unload(your_images.forget_session)  # a closed tab's photos go at once
     # Classification runs beside training; trainings share one queue (see ComparisonPanel.wire).
     return app.queue(default_concurrency_limit=4)
 

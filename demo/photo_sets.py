@@ -6,12 +6,15 @@ photos. Every refusal is a `PhotoSetError` whose message says what to change; ev
 read the way the classify boxes read one (`demo.uploads.read_photo`), and a photo that cannot be
 used is skipped and named, with the reason. Nothing is written to disk: the zip is read in
 memory and the upload deleted, and the decoded tensors live in the dataset registry under the
-session's own name until the session ends (`forget`).
+session's own name until the session ends (`forget`), or until more sessions than
+`MAX_SESSIONS_HELD` have sent photos since.
 """
 
 import io
 import os
+import threading
 import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -19,7 +22,7 @@ import numpy as np
 import torch
 
 from demo.uploads import PhotoError, read_photo
-from training.data import FOLDER_STORED_SIZE, IMAGE_SUFFIXES, DatasetSpec, hold_out, photo_dataset, register_dataset, square_rgb
+from training.data import FOLDER_STORED_SIZE, IMAGE_SUFFIXES, DatasetSpec, forget_dataset, hold_out, photo_dataset, register_dataset, square_rgb
 
 MIN_CLASSES, MAX_CLASSES = 2, 10
 MIN_PHOTOS_PER_CLASS = 5
@@ -28,6 +31,12 @@ MAX_TOTAL_BYTES = 100 * 2**20  # uncompressed, all files together
 # A zip whose members expand more than this many times their compressed size is refused as a
 # zip bomb before anything is extracted (photos barely compress: JPEGs and PNGs stay near 1×).
 MAX_COMPRESSION_RATIO = 50
+# Sessions whose photos are held at once, each up to MAX_FILES photos at 256×256 (118 MB decoded):
+# a classroom of 30 fits, and past that the session that sent its photos longest ago loses them
+# first, so no number of sessions can fill the server's memory.
+MAX_SESSIONS_HELD = 32
+_held: OrderedDict[str, None] = OrderedDict()  # registered dataset names, oldest first
+_held_lock = threading.Lock()
 
 
 class PhotoSetError(ValueError):
@@ -139,9 +148,22 @@ def from_photos(named: list[tuple[str, list[str]]]) -> PhotoSet:
 def register(photos: PhotoSet, session: str, seed: int) -> DatasetSpec:
     """Split the photos into train and validation by class with `seed` and register them under
     this session's name; returns the dataset's spec."""
-    train, validation = hold_out(photos.images, photos.labels, photo_dataset(dataset_name(session), "your photos", photos.classes), seed)
-    register_dataset(train, validation)
+    name = dataset_name(session)
+    train, validation = hold_out(photos.images, photos.labels, photo_dataset(name, "your photos", photos.classes), seed)
+    with _held_lock:
+        register_dataset(train, validation)
+        _held.pop(name, None)
+        _held[name] = None
+        while len(_held) > MAX_SESSIONS_HELD:
+            forget_dataset(_held.popitem(last=False)[0])
     return train.spec
+
+
+def forget(name: str) -> None:
+    """Drop a session's photos (a name from `dataset_name`); nothing happens if they are gone."""
+    with _held_lock:
+        _held.pop(name, None)
+        forget_dataset(name)
 
 
 def dataset_name(session: str) -> str:

@@ -164,7 +164,8 @@ def this_run(run: dict, stopped: bool) -> str:
 
 def results_table(experiment: Experiment, recorder: Recorder | None, stopped: bool = False) -> pd.DataFrame:
     """One row per arm: the report's number, the recorded reference run and this run (`stopped`:
-    the run was stopped, so unfinished arms say where they got to)."""
+    the run was stopped, so unfinished arms say where they got to). An experiment on the
+    student's own photos has neither a report figure nor a reference run to set beside it."""
     report = {r.arm: r for r in experiment.report}
     recorded = reference(experiment.name)
     references = {run["label"]: run for run in recorded["runs"]} if recorded else {}
@@ -185,7 +186,8 @@ def results_table(experiment: Experiment, recorder: Recorder | None, stopped: bo
                 "images/s": round(latest.get("images_per_s", 0.0)) if latest else None,
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    return table.drop(columns=["report (Kaggle GPU)", "reference run"]) if experiment.own_data else table
 
 
 def table_notes(experiment: Experiment) -> str:
@@ -220,9 +222,10 @@ def loss_ceiling(experiment: Experiment) -> float:
 def line_plots(experiment: Experiment, series: tuple[str, ...]) -> tuple[gr.LinePlot, gr.LinePlot]:
     """The loss and accuracy plots, showing the reference run from the first page load."""
     loss, accuracy = curves(experiment, None, series)
+    legend = "arm (dashed: reference run)" if reference(experiment.name) else "arm"
     shared = {
         "x": "epoch", "color": "arm", "color_map": colour_map(series), "height": 260, "min_width": PLOT_MIN_WIDTH,
-        "x_axis_format": AXIS_FORMAT, "y_axis_format": AXIS_FORMAT, "color_title": "arm (dashed: reference run)",
+        "x_axis_format": AXIS_FORMAT, "y_axis_format": AXIS_FORMAT, "color_title": legend,
         "colors_in_legend": list(series),  # an arm's reference curve shares its colour: one legend entry each
     }
     ceiling = loss_ceiling(experiment)

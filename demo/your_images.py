@@ -21,7 +21,7 @@ from demo.uploads import classify, image_upload, open_upload
 from demo.views import line_plots, plot_series, results_table
 from models import WeightsUnavailableError
 from models.alexnet import load_backbone
-from training.data import forget_dataset, get_dataset, load_splits
+from training.data import load_splits
 from training.engine import predict
 from training.experiments import get_experiment
 from training.runner import folder_name
@@ -91,7 +91,7 @@ def train_your_images(archive=None, network=NETWORKS[0], epochs=3, seed=0, rows=
     status = photos.summary()
     for *shown, table, training, result in stream_comparison(EXPERIMENT, configs, "quick", progress, SERIES, request):
         if isinstance(result, dict):
-            result = {**result, "classes": spec.classes, "dataset": spec.name}
+            result = {**result, "spec": spec}  # classifying needs its classes, not the photos
         yield *shown, table, f"{status}\n\n{training}", result, spec.name
 
 
@@ -108,20 +108,26 @@ def classify_your_images(image_path=None, arm="fine tuning", session=None):
     """Your classes' probabilities for a photo, from the model trained in this session."""
     image = open_upload(image_path)
     _, model = chosen_model(arm, session)
-    spec = get_dataset(session["dataset"])
-    return classify(model, image, spec)
+    return classify(model, image, session["spec"])
 
 
 def wrong_photos(arm="fine tuning", session=None) -> list:
     """The validation photos the chosen model got wrong, most confident first, captioned."""
     arm, model = chosen_model(arm, session)
-    validation = load_splits(session["dataset"])[1]
+    spec = session["spec"]
+    try:
+        validation = load_splits(spec.name)[1]
+    except ValueError:
+        raise gr.Error(
+            "This session's photos are no longer held (the server keeps the photos of the "
+            f"{photo_sets.MAX_SESSIONS_HELD} sessions that sent them last): press Train to send them again."
+        ) from None
     predicted, confidence = predict(model, validation, next(model.parameters()).device, "fp32")
     wrong = torch.nonzero(predicted != validation.labels).flatten()
     wrong = wrong[confidence[wrong].argsort(descending=True)]
-    classes = session["classes"]
+    classes = spec.classes
     return [
-        (validation.images[i].permute(1, 2, 0).numpy(), f"{classes[validation.labels[i]]}, taken for {classes[predicted[i]]} ({confidence[i]:.0%})")
+        (validation.images[i].permute(1, 2, 0).numpy(), f"{classes[validation.labels[i]]} → {classes[predicted[i]]} {confidence[i]:.0%}")
         for i in wrong.tolist()
     ]
 
@@ -139,9 +145,15 @@ def download_models(session=None) -> str:
 
 
 def forget_photos(dataset: str | None) -> None:
-    """The session's State delete callback: its photos leave the registry with it."""
+    """The session's State delete callback, which Gradio calls an hour after the session ends:
+    its photos leave the registry with it, if `forget_session` has not already let them go."""
     if dataset:
-        forget_dataset(dataset)
+        photo_sets.forget(dataset)
+
+
+def forget_session(request: gr.Request) -> None:
+    """When a browser session ends (its tab closed or reloaded), its photos go at once."""
+    photo_sets.forget(photo_sets.dataset_name(request.session_hash))
 
 
 def collect_rows(*boxes) -> list:
@@ -193,7 +205,10 @@ def build() -> None:
             arm = gr.Radio([*EXPERIMENT.arm_overrides["quick"], SCRATCH_ARM], value="fine tuning", label="Model")
             download = gr.DownloadButton("Download the models (.zip)")
         label = gr.Label(num_top_classes=3, label="Prediction")
-    wrong = gr.Gallery(label="Validation photos it got wrong (true class, taken for…)", columns=6, height="auto", object_fit="contain", allow_preview=False)
+    wrong = gr.Gallery(
+        label="Validation photos it got wrong (true class → taken for, how sure)", columns=6, fit_columns=False,  # a few mistakes stay thumbnails
+        height=280,  # one row of thumbnails; more mistakes scroll object_fit="contain", allow_preview=False,
+    )
 
     rows_given = gr.State([])
     train.click(lambda: gr.update(visible=True), None, plots, api_visibility="private")

@@ -210,6 +210,7 @@ def test_your_images_trains_on_generated_shapes_classifies_and_shows_a_mistake(p
     assert label.inner_text().strip() in ("circle", "square")
     # A backbone of random weights (this machine has no ImageNet weights) gets some validation photos wrong.
     visible(page.get_by_role("radio", name="feature extraction")).check()
-    caption = visible(page.get_by_text(re.compile(r"(circle|square), taken for (circle|square) \(\d+%\)"))).first
+    caption = visible(page.get_by_text(re.compile(r"^(circle → square|square → circle) \d+%$"))).first
     caption.wait_for(timeout=30_000)
+    page.wait_for_timeout(1_000)  # the gallery fades while its update lands; the screenshot waits it out
     page.screenshot(path=shots / "your-images.png", full_page=True)

@@ -1,8 +1,11 @@
 """The Your images tab: what a photo set is refused for, training on it, and where it lives."""
 
 import io
+import re
+import time
 import zipfile
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -120,14 +123,15 @@ def test_training_on_a_zip_classifies_shows_mistakes_downloads_and_publishes(tmp
     loss, accuracy, table, status, session, dataset = run_to_the_end(shapes_zip(tmp_path / "p.zip", per_class=8), your_images.NETWORKS[0], 1, 0)
     try:
         assert list(table["arm"]) == ["feature extraction", "fine tuning"] and all(table["this run"].str.endswith("%"))
+        assert list(table.columns) == ["arm", "this run", "train time (s)", "images/s"]  # no report or reference figure for your photos
         assert "Took 16 photos" in status and "Done on" in status
-        assert session["classes"] == ("circle", "square") and set(session["models"]) == {"feature extraction", "fine tuning"}
+        assert session["spec"].classes == ("circle", "square") and set(session["models"]) == {"feature extraction", "fine tuning"}
         assert get_dataset(dataset).train_size == 12  # 2 of each class's 8 held out
         (tmp_path / "new.jpg").write_bytes(shape_photo(0, np.random.default_rng(9)))
         probabilities = your_images.classify_your_images(str(tmp_path / "new.jpg"), "fine tuning", session)
         assert set(probabilities) == {"circle", "square"} and sum(probabilities.values()) == pytest.approx(1)
         wrong = your_images.wrong_photos("feature extraction", session)
-        assert all(image.shape == (224, 224, 3) and ", taken for " in caption for image, caption in wrong)
+        assert all(image.shape == (224, 224, 3) and re.fullmatch(r"(circle → square|square → circle) \d+%", caption) for image, caption in wrong)
         archive = your_images.download_models(session)
         unpacked = tmp_path / "download"
         zipfile.ZipFile(archive).extractall(unpacked)
@@ -152,6 +156,21 @@ def test_without_imagenet_weights_the_tab_says_how_and_offers_the_small_cnn(tmp_
     assert list(table["arm"]) == ["feature extraction", "fine tuning", "small CNN from scratch"] and set(session["models"]) == {"small CNN from scratch"}
 
 
+def test_photos_of_the_oldest_session_go_first_and_its_model_still_classifies(tmp_path, monkeypatch):
+    monkeypatch.setattr(photo_sets, "MAX_SESSIONS_HELD", 2)
+    *_, session, dataset = run_to_the_end(shapes_zip(tmp_path / "p.zip"), your_images.NETWORKS[1], 1, 0)
+    others = [photo_sets.register(photo_sets.from_zip(shapes_zip(tmp_path / f"{i}.zip")), f"other-{i}", 0).name for i in range(2)]
+    try:
+        assert dataset not in _registered and all(name in _registered for name in others)
+        with pytest.raises(Exception, match="no longer held.*press Train"):
+            your_images.wrong_photos("small CNN from scratch", session)
+        (tmp_path / "new.jpg").write_bytes(shape_photo(0, np.random.default_rng(9)))
+        assert set(your_images.classify_your_images(str(tmp_path / "new.jpg"), "small CNN from scratch", session)) == {"circle", "square"}
+    finally:
+        for name in others:
+            photo_sets.forget(name)
+
+
 def test_nothing_trained_and_bad_settings_get_clear_messages(tmp_path):
     (tmp_path / "x.jpg").write_bytes(shape_photo(0, np.random.default_rng(0)))
     with pytest.raises(Exception, match="Nothing has been trained in this session yet"):
@@ -171,3 +190,20 @@ def test_one_client_trains_and_classifies_and_another_session_cannot_reach_it(ap
     assert {c["label"] for c in label["confidences"]} == {"circle", "square"}
     with pytest.raises(Exception, match="Nothing has been trained in this session yet"):
         stranger.predict(handle_file(str(tmp_path / "new.jpg")), "small CNN from scratch", api_name="/classify_your_images")
+
+
+def test_closing_the_session_lets_its_photos_go(app_url, tmp_path, monkeypatch):
+    # A browser holds a heartbeat stream open for as long as its tab is open; when it closes, the
+    # server ends the session at its next beat (every GRADIO_HEARTBEAT_INTERVAL seconds).
+    monkeypatch.setenv("GRADIO_HEARTBEAT_INTERVAL", "0.2")
+    student = Client(app_url, verbose=False)
+    name = photo_sets.dataset_name(student.session_hash)
+    with httpx.stream("GET", f"{app_url}gradio_api/heartbeat/{student.session_hash}", timeout=10) as heartbeat:
+        beats = heartbeat.iter_lines()  # held: a dropped line iterator closes the stream
+        next(beats)
+        student.predict(handle_file(shapes_zip(tmp_path / "p.zip")), your_images.NETWORKS[1], 1, 0, api_name="/train_your_images")
+        assert name in _registered
+    deadline = time.monotonic() + 10
+    while name in _registered and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert name not in _registered
