@@ -1,5 +1,5 @@
 # CNN Lab as a Docker Space: a user with uid 1000, caches under its home, port 7860.
-FROM python:3.11-slim
+FROM python:3.12-slim
 
 RUN useradd --create-home --uid 1000 user
 USER user

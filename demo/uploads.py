@@ -9,14 +9,16 @@ size limit — becomes a clear `gr.Error` instead of a stack trace.
 import os
 import threading
 import warnings
+from pathlib import Path
 from typing import IO
 
 import gradio as gr
 import numpy as np
 import torch
+from huggingface_hub import SpaceCard
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from models.checkpoint import CheckpointError, load_pretrained
+from models.checkpoint import ArchitectureMismatchError, CheckpointError, load_pretrained
 from training.data import DatasetSpec, model_input
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -93,9 +95,20 @@ def classify(model: torch.nn.Module, image: Image.Image, spec: DatasetSpec, flip
     return dict(zip(spec.classes, probabilities.tolist()))
 
 
+# The app's own README: on a Space it is the Space card, whose `models:` lists the classifiers the
+# build preloaded (`python -m training publish --space-card README.md` puts them there).
+SPACE_CARD = Path(__file__).parent.parent / "README.md"
+
+
+def space_card_models() -> list[str]:
+    """The repo ids under `models:` in the Space card (none when it has no such list)."""
+    return list(SpaceCard.load(SPACE_CARD).data.models or [])
+
+
 class ConfiguredModel:
-    """The classifier named by an environment variable (Hub repo id or local folder), else by
-    `default` (a folder), loaded once.
+    """The classifier named by an environment variable (Hub repo id or local folder), else the
+    first model of the Space card's `models:` that fits `model_classes`, else `default` (a
+    folder), loaded once.
 
     A failure is remembered as a message for the UI; the app keeps serving either way.
     """
@@ -110,19 +123,36 @@ class ConfiguredModel:
         self.source: str | None = None  # where the model came from
         self.message = ""
 
+    def _load(self, source: str, named: str) -> bool:
+        try:
+            self.model = load_pretrained(self.model_classes, source)
+        except CheckpointError as error:
+            self.message = f"{named} could not be loaded: {error}"
+            return False
+        self.source, self.message = source, f"Using {source}."
+        return True
+
     def get(self) -> torch.nn.Module | None:
         with self._lock:
             if not self._loaded:
                 self._loaded = True
-                source = os.environ.get(self.variable) or self.default
-                if not source:
-                    self.message = f"{self.variable} is not set."
-                else:
+                chosen = os.environ.get(self.variable)
+                if chosen:
+                    self._load(chosen, f"{self.variable}={chosen}")
+                    return self.model
+                # The card lists every classifier of the Space; this one is the first that fits.
+                for repo in space_card_models():
                     try:
-                        self.model = load_pretrained(self.model_classes, source)
-                        self.source = source
-                        self.message = f"Using {source}."
+                        self.model = load_pretrained(self.model_classes, repo)
+                    except ArchitectureMismatchError:
+                        continue  # another tab's classifier
                     except CheckpointError as error:
-                        named = f"{self.variable}={source}" if os.environ.get(self.variable) else f"The default model {source}"
-                        self.message = f"{named} could not be loaded: {error}"
+                        self.message = f"{repo} (in the Space card) could not be loaded: {error}"
+                        continue
+                    self.source, self.message = repo, f"Using {repo}, from the Space card."
+                    return self.model
+                if self.default:
+                    self._load(self.default, f"The default model {self.default}")
+                elif not self.message:
+                    self.message = f"{self.variable} is not set."
             return self.model

@@ -34,7 +34,7 @@ def load_pretrained(model_classes: type[nn.Module] | tuple[type[nn.Module], ...]
             mismatches.append(error)
     kind = "folder" if Path(source).exists() else "Hub repo"
     names = " or ".join(c.__name__ for c in classes)
-    raise CheckpointError(f"The checkpoint in {kind} {source!r} does not fit the {names} architecture: {mismatches[0]}")
+    raise ArchitectureMismatchError(f"The checkpoint in {kind} {source!r} does not fit the {names} architecture: {mismatches[0]}")
 
 
 def _load(model_class: type[nn.Module], source: str) -> nn.Module:

@@ -2,13 +2,17 @@
 Nothing here reaches the Hub: uploads go to a stand-in HfApi."""
 
 import json
+import shutil
+from pathlib import Path
 
+import huggingface_hub.constants
 import pytest
 import torch
-from huggingface_hub import ModelCard
+from huggingface_hub import ModelCard, SpaceCard
 from safetensors.torch import load_file
 
-from models import AirbenchCNN, TeachingCNN
+from demo import uploads
+from models import AirbenchCNN, AlexNetTransfer, TeachingCNN
 from training import publish
 from training.__main__ import main
 from training.reproduce import TEST_PREDICTIONS
@@ -64,6 +68,67 @@ def test_publish_uploads_exactly_the_folder_it_wrote(saved_final, tmp_path, monk
         ("upload_folder", "teacher/final", ["README.md", "config.json", "model.safetensors", "results.json"]),
     ]
     assert "set CIFAR10_MODEL=teacher/final" in capsys.readouterr().out
+
+
+def test_publish_lists_the_repo_in_the_space_card_and_the_app_loads_it_from_there(saved_final, tmp_path, monkeypatch, capsys, imagenet_weights):
+    readme = Path(__file__).parent.parent / "README.md"
+    card = tmp_path / "README.md"
+    shutil.copyfile(readme, card)
+    cache = tmp_path / "hub-cache"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+
+    class HubLikeApi:
+        """Uploads land where a Space build's preload_from_hub puts them: the Hub cache, in its layout."""
+
+        def create_repo(self, repo_id, private, exist_ok):
+            pass
+
+        def upload_folder(self, repo_id, folder_path, commit_message):
+            repo = cache / f"models--{repo_id.replace('/', '--')}"
+            for name in publish.PRELOADED_FILES.split(","):
+                (repo / "snapshots" / revision).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(folder_path / name, repo / "snapshots" / revision / name)
+            (repo / "refs").mkdir(exist_ok=True)
+            (repo / "refs" / "main").write_text(revision)
+            return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
+
+    monkeypatch.setattr(publish, "HfApi", HubLikeApi)
+    monkeypatch.chdir(tmp_path)
+    ants_bees = tmp_path / "ants-bees"
+    AlexNetTransfer(mode="fine_tuning").save_pretrained(ants_bees)
+    HubLikeApi().upload_folder("teacher/ants-bees", ants_bees, "")
+    publish.wire_space_card(card, "teacher/ants-bees")
+    for _ in range(2):  # publishing again lists the repo once
+        assert main(["publish", "--repo-id", "teacher/final", "--experiment", "final", "--from", str(saved_final), "--space-card", str(card)]) == 0
+    assert "listed in" in capsys.readouterr().out
+    data = SpaceCard.load(card).data
+    assert data.models == ["teacher/ants-bees", "teacher/final"]
+    assert data.preload_from_hub == ["teacher/ants-bees config.json,model.safetensors", "teacher/final config.json,model.safetensors"]
+    assert data.python_version == "3.12" and SpaceCard.load(card).text == SpaceCard.load(readme).text  # the rest of the card unchanged
+
+    # The app, offline, with no variables set: each tab takes the listed classifier that fits it.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(uploads, "SPACE_CARD", card)
+    monkeypatch.delenv("CIFAR10_MODEL", raising=False)
+    monkeypatch.delenv("ANTS_BEES_MODEL", raising=False)
+    cifar10 = uploads.ConfiguredModel("CIFAR10_MODEL", (AirbenchCNN, TeachingCNN), default=str(tmp_path / "unused"))
+    assert isinstance(cifar10.get(), TeachingCNN) and cifar10.source == "teacher/final" and "Space card" in cifar10.message
+    expected = load_file(saved_final / "final" / "model.safetensors")
+    assert all(torch.equal(expected[k], v) for k, v in cifar10.get().state_dict().items())
+    ants = uploads.ConfiguredModel("ANTS_BEES_MODEL", AlexNetTransfer)
+    assert isinstance(ants.get(), AlexNetTransfer) and ants.source == "teacher/ants-bees"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--dry-run", "out"], "a dry run publishes nothing"), (["--experiment", "your-images"], "no place for a student's own classes"), (["--space-card", "nowhere.md"], "no Space card at")],
+)
+def test_space_card_wiring_is_refused_where_it_cannot_apply(saved_final, tmp_path, monkeypatch, capsys, extra, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text("---\nsdk: gradio\n---\n")
+    args = ["publish", "--repo-id", "teacher/final", "--experiment", "final", "--from", str(saved_final), "--space-card", "README.md", *extra]
+    assert main(args) == 2 and message in capsys.readouterr().err
 
 
 def test_a_failed_upload_is_a_message(saved_final, tmp_path, monkeypatch, capsys):

@@ -7,7 +7,10 @@
 repo gets the arm's `config.json` and `model.safetensors`, `results.json` (every arm's curves
 and provenance) and a README written with huggingface_hub's `ModelCard`/`ModelCardData`:
 datasets, the test accuracy as an `EvalResult`, the training settings, the device, and the
-report's number beside ours. `--dry-run` writes that folder and uploads nothing.
+report's number beside ours. `--dry-run` writes that folder and uploads nothing. `--space-card README.md` then lists the
+published repo in a Space card's `models:` and `preload_from_hub:`, so that the Space's build
+downloads it and the app finds it there (`demo.uploads.ConfiguredModel`): one command publishes
+and wires the Space.
 
 The folder is built with `save_pretrained` and sent with `upload_folder`, which is what the
 mixin's `push_to_hub` does, so that the folder a dry run or a test inspects is exactly what is
@@ -21,7 +24,7 @@ import sys
 from pathlib import Path
 
 import httpx2  # huggingface_hub's HTTP client: its errors are how an upload fails on the network
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, SpaceCard
 from huggingface_hub.errors import HFValidationError
 
 from models import AirbenchCNN, AlexNetTransfer, TeachingCNN
@@ -168,6 +171,19 @@ def export(experiment: str, source: Path, arm: str, repo_id: str, folder: Path) 
     return folder
 
 
+# What a Space preloads of a published classifier: the files save_pretrained writes.
+PRELOADED_FILES = "config.json,model.safetensors"
+
+
+def wire_space_card(card_path: Path, repo_id: str) -> None:
+    """List a published repo in a Space card's `models:` and `preload_from_hub:` (once each)."""
+    card = SpaceCard.load(card_path)
+    card.data.models = [m for m in card.data.models or [] if m != repo_id] + [repo_id]
+    preloaded = [line for line in card.data.get("preload_from_hub") or [] if line.split()[0] != repo_id]
+    card.data.preload_from_hub = [*preloaded, f"{repo_id} {PRELOADED_FILES}"]
+    card.save(card_path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training publish", description="Push a trained model and its model card to the Hugging Face Hub.")
     parser.add_argument("--repo-id", required=True, help="OWNER/NAME on the Hub")
@@ -176,7 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arm", help="the arm to publish (default: final, or fine tuning for transfer)")
     parser.add_argument("--private", action="store_true")
     parser.add_argument("--dry-run", type=Path, metavar="DIR", help="write the repo's files to DIR and upload nothing")
+    parser.add_argument("--space-card", type=Path, metavar="README", help="once published, list the repo in this Space card, which the app reads")
     args = parser.parse_args(argv)
+    if args.space_card and (args.dry_run or args.experiment not in APP_VARIABLES):
+        why = "a dry run publishes nothing to list" if args.dry_run else "the app has no place for a student's own classes"
+        print(f"error: --space-card lists only a published final, classifier or transfer model: {why}", file=sys.stderr)
+        return 2
+    if args.space_card and not args.space_card.is_file():
+        print(f"error: no Space card at {args.space_card}", file=sys.stderr)
+        return 2
     # `--from` defaults to the experiment's `--save-dir` under runs/, or where reproduce records an embedded one.
     source = args.source or (PRETRAINED_DIR if get_experiment(args.experiment).embedded else Path("runs")) / args.experiment
     arm = args.arm or PUBLISHABLE[args.experiment]
@@ -200,6 +224,12 @@ def main(argv: list[str] | None = None) -> int:
     except (httpx2.HTTPError, HFValidationError, OSError, ValueError) as error:  # HfHubHTTPError is an httpx2.HTTPError and an OSError
         print(f"error: could not publish to {args.repo_id}: {error}\n(log in with `hf auth login` or set HF_TOKEN)", file=sys.stderr)
         return 2
-    wire = f"\nset {APP_VARIABLES[args.experiment]}={args.repo_id} for the app" if args.experiment in APP_VARIABLES else ""
+    if args.space_card:
+        wire_space_card(args.space_card, args.repo_id)
+        wire = f"\nlisted in {args.space_card}: commit it to the Space, and the app loads it"
+    elif args.experiment in APP_VARIABLES:
+        wire = f"\nset {APP_VARIABLES[args.experiment]}={args.repo_id} for the app, or publish with --space-card README.md"
+    else:
+        wire = ""
     print(f"published {commit.commit_url}{wire}")
     return 0
