@@ -7,13 +7,15 @@ import gradio as gr
 
 from demo import activations, adaptive_lr, batchnorm, classifiers, depth, final_cnn, momentum, transfer, your_images
 from demo.common import DEFAULT_PRESET, GPU_AVAILABLE
+from demo.gpu import ON_ZEROGPU
 from demo.photo_sets import MAX_TOTAL_BYTES
 
+HOST = "ZeroGPU" if ON_ZEROGPU else "a GPU" if GPU_AVAILABLE else "a CPU"
+ZEROGPU_NOTE = " Each Train borrows a GPU for the seconds its run needs, from your daily GPU quota." if ON_ZEROGPU else ""
 INTRO = f"""# CNN Lab
 Change one thing at a time and watch how a convolutional network trains, experiment by experiment from a
 student's report. Every comparison is **paired**: its arms share the seed, the initial weights, the data and
-the batch order, and differ only in the factor under study. Running on **{"a GPU" if GPU_AVAILABLE else "a CPU"}**:
-the `{DEFAULT_PRESET}` preset is selected.
+the batch order, and differ only in the factor under study. Running on **{HOST}**: the `{DEFAULT_PRESET}` preset is selected.{ZEROGPU_NOTE}
 """
 
 # System fonts: the default theme's web fonts come from Google's servers, which a classroom behind a

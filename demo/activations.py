@@ -11,7 +11,8 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from demo.common import gpu, plan
+from demo.common import plan
+from demo.gpu import gpu
 from demo.panel import ComparisonPanel, stream_comparison
 from demo.views import AXIS_FORMAT, PLOT_MIN_WIDTH, colour_map
 from models import ACTIVATIONS
@@ -58,17 +59,22 @@ def activation_curves(names: list[str] | None = None) -> tuple[pd.DataFrame, pd.
     return pd.DataFrame(rows, columns=["x", "f(x)", "activation"]), pd.DataFrame(slopes, columns=["x", "slope", "activation"])
 
 
-@gpu(duration=300)
-def compare_activations(activations=("relu", "sigmoid", "tanh"), preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
-    """Train the same network with each chosen activation, paired."""
+def activation_arms(activations=("relu", "sigmoid", "tanh"), preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None) -> list:
+    """One arm per chosen activation, the rest shared."""
     chosen = list(dict.fromkeys(activations or []))
     unknown = [a for a in chosen if a not in ACTIVATIONS]
     if not chosen or unknown or len(chosen) > len(ACTIVATIONS):
         raise gr.Error(f"Choose one or more activations from {', '.join(ACTIVATIONS)}" + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
     experiment = get_experiment("activations")
     template = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)[0]
-    configs = [replace(template, label=a, model_overrides={**template.model_overrides, "activation": a}) for a in chosen]
-    yield from stream_comparison(experiment, configs, preset, progress, SERIES, request)
+    return [replace(template, label=a, model_overrides={**template.model_overrides, "activation": a}) for a in chosen]
+
+
+@gpu(activation_arms)
+def compare_activations(activations=("relu", "sigmoid", "tanh"), preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
+    """Train the same network with each chosen activation, paired."""
+    configs = activation_arms(activations, preset, epochs, n_train, lr, batch_size, seed, init)
+    yield from stream_comparison(get_experiment("activations"), configs, preset, progress, SERIES, request)
 
 
 def build() -> None:

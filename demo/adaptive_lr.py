@@ -8,7 +8,8 @@ from dataclasses import replace
 
 import gradio as gr
 
-from demo.common import gpu, plan
+from demo.common import plan
+from demo.gpu import gpu
 from demo.panel import ComparisonPanel, stream_comparison
 from demo.views import plot_series
 from training.experiments import get_experiment
@@ -40,14 +41,19 @@ ADAM_LR = 1e-3
 SERIES = plot_series(get_experiment("adaptive-lr"), extra=("adam",))
 
 
-@gpu(duration=300)
-def compare_adaptive_lr(include_adam=False, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
-    """Train the same network with constant-LR SGD and Adadelta (and Adam), paired."""
-    experiment = get_experiment("adaptive-lr")
-    configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)
+def adaptive_lr_arms(include_adam=False, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None) -> list:
+    """Adadelta and constant-rate SGD, and Adam if asked for."""
+    configs = plan(get_experiment("adaptive-lr"), preset, epochs, n_train, lr, batch_size, seed, init)
     if include_adam:
         configs.append(replace(configs[0], label="adam", optimizer="adam", lr=ADAM_LR, momentum=0.0))
-    yield from stream_comparison(experiment, configs, preset, progress, SERIES, request)
+    return configs
+
+
+@gpu(adaptive_lr_arms)
+def compare_adaptive_lr(include_adam=False, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
+    """Train the same network with constant-LR SGD and Adadelta (and Adam), paired."""
+    configs = adaptive_lr_arms(include_adam, preset, epochs, n_train, lr, batch_size, seed, init)
+    yield from stream_comparison(get_experiment("adaptive-lr"), configs, preset, progress, SERIES, request)
 
 
 def build() -> None:

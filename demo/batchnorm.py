@@ -11,7 +11,8 @@ import torch
 matplotlib.use("Agg")  # render off-screen: a server has no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from demo.common import gpu, plan  # noqa: E402
+from demo.common import plan  # noqa: E402
+from demo.gpu import gpu  # noqa: E402
 from demo.panel import ComparisonPanel, stream_comparison  # noqa: E402
 from demo.views import PALETTE  # noqa: E402
 from models import INITS, create_model  # noqa: E402
@@ -75,12 +76,16 @@ def signal_scale_figure():
     return figure
 
 
-@gpu(duration=300)
+def batchnorm_arms(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None) -> list:
+    """The same network with and without batch norm."""
+    return plan(get_experiment("batchnorm"), preset, epochs, n_train, lr, batch_size, seed, init)
+
+
+@gpu(batchnorm_arms)
 def compare_batchnorm(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
     """Train the same network with and without batch norm, paired; `init` None keeps the preset's."""
-    experiment = get_experiment("batchnorm")
-    configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)
-    yield from stream_comparison(experiment, configs, preset, progress, request=request)
+    configs = batchnorm_arms(preset, epochs, n_train, lr, batch_size, seed, init)
+    yield from stream_comparison(get_experiment("batchnorm"), configs, preset, progress, request=request)
 
 
 def build() -> None:

@@ -1,4 +1,4 @@
-"""What every tab shares: bounded settings, presets and the GPU wrapper.
+"""What every tab shares: bounded settings and presets.
 
 Every number a user or an API client sends is checked here, on the server, before any work
 starts. What the tabs draw is in `demo.views`; the shared controls and the streaming comparison
@@ -8,15 +8,17 @@ in `demo.panel`.
 import math
 
 import gradio as gr
-import torch
 
+from demo.gpu import ON_ZEROGPU, gpu_available, training_device
 from models import INITS, model_arguments
 from training.data import get_dataset
-from training.engine import TrainConfig
+from training.engine import TrainConfig, resolve_device
 from training.experiments import Experiment, get_experiment
 
-GPU_AVAILABLE = torch.cuda.is_available()
-DEFAULT_PRESET = "report" if GPU_AVAILABLE else "quick"
+GPU_AVAILABLE = gpu_available()
+# The report's settings on a GPU of one's own; on ZeroGPU the quick preset, whose runs each ask for
+# a few seconds of a visitor's daily GPU quota (demo/gpu.py), and on a CPU the quick preset.
+DEFAULT_PRESET = "report" if GPU_AVAILABLE and not ON_ZEROGPU else "quick"
 # Server-side bounds of every numeric input (the sliders show the same ranges).
 LIMITS = {
     "epochs": (1, 30),
@@ -30,18 +32,6 @@ LIMITS = {
 # minutes of the quick models at 1,500 images/s (the full quick depth grid is 108,000); on a GPU
 # the report's longest comparison (three activations × 5 epochs × 50,000 images is 750,000).
 MAX_IMAGES = {"cpu": 150_000, "cuda": 5_000_000}
-
-try:  # On a ZeroGPU Space, training borrows a GPU for a bounded time; elsewhere a no-op.
-    import spaces
-
-    def gpu(duration: int):
-        return spaces.GPU(duration=duration)
-
-except ImportError:
-
-    def gpu(duration: int):
-        return lambda function: function
-
 
 def bounded(name: str, value, integer: bool = True):
     """`value` checked against LIMITS[name], or a gr.Error that says the allowed range."""
@@ -86,7 +76,7 @@ def plan(experiment: Experiment, preset, epochs=None, n_train=None, lr=None, bat
 
 
 def check_budget(configs: list[TrainConfig]) -> None:
-    device = "cuda" if GPU_AVAILABLE else "cpu"
+    device = resolve_device(training_device()).type
     sizes = {c.dataset: get_dataset(c.dataset).train_size for c in configs}  # once per dataset: a folder's is counted on disk
     images = sum(c.epochs * min(c.n_train or sizes[c.dataset], sizes[c.dataset]) for c in configs)
     if images > MAX_IMAGES[device]:

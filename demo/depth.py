@@ -14,7 +14,8 @@ matplotlib.use("Agg")  # render off-screen: a server has no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import patheffects  # noqa: E402
 
-from demo.common import gpu, plan  # noqa: E402
+from demo.common import plan  # noqa: E402
+from demo.gpu import gpu  # noqa: E402
 from demo.panel import ComparisonPanel, session_result, watch  # noqa: E402
 from demo.views import PLOT_MIN_WIDTH, reference, results_table  # noqa: E402
 from training.experiments import DEPTH_GRID, get_experiment  # noqa: E402
@@ -90,18 +91,25 @@ def checked_counts(values, allowed: list[int], name: str) -> list[int]:
     return counts
 
 
-@gpu(duration=600)
-def depth_grid(conv_counts=(1, 3, 5), fc_counts=(1, 2, 3), preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
-    """Train one network per (conv, fc) cell, one after another; stream the two heatmaps."""
+def depth_arms(conv_counts=(1, 3, 5), fc_counts=(1, 2, 3), preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None) -> list:
+    """One network per (conv, fc) cell of the chosen counts."""
     conv_counts = checked_counts(conv_counts, CONV_CHOICES, "conv")
     fc_counts = checked_counts(fc_counts, FC_CHOICES, "fully-connected")
-    experiment = get_experiment("architecture")
-    template = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)[0]
-    configs = [
+    template = plan(get_experiment("architecture"), preset, epochs, n_train, lr, batch_size, seed, init)[0]
+    return [
         replace(template, label=f"conv{c}-fc{f}", model_overrides={**template.model_overrides, "n_conv": c, "n_fc": f})
         for c in conv_counts
         for f in fc_counts
     ]
+
+
+@gpu(depth_arms)
+def depth_grid(conv_counts=(1, 3, 5), fc_counts=(1, 2, 3), preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
+    """Train one network per (conv, fc) cell, one after another; stream the two heatmaps."""
+    configs = depth_arms(conv_counts, fc_counts, preset, epochs, n_train, lr, batch_size, seed, init)
+    conv_counts = checked_counts(conv_counts, CONV_CHOICES, "conv")
+    fc_counts = checked_counts(fc_counts, FC_CHOICES, "fully-connected")
+    experiment = get_experiment("architecture")
     drawn = -1
     for recorder, status, finished in watch(experiment, configs, preset, progress, request):
         session = session_result(recorder, experiment, preset) if finished else gr.skip()

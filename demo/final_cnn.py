@@ -14,7 +14,8 @@ from torchvision.utils import make_grid
 
 from demo import classifiers
 from demo.classifiers import Classifier, cell_examples, confusion, default_classifier, session_classifier
-from demo.common import GPU_AVAILABLE, gpu, plan
+from demo.common import GPU_AVAILABLE, plan
+from demo.gpu import gpu
 from demo.panel import ComparisonPanel, session_result, watch
 from demo.uploads import classify, image_upload, open_upload
 from demo.views import curves, plot_series, results_table
@@ -166,13 +167,18 @@ def saved_model_file(model: torch.nn.Module) -> str:
     return shutil.make_archive(str(folder / "cnn-lab-final"), "zip", folder / "model")
 
 
-@gpu(duration=900)
+def final_arms(with_report_recipe=False, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None) -> list:
+    """The final CNN, and the same network with the report's recipe if asked for."""
+    configs = plan(get_experiment("final"), preset, epochs, n_train, lr, batch_size, seed, init)
+    return [c for c in configs if with_report_recipe or c.label != REPORT_RECIPE_ARM]
+
+
+@gpu(final_arms)
 def train_final_cnn(with_report_recipe=False, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
     """Train the final CNN (and, if asked, the same network with the report's recipe); stream the
     curves, then per-class accuracy, the model to download, and switch the classifier to it."""
     experiment = get_experiment("final")
-    configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)
-    configs = [c for c in configs if with_report_recipe or c.label != REPORT_RECIPE_ARM]
+    configs = final_arms(with_report_recipe, preset, epochs, n_train, lr, batch_size, seed, init)
     series = plot_series(experiment)
     for recorder, status, finished in watch(experiment, configs, preset, progress, request):
         if not finished:

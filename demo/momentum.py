@@ -16,7 +16,8 @@ import numpy as np
 matplotlib.use("Agg")  # render off-screen: a server has no display
 import matplotlib.pyplot as plt  # noqa: E402
 
-from demo.common import LIMITS, bounded, gpu, plan  # noqa: E402
+from demo.common import LIMITS, bounded, plan  # noqa: E402
+from demo.gpu import gpu  # noqa: E402
 from demo.panel import ComparisonPanel, stream_comparison  # noqa: E402
 from training.experiments import get_experiment  # noqa: E402
 
@@ -87,14 +88,18 @@ def loss_surface(beta: float = 0.9, lr: float = SURFACE_LR):
     return figure
 
 
-@gpu(duration=300)
+def momentum_arms(beta=0.9, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None) -> list:
+    """Plain SGD and SGD with momentum β."""
+    beta = bounded("momentum", beta, integer=False)
+    plain, with_momentum = plan(get_experiment("momentum"), preset, epochs, n_train, lr, batch_size, seed, init)
+    return [plain, replace(with_momentum, label=f"momentum {beta:g}", momentum=beta)]
+
+
+@gpu(momentum_arms)
 def compare_momentum(beta=0.9, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
     """Train the same network with plain SGD and with SGD + momentum β, paired."""
-    beta = bounded("momentum", beta, integer=False)
-    experiment = get_experiment("momentum")
-    plain, with_momentum = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)
-    configs = [plain, replace(with_momentum, label=f"momentum {beta:g}", momentum=beta)]
-    yield from stream_comparison(experiment, configs, preset, progress, SERIES, request)
+    configs = momentum_arms(beta, preset, epochs, n_train, lr, batch_size, seed, init)
+    yield from stream_comparison(get_experiment("momentum"), configs, preset, progress, SERIES, request)
 
 
 def build() -> None:

@@ -3,18 +3,21 @@ Train runs the tab's handler, Stop cancels it and says how far it got.
 """
 
 import functools
+import html
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import gradio as gr
 import pandas as pd
 
 from demo.common import DEFAULT_PRESET, LIMITS, check_budget, preset_controls, preset_note, preset_values
+from demo.gpu import training_device, was_refused
 from demo.views import curves, line_plots, plot_series, reference_caption, results_table, table_notes
 from models import INITS, WeightsUnavailableError, model_arguments
-from training.data import DatasetMissingError
+from training.data import DatasetMissingError, data_activity, load_splits
 from training.engine import Finished, Started, TrainConfig, device_name, resolve_device
 from training.experiments import Experiment, get_experiment
 from training.lessons import verdicts
@@ -65,6 +68,21 @@ def revealed() -> dict:
     return gr.update(visible=True)
 
 
+def cpu_fallback_button() -> gr.Button:
+    """The button a tab shows when ZeroGPU refused its run a GPU (hidden until then)."""
+    return gr.Button("Use the CPU instead (quick preset)", visible=False)
+
+
+def offer_cpu(request: gr.Request = None) -> dict:
+    """After a failed training request: show the CPU button if ZeroGPU refused the run a GPU."""
+    return gr.update(visible=was_refused(request))
+
+
+def quick_preset(experiment_name: str) -> tuple:
+    """The CPU button's first step: the quick preset and its settings in the controls."""
+    return "quick", *preset_controls(experiment_name, "quick")
+
+
 def stopped_run(request: gr.Request = None) -> tuple:
     """Stop's own handler: the table and status of this session's comparison as it stopped, once
     it has (or after STOP_WAIT_S, as far as it got)."""
@@ -107,6 +125,36 @@ def watch(experiment: Experiment, configs: list[TrainConfig], preset: str, progr
     return run
 
 
+def prepare_data(configs: list[TrainConfig]) -> Iterator[str]:
+    """Load every arm's dataset in a thread, yielding what is happening a few times a second: on
+    a fresh host the first click downloads or decodes before anything trains."""
+    failure: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            for name in dict.fromkeys(c.dataset for c in configs):
+                load_splits(name)
+        except Exception as error:  # raised again in the caller's thread
+            failure.append(error)
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    while loader.is_alive():
+        loader.join(1 / UPDATES_PER_SECOND)
+        if loader.is_alive():
+            yield data_activity() or "Loading the data"
+    if failure:
+        raise failure[0]
+
+
+def cannot_train(error: Exception) -> tuple[str, gr.Error]:
+    """The status and the error of a run that cannot start for want of data or weights: the
+    instructions stay on screen beside the controls, and the toast stays until it is closed.
+    The text is escaped, since an error's reason can read like HTML ("<urlopen error …>")."""
+    lines = [html.escape(line) for line in str(error).splitlines()]
+    return "**Cannot train yet.** " + "  \n".join(lines), gr.Error(" ".join(lines), duration=None, title="Cannot train yet")
+
+
 def updates(
     experiment: Experiment, configs: list[TrainConfig], preset: str, progress: gr.Progress, request: gr.Request | None, token: object
 ) -> Iterator[tuple[Recorder, str, bool]]:
@@ -114,6 +162,8 @@ def updates(
     end, where the status carries the verdict. Closing the generator (Stop, a closed tab) stops
     training and frees the models; `request` names the browser session whose Stop button reports
     how far it got."""
+    device = training_device()  # on ZeroGPU: the GPU inside a granted call, else the CPU
+    configs = [replace(c, device=device) for c in configs]
     check_budget(configs)
     run = ComparisonRun(experiment, configs)
     recorder = run.recorder
@@ -121,13 +171,16 @@ def updates(
     if session:
         remember_stop_report(session, lambda: stop_report(experiment, recorder, run.done, run.planned))
     completed = False
-    where = device_name(resolve_device("auto"))
+    where = device_name(resolve_device(device))
     status = f"Training {len(configs)} arm(s) on {where}…"
     last_update = 0.0
     run_id = id(recorder)
     with _active_lock:
         active_runs.add(run_id)
     try:
+        for activity in prepare_data(configs):
+            progress(None, desc=activity)
+            yield recorder, f"{activity}…", False
         for event in run:
             if isinstance(event, Started):
                 status = f"Training {len(configs)} arm(s) on {where} in {event.precision}…"
@@ -138,8 +191,13 @@ def updates(
                 yield recorder, status, False
                 _runs[token][1] = None
         completed = True
-    except (DatasetMissingError, WeightsUnavailableError, ValueError) as error:
+    except (DatasetMissingError, WeightsUnavailableError) as error:
         completed = True  # refused, not stopped: the error says why
+        status, toast = cannot_train(error)
+        yield recorder, status, False
+        raise toast from None
+    except ValueError as error:
+        completed = True
         raise gr.Error(str(error)) from None
     finally:
         with _active_lock:
@@ -149,14 +207,16 @@ def updates(
             # Stopped: keep the report, not the recorder and its models. Finished: nothing to report.
             frozen = None if completed else stop_report(experiment, recorder, run.done, run.planned)
             remember_stop_report(session, (lambda: frozen) if frozen else None, frozen=True)
-    verdict = verdicts(experiment, run.results(preset, "auto"))
+    verdict = verdicts(experiment, run.results(preset, device))
     yield recorder, "\n\n".join([f"Done on {where}.", *(f"**Verdict:** {line}" for line in verdict)]), True
 
 
 def session_result(recorder: Recorder, experiment: Experiment, preset: str) -> dict:
-    """What a browser session keeps of a finished run: its results JSON and trained models."""
+    """What a browser session keeps of a finished run: its results JSON and trained models, on
+    the CPU (they classify single photos, and a ZeroGPU call's GPU is gone once it returns)."""
     configs = next(iter(recorder.runs.values()))["config"]
-    return {"results": recorder.to_json(experiment.name, preset, configs["seed"], device_name(resolve_device("auto"))), "models": recorder.models}
+    where = device_name(resolve_device(training_device()))
+    return {"results": recorder.to_json(experiment.name, preset, configs["seed"], where), "models": {label: model.cpu() for label, model in recorder.models.items()}}
 
 
 def stream_comparison(
@@ -206,6 +266,7 @@ class ComparisonPanel:
                 with gr.Row():
                     self.train = gr.Button("Train", variant="primary")
                     self.stop = gr.Button("Stop", variant="stop")
+                self.on_cpu = cpu_fallback_button()
         self.status = gr.Markdown()
         caption = reference_caption(experiment_name)
         # Without a reference run the line plots would open empty: they appear with the first Train.
@@ -237,9 +298,16 @@ class ComparisonPanel:
             concurrency_id="training",  # one training at a time: on 2 cores two help nobody
             concurrency_limit=1,
         )
+        # Refused a ZeroGPU GPU: one click runs the quick preset on the CPU instead.
+        training.failure(offer_cpu, None, self.on_cpu, api_visibility="private")
+        controls = [self.preset, self.epochs, self.n_train, self.lr, self.batch_size, self.init, self.preset_note]
+        on_cpu = self.on_cpu.click(functools.partial(quick_preset, self.experiment.name), None, controls, api_visibility="private").then(
+            handler.on_cpu, [*extra_inputs, *self.settings], outputs or self.outputs, api_visibility="private", concurrency_id="training", concurrency_limit=1
+        )
         for block in self.hidden_until_trained:
             self.train.click(revealed, None, block, api_visibility="private")
-        self.stop.click(stopped_run, None, [self.table, self.status], cancels=[training], api_visibility="private")
+            self.on_cpu.click(revealed, None, block, api_visibility="private")
+        self.stop.click(stopped_run, None, [self.table, self.status], cancels=[training, on_cpu], api_visibility="private")
         self.preset.change(
             functools.partial(preset_controls, self.experiment.name),
             self.preset,

@@ -3,7 +3,8 @@ and a classifier for uploaded photos. Idea: the PyTorch transfer-learning tutori
 
 import gradio as gr
 
-from demo.common import gpu, plan
+from demo.common import plan
+from demo.gpu import gpu
 from demo.panel import ComparisonPanel, stream_comparison
 from demo.uploads import ConfiguredModel, classify, image_upload, open_upload
 from models import AlexNetTransfer
@@ -27,12 +28,16 @@ ARMS = ["feature extraction", "fine tuning"]
 ants_bees_model = ConfiguredModel("ANTS_BEES_MODEL", AlexNetTransfer)
 
 
-@gpu(duration=600)
+def transfer_arms(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0) -> list:
+    """Feature extraction and fine tuning of AlexNet on ants vs bees."""
+    return plan(get_experiment("transfer"), preset, epochs, n_train, lr, batch_size, seed)
+
+
+@gpu(transfer_arms)
 def train_transfer(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, progress=gr.Progress(), request: gr.Request = None):
     """Train feature extraction and fine tuning of AlexNet on ants vs bees, paired."""
-    experiment = get_experiment("transfer")
-    configs = plan(experiment, preset, epochs, n_train, lr, batch_size, seed)
-    yield from stream_comparison(experiment, configs, preset, progress, request=request)
+    configs = transfer_arms(preset, epochs, n_train, lr, batch_size, seed)
+    yield from stream_comparison(get_experiment("transfer"), configs, preset, progress, request=request)
 
 
 def classify_ants_bees(image_path=None, arm="fine tuning", session=None):

@@ -14,8 +14,9 @@ import gradio as gr
 import torch
 
 from demo import photo_sets
-from demo.common import bounded, gpu
-from demo.panel import stream_comparison
+from demo.common import bounded
+from demo.gpu import gpu
+from demo.panel import cpu_fallback_button, offer_cpu, stream_comparison
 from demo.photo_sets import MAX_CLASSES, MIN_CLASSES, MIN_PHOTOS_PER_CLASS, PhotoSetError
 from demo.uploads import classify, image_upload, open_upload
 from demo.views import line_plots, plot_series, results_table
@@ -75,12 +76,20 @@ def arms(network: str, dataset: str, epochs: int, seed: int) -> list:
     return configs
 
 
-@gpu(duration=300)
-def train_your_images(archive=None, network=NETWORKS[0], epochs=3, seed=0, rows=None, progress=gr.Progress(), request: gr.Request = None):
-    """Train feature extraction and fine tuning of AlexNet (or a small CNN) on your photos, paired."""
+def priced_arms(network=NETWORKS[0], epochs=3, seed=0) -> list:
+    """The arms as a GPU request is priced before the photos are read: as many as an upload may hold."""
     epochs, seed = bounded("epochs", epochs), bounded("seed", seed)
     if epochs > MAX_EPOCHS:
         raise gr.Error(f"epochs must be at most {MAX_EPOCHS} here, got {epochs}")
+    configs = EXPERIMENT.arms("quick", seed=seed, epochs=epochs, n_train=photo_sets.MAX_FILES)
+    return configs if network == NETWORKS[0] else [replace(configs[0], model="cnn-tiny")]
+
+
+@gpu(priced_arms)
+def train_your_images(archive=None, network=NETWORKS[0], epochs=3, seed=0, rows=None, progress=gr.Progress(), request: gr.Request = None):
+    """Train feature extraction and fine tuning of AlexNet (or a small CNN) on your photos, paired."""
+    priced_arms(network, epochs, seed)  # the settings' bounds
+    epochs, seed = int(epochs), int(seed)
     try:
         photos = photos_from(archive, rows or [])
     except PhotoSetError as error:
@@ -184,6 +193,7 @@ def build() -> None:
             with gr.Row():
                 train = gr.Button("Train", variant="primary")
                 stop = gr.Button("Stop", variant="stop")
+            on_cpu = cpu_fallback_button()
     rows, boxes = [], []
     with gr.Accordion("…or name your classes and add photos", open=False):
         for i in range(ROWS):
@@ -216,8 +226,14 @@ def build() -> None:
         train_your_images, [archive, network, epochs, seed, rows_given], [loss_plot, accuracy_plot, table, status, session, dataset],
         api_name="train_your_images", concurrency_id="training", concurrency_limit=1,
     )
-    training.then(wrong_photos, [arm, session], wrong, api_visibility="private")
-    stop.click(None, None, None, cancels=[training], api_visibility="private")
+    training.failure(offer_cpu, None, on_cpu, api_visibility="private")  # refused a ZeroGPU GPU: the CPU, in one click
+    cpu_training = on_cpu.click(collect_rows, boxes, rows_given, api_visibility="private").then(
+        train_your_images.on_cpu, [archive, network, epochs, seed, rows_given], [loss_plot, accuracy_plot, table, status, session, dataset],
+        api_visibility="private", concurrency_id="training", concurrency_limit=1,
+    )
+    for run in (training, cpu_training):
+        run.then(wrong_photos, [arm, session], wrong, api_visibility="private")
+    stop.click(None, None, None, cancels=[training, cpu_training], api_visibility="private")
     more.click(add_class, shown, [shown, *rows], api_visibility="private")
     upload.upload(classify_your_images, [upload, arm, session], label, api_name="classify_your_images", concurrency_limit=4)
     arm.change(wrong_photos, [arm, session], wrong, api_visibility="private")

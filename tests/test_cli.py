@@ -1,4 +1,5 @@
 import json
+from urllib.error import URLError
 
 import pytest
 
@@ -28,14 +29,14 @@ def test_cli_writes_results_and_models(tiny_data, tmp_path, capsys):
 
 def test_cli_reports_missing_data_without_a_traceback(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
-    monkeypatch.setattr("training.data.CIFAR10", _offline_cifar)
+    monkeypatch.setattr("training.data.urlopen", _offline_cifar)
     assert main(["momentum", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "error: CIFAR-10 was not found" in err and "Traceback" not in err
 
 
 def _offline_cifar(*args, **kwargs):
-    raise RuntimeError("Dataset not found or corrupted. You can use download=True to download it")
+    raise URLError("[Errno -3] Temporary failure in name resolution")
 
 
 def test_cli_rejects_unknown_experiments():

@@ -64,7 +64,7 @@ def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr("training.data.download_and_extract_archive", offline)
+    monkeypatch.setattr("training.data.urlopen", offline)
     with pytest.raises(DatasetMissingError) as error:
         load_hymenoptera("train", tmp_path, download=True)
     assert "network unreachable" in str(error.value)
