@@ -3,12 +3,15 @@
     python app.py    # http://localhost:7860 (GRADIO_SERVER_PORT and GRADIO_SERVER_NAME are honoured)
 """
 
+import os
+
 import gradio as gr
 
 from demo import activations, adaptive_lr, batchnorm, classifiers, depth, final_cnn, momentum, transfer, your_images
 from demo.common import DEFAULT_PRESET, GPU_AVAILABLE
 from demo.gpu import ON_ZEROGPU
 from demo.photo_sets import MAX_TOTAL_BYTES
+from training.data import prefetch
 
 HOST = "ZeroGPU" if ON_ZEROGPU else "a GPU" if GPU_AVAILABLE else "a CPU"
 ZEROGPU_NOTE = " Each Train borrows a GPU for the seconds its run needs, from your daily GPU quota." if ON_ZEROGPU else ""
@@ -54,6 +57,8 @@ def load_classifiers() -> None:
 
 
 if __name__ == "__main__":
+    if os.environ.get("SPACE_ID"):  # on a Hugging Face Space: have CIFAR-10 ready before the first Train
+        prefetch(["cifar10"])
     load_classifiers()
     # The largest upload is a zip of your images; a single photo over demo.uploads.MAX_UPLOAD_BYTES is refused by its handler.
     build_app().launch(max_file_size=MAX_TOTAL_BYTES, theme=THEME)

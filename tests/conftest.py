@@ -1,7 +1,11 @@
 """Tiny datasets and a fake ImageNet checkpoint, made in temporary folders: no test downloads."""
 
+import hashlib
+import io
 import pickle
 import socket
+import tarfile
+import time
 
 import numpy as np
 import pytest
@@ -69,6 +73,29 @@ def cifar_batches_root(tmp_path_factory):
         (folder / name).write_bytes(pickle.dumps(batch))
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(CIFAR10_CLASSES)}))
     return root
+
+
+@pytest.fixture
+def slow_cifar_download(cifar_batches_root, monkeypatch):
+    """CIFAR-10's download URL answered, slowly (20 chunks, 50 ms each), with an archive of the
+    fixture's own batches, whose checksums stand in for the official ones."""
+    import torchvision.datasets
+
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        tar.add(cifar_batches_root / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    payload = archive.getvalue()
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "tgz_md5", hashlib.md5(payload).hexdigest())
+    monkeypatch.setattr("torchvision.datasets.cifar.check_integrity", lambda *args: True)
+
+    class SlowResponse(io.BytesIO):
+        headers = {"Content-Length": str(len(payload))}
+
+        def read(self, size=-1):
+            time.sleep(0.05)
+            return super().read(max(1, len(payload) // 20))
+
+    monkeypatch.setattr("training.data.urlopen", lambda url, timeout: SlowResponse(payload))
 
 
 @pytest.fixture(scope="session")

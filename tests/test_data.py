@@ -159,3 +159,22 @@ def test_an_unknown_dataset_lists_the_registry():
     assert list_datasets() == ["cifar10", "hymenoptera"]
     with pytest.raises(ValueError, match=r"unknown dataset 'mnist'.*cifar10.*hymenoptera.*sub-folder"):
         get_dataset("mnist")
+
+
+def test_a_download_reports_its_progress_then_unpacks_and_loads(slow_cifar_download, tmp_path, monkeypatch):
+    """What a first click on a fresh host waits for: CIFAR-10 downloading, with its share done,
+    then unpacking."""
+    import time
+
+    from training.data import data_activity, prefetch
+
+    root = tmp_path / "fresh-host"
+    monkeypatch.setenv("DATA_DIR", str(root))
+    loading = prefetch(["cifar10"])
+    seen = set()
+    while loading.is_alive():
+        seen.add(data_activity())
+        time.sleep(0.01)
+    assert any(text.startswith("Downloading CIFAR-10, ") and text.endswith("%") for text in seen), seen
+    assert "Unpacking CIFAR-10…" in seen and data_activity() == ""
+    assert len(load_cifar10("train", root)) == 200 and (root / "cifar-10-batches-py").is_dir()

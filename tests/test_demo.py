@@ -157,6 +157,13 @@ def test_report_preset_on_a_cpu_is_refused_as_a_gpu_job(tiny_data, monkeypatch):
         next(momentum.compare_momentum(0.9, "report", 5, 50_000, 0.001, 10, 0))
 
 
+def test_a_first_click_on_a_fresh_host_shows_the_download_then_trains(slow_cifar_download, tmp_path, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "fresh-host"))
+    statuses = [update[3] for update in batchnorm.compare_batchnorm(**SMALL)]
+    assert any(s.startswith("Downloading CIFAR-10, ") and s.endswith("%…") for s in statuses), statuses[:5]
+    assert statuses[-1].startswith("Done on")
+
+
 def test_missing_data_stays_on_screen_escaped_and_is_a_message_not_a_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
 

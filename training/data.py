@@ -321,6 +321,23 @@ def register_dataset(train: ImageTensors, evaluation: ImageTensors) -> None:
     _registered[spec.name] = {spec.splits[0]: train, spec.splits[1]: evaluation}
 
 
+def prefetch(names: list[str]) -> threading.Thread:
+    """Load datasets in a background thread, so that a Space fetches CIFAR-10 as it boots rather
+    than on its first visitor's click (which then waits on this load and shows its progress). A
+    failure is left for that click to report, with its instructions."""
+
+    def load() -> None:
+        for name in names:
+            try:
+                load_splits(name)
+            except DatasetMissingError:
+                pass
+
+    thread = threading.Thread(target=load, name="prefetch", daemon=True)
+    thread.start()
+    return thread
+
+
 def forget_dataset(name: str) -> None:
     _registered.pop(name, None)
 
