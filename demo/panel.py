@@ -147,12 +147,11 @@ def prepare_data(configs: list[TrainConfig]) -> Iterator[str]:
         raise failure[0]
 
 
-def cannot_train(error: Exception) -> tuple[str, gr.Error]:
-    """The status and the error of a run that cannot start for want of data or weights: the
-    instructions stay on screen beside the controls, and the toast stays until it is closed.
-    The text is escaped, since an error's reason can read like HTML ("<urlopen error …>")."""
-    lines = [html.escape(line) for line in str(error).splitlines()]
-    return "**Cannot train yet.** " + "  \n".join(lines), gr.Error(" ".join(lines), duration=None, title="Cannot train yet")
+def cannot_train(error: Exception) -> str:
+    """The status of a run that cannot start for want of data or weights: the instructions, which
+    stay on screen beside the controls (not in a toast that vanishes), escaped, since an error's
+    reason can read like HTML ("<urlopen error …>")."""
+    return "**Cannot train yet.** " + "  \n".join(html.escape(line) for line in str(error).splitlines())
 
 
 def updates(
@@ -193,9 +192,8 @@ def updates(
         completed = True
     except (DatasetMissingError, WeightsUnavailableError) as error:
         completed = True  # refused, not stopped: the error says why
-        status, toast = cannot_train(error)
-        yield recorder, status, False
-        raise toast from None
+        yield recorder, cannot_train(error), False
+        return
     except ValueError as error:
         completed = True
         raise gr.Error(str(error)) from None

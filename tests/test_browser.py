@@ -2,6 +2,7 @@
 
 Set CNNLAB_SCREENSHOT_DIR to keep the screenshots (the README's come from here)."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -26,16 +27,13 @@ if not shutil.which(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
 
 
-@pytest.fixture
-def served(tiny_root, torch_home, tmp_path):
-    """`python app.py` in its own process, as a Space runs it, on a free port."""
-    model = tmp_path / "ants-bees-model"
-    AlexNetTransfer(mode="feature_extraction").save_pretrained(model)
+def serve(env_overrides: dict) -> tuple[subprocess.Popen, str]:
+    """`python app.py` in its own process, as a Space runs it, on a free port, once it answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {key: value for key, value in os.environ.items() if key != "CIFAR10_MODEL"}  # nothing set: the embedded classifier answers
-    env = {**env, "DATA_DIR": str(tiny_root), "TORCH_HOME": str(torch_home), "ANTS_BEES_MODEL": str(model), "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    env = {**env, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", **env_overrides}
     server = subprocess.Popen([sys.executable, "app.py"], cwd=Path(__file__).parent.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180  # a cold start on a busy 2-core machine
@@ -45,13 +43,31 @@ def served(tiny_root, torch_home, tmp_path):
             break
         except OSError:
             time.sleep(0.3)
+    return server, url
+
+
+@pytest.fixture
+def served(tiny_root, torch_home, tmp_path):
+    model = tmp_path / "ants-bees-model"
+    AlexNetTransfer(mode="feature_extraction").save_pretrained(model)
+    server, url = serve({"DATA_DIR": str(tiny_root), "TORCH_HOME": str(torch_home), "ANTS_BEES_MODEL": str(model)})
     yield url
     server.terminate()
     server.wait(timeout=10)
 
 
 @pytest.fixture
-def page(served):
+def served_without_data(tmp_path):
+    """A fresh host: no data, no models, and no network (every download goes to a closed port)."""
+    closed = "http://127.0.0.1:9"
+    server, url = serve({"DATA_DIR": str(tmp_path / "data"), "TORCH_HOME": str(tmp_path / "torch"), "CNNLAB_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "HTTP_PROXY": closed, "HTTPS_PROXY": closed, "NO_PROXY": "127.0.0.1,localhost"})
+    yield url
+    server.terminate()
+    server.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def browser_page(url: str):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -60,9 +76,15 @@ def page(served):
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
         )
         page = browser.new_page(viewport={"width": 1300, "height": 1400})
-        page.goto(served)
+        page.goto(url)
         yield page
         browser.close()
+
+
+@pytest.fixture
+def page(served):
+    with browser_page(served) as page:
+        yield page
 
 
 def visible(locator):
@@ -214,3 +236,17 @@ def test_your_images_trains_on_generated_shapes_classifies_and_shows_a_mistake(p
     caption.wait_for(timeout=30_000)
     page.wait_for_timeout(1_000)  # the gallery fades while its update lands; the screenshot waits it out
     page.screenshot(path=shots / "your-images.png", full_page=True)
+
+
+def test_the_first_train_on_a_host_without_data_or_network_shows_the_instructions_in_full(served_without_data, tmp_path):
+    shots = Path(os.environ.get("CNNLAB_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    with browser_page(served_without_data) as page:
+        page.get_by_role("tab", name="Batch normalization").click()
+        visible(page.get_by_role("button", name="Train")).click()
+        # The reason reads as text, <urlopen error …> and all, and the instructions follow it.
+        reason = visible(page.get_by_text(re.compile(r"download failed: <urlopen error .*Connection refused>"))).first
+        reason.wait_for(timeout=60_000)
+        expect(visible(page.get_by_text(re.compile(r"Set DATA_DIR to the folder that holds it")))).not_to_have_count(0)
+        page.wait_for_timeout(500)  # the toast's entrance
+        page.screenshot(path=shots / "first-click-offline.png", full_page=False)
