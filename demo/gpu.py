@@ -119,10 +119,14 @@ def gpu(arms_of: Callable[..., list[TrainConfig]]):
         signature = inspect.signature(handler)
         wanted = set(inspect.signature(arms_of).parameters)
 
-        def arms(args, kwargs) -> list[TrainConfig]:
+        def settings(args, kwargs) -> dict:
+            """The call's arguments by name (Gradio passes progress and request by position)."""
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
-            return arms_of(**{k: v for k, v in bound.arguments.items() if k in wanted})
+            return bound.arguments
+
+        def arms(args, kwargs) -> list[TrainConfig]:
+            return arms_of(**{k: v for k, v in settings(args, kwargs).items() if k in wanted})
 
         def on_device(*args, **kwargs):
             _local.device = GRANTED_DEVICE
@@ -135,7 +139,7 @@ def gpu(arms_of: Callable[..., list[TrainConfig]]):
 
         @functools.wraps(handler)
         def granted(*args, **kwargs):
-            request = kwargs.get("request")
+            request = settings(args, kwargs).get("request")
             session = request.session_hash if request else None
             seconds = gpu_seconds(arms(args, kwargs))  # bad settings are refused here, before a GPU is asked for
             if seconds > MAX_DURATION_S:

@@ -15,6 +15,7 @@ import pytest
 ROOT = Path(__file__).parent.parent
 
 SESSION = r"""
+import inspect
 import json
 import spaces  # the stand-in: importing it guards torch.cuda
 
@@ -31,7 +32,10 @@ class Request:
     session_hash = "student"
 
 def run(handler, **settings):
-    return list(handler(**settings, progress=lambda *a, **k: None, request=Request()))
+    # by position, as Gradio passes a handler's arguments, progress and request included
+    call = inspect.signature(handler).bind(**settings, progress=lambda *a, **k: None, request=Request())
+    call.apply_defaults()
+    return list(handler(*call.args))
 
 out["durations"] = {}
 for handler in handlers[:-1]:
