@@ -250,3 +250,23 @@ def test_the_first_train_on_a_host_without_data_or_network_shows_the_instruction
         expect(visible(page.get_by_text(re.compile(r"Set DATA_DIR to the folder that holds it")))).not_to_have_count(0)
         page.wait_for_timeout(500)  # the toast's entrance
         page.screenshot(path=shots / "first-click-offline.png", full_page=False)
+
+
+def test_on_zerogpu_a_refused_run_says_why_and_the_cpu_is_one_click_away(tiny_root, torch_home):
+    """The app on ZeroGPU (the stand-in spaces package) for a visitor whose GPU quota is used up."""
+    root = Path(__file__).parent.parent
+    server, url = serve({
+        "DATA_DIR": str(tiny_root), "TORCH_HOME": str(torch_home), "SPACES_ZERO_GPU": "true", "SPACES_STANDIN_QUOTA_S": "0",
+        "PYTHONPATH": os.pathsep.join([str(root / "tests" / "standin"), str(root)]),
+    })
+    try:
+        with browser_page(url) as page:
+            page.get_by_role("tab", name="Momentum").click()
+            visible(page.get_by_role("button", name="Train")).click()
+            visible(page.get_by_text(re.compile("ZeroGPU said: You have exceeded your free ZeroGPU quota"))).first.wait_for(timeout=30_000)
+            visible(page.get_by_role("button", name="Use the CPU instead (quick preset)")).click()
+            visible(page.get_by_text("Done on")).wait_for(timeout=90_000)
+            expect(visible(page.get_by_text("Verdict:"))).to_have_count(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -2,19 +2,21 @@
 
 `GPU(duration=...)` records every function it wraps and, on each call, the duration asked for
 (a number, or a function of the call's arguments, as in `spaces`). Setting `quota_left_s`
-refuses longer requests with the error ZeroGPU raises. CUDA may be touched only inside a
+(or SPACES_STANDIN_QUOTA_S, for an app started with this package) refuses longer requests with
+the error ZeroGPU raises. CUDA may be touched only inside a
 wrapped call: on import this module makes torch.cuda's entry points raise outside one, so a
 main process that initialises CUDA fails loudly.
 """
 
 import functools
+import os
 
 import gradio as gr
 import torch
 
 wrapped: list[str] = []  # qualified names of the wrapped functions
 requests: list[tuple[str, float]] = []  # (function, seconds asked for), call by call
-quota_left_s: float | None = None  # a visitor's remaining quota; None: unlimited
+quota_left_s: float | None = float(os.environ["SPACES_STANDIN_QUOTA_S"]) if "SPACES_STANDIN_QUOTA_S" in os.environ else None  # None: unlimited
 _inside = 0
 
 
