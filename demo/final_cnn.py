@@ -16,6 +16,7 @@ from demo.classifiers import Classifier, cell_examples, confusion, default_class
 from demo.common import GPU_AVAILABLE, plan
 from demo.gpu import gpu
 from demo.panel import ComparisonPanel, session_result, watch
+from demo.trained import dropped_message
 from demo.uploads import classify, image_upload, open_upload
 from demo.views import curves, plot_series, results_table
 from training.data import CIFAR10_DATASET, DatasetMissingError, model_input, square_rgb
@@ -57,6 +58,8 @@ def chosen(choice: str, session: dict | None) -> Classifier:
         raise gr.Error(f"model must be {DEFAULT!r} or {SESSION!r}, got {choice!r}")
     if choice == SESSION:
         classifier = session_classifier(session)
+        if classifier is None and session and session["models"].dropped:
+            raise gr.Error(dropped_message())
         if classifier is None:
             raise gr.Error("No model has been trained in this session yet: press Train below, or choose the default model.")
         return classifier

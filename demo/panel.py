@@ -15,6 +15,7 @@ import pandas as pd
 
 from demo.common import DEFAULT_PRESET, LIMITS, check_budget, preset_controls, preset_note, preset_values
 from demo.gpu import training_device, was_refused
+from demo.trained import HeldModels
 from demo.views import curves, line_plots, plot_series, reference_caption, results_table, table_notes
 from models import INITS, WeightsUnavailableError, model_arguments
 from training.data import DatasetMissingError, data_activity, load_splits
@@ -210,11 +211,12 @@ def updates(
 
 
 def session_result(recorder: Recorder, experiment: Experiment, preset: str) -> dict:
-    """What a browser session keeps of a finished run: its results JSON and trained models, on
-    the CPU (they classify single photos, and a ZeroGPU call's GPU is gone once it returns)."""
+    """What a browser session keeps of a finished run: its results JSON and a handle on its
+    trained models, which the bounded store holds on the CPU (they classify single photos, and a
+    ZeroGPU call's GPU is gone once it returns)."""
     configs = next(iter(recorder.runs.values()))["config"]
     where = device_name(resolve_device(training_device()))
-    return {"results": recorder.to_json(experiment.name, preset, configs["seed"], where), "models": {label: model.cpu() for label, model in recorder.models.items()}}
+    return {"results": recorder.to_json(experiment.name, preset, configs["seed"], where), "models": HeldModels({label: model.cpu() for label, model in recorder.models.items()})}
 
 
 def stream_comparison(

@@ -6,6 +6,7 @@ import gradio as gr
 from demo.common import plan
 from demo.gpu import gpu
 from demo.panel import ComparisonPanel, stream_comparison
+from demo.trained import dropped_message
 from demo.uploads import ConfiguredModel, classify, image_upload, open_upload
 from models import AlexNetTransfer
 from training.data import HYMENOPTERA_DATASET, data_dir
@@ -46,6 +47,8 @@ def classify_ants_bees(image_path=None, arm="fine tuning", session=None):
     model = ants_bees_model.get()
     if model is None and session:
         models = session["models"]
+        if models.dropped:
+            raise gr.Error(dropped_message())
         model = models.get(arm) or next(iter(models.values()), None)
     if model is None:
         raise gr.Error(f"No ants-vs-bees model yet: train one above, or set ANTS_BEES_MODEL to a Hub repo or a save_pretrained folder ({ants_bees_model.message})")

@@ -18,6 +18,7 @@ from demo.common import bounded
 from demo.gpu import gpu
 from demo.panel import cpu_fallback_button, offer_cpu, stream_comparison
 from demo.photo_sets import MAX_CLASSES, MIN_CLASSES, MIN_PHOTOS_PER_CLASS, PhotoSetError
+from demo.trained import dropped_message
 from demo.uploads import classify, image_upload, open_upload
 from demo.views import line_plots, plot_series, results_table
 from models import WeightsUnavailableError
@@ -86,15 +87,9 @@ def priced_arms(network=NETWORKS[0], epochs=3, seed=0) -> list:
 
 
 @gpu(priced_arms)
-def train_your_images(archive=None, network=NETWORKS[0], epochs=3, seed=0, rows=None, progress=gr.Progress(), request: gr.Request = None):
-    """Train feature extraction and fine tuning of AlexNet (or a small CNN) on your photos, paired."""
-    priced_arms(network, epochs, seed)  # the settings' bounds
-    epochs, seed = int(epochs), int(seed)
-    try:
-        photos = photos_from(archive, rows or [])
-    except PhotoSetError as error:
-        raise gr.Error(str(error)) from None
-    session = request.session_hash if request and request.session_hash else "api"
+def train_photos(photos: photo_sets.PhotoSet, session: str, network=NETWORKS[0], epochs=3, seed=0, progress=gr.Progress(), request: gr.Request = None):
+    """Train on photos already read, in whichever process trains (on ZeroGPU, the GPU worker's,
+    which gets the photos as an argument and holds them for the run)."""
     spec = photo_sets.register(photos, session, seed)
     configs = arms(network, spec.name, epochs, seed)
     status = photos.summary()
@@ -104,10 +99,35 @@ def train_your_images(archive=None, network=NETWORKS[0], epochs=3, seed=0, rows=
         yield *shown, table, f"{status}\n\n{training}", result, spec.name
 
 
+def read_and_train(trainer, archive, network, epochs, seed, rows, progress, request):
+    """Check the settings, read the photos and hold them in this (the app's) process, where the
+    mistakes gallery reads them and the session's end forgets them; then train with `trainer`."""
+    priced_arms(network, epochs, seed)  # the settings' bounds
+    try:
+        photos = photos_from(archive, rows or [])
+    except PhotoSetError as error:
+        raise gr.Error(str(error)) from None
+    session = request.session_hash if request and request.session_hash else "api"
+    photo_sets.register(photos, session, int(seed))
+    yield from trainer(photos, session, network, int(epochs), int(seed), progress, request)
+
+
+def train_your_images(archive=None, network=NETWORKS[0], epochs=3, seed=0, rows=None, progress=gr.Progress(), request: gr.Request = None):
+    """Train feature extraction and fine tuning of AlexNet (or a small CNN) on your photos, paired."""
+    yield from read_and_train(train_photos, archive, network, epochs, seed, rows, progress, request)
+
+
+def train_your_images_on_cpu(archive=None, network=NETWORKS[0], epochs=3, seed=0, rows=None, progress=gr.Progress(), request: gr.Request = None):
+    """The same, on this host's CPU: the one-click fallback when ZeroGPU refuses a GPU."""
+    yield from read_and_train(train_photos.on_cpu, archive, network, epochs, seed, rows, progress, request)
+
+
 def chosen_model(arm: str, session: dict | None):
     if not session:
         raise gr.Error("Nothing has been trained in this session yet: give your photos and press Train.")
     models = session["models"]
+    if models.dropped:
+        raise gr.Error(dropped_message())
     if arm not in models:
         arm = next(iter(models))
     return arm, models[arm]
@@ -146,6 +166,8 @@ def download_models(session=None) -> str:
     publish --experiment your-images --from DIR` reads."""
     if not session:
         raise gr.Error("Nothing has been trained in this session yet.")
+    if session["models"].dropped:
+        raise gr.Error(dropped_message())
     folder = Path(tempfile.mkdtemp(prefix="your-images-"))
     for label, model in session["models"].items():
         model.save_pretrained(folder / folder_name(label))
@@ -228,7 +250,7 @@ def build() -> None:
     )
     training.failure(offer_cpu, None, on_cpu, api_visibility="private")  # refused a ZeroGPU GPU: the CPU, in one click
     cpu_training = on_cpu.click(collect_rows, boxes, rows_given, api_visibility="private").then(
-        train_your_images.on_cpu, [archive, network, epochs, seed, rows_given], [loss_plot, accuracy_plot, table, status, session, dataset],
+        train_your_images_on_cpu, [archive, network, epochs, seed, rows_given], [loss_plot, accuracy_plot, table, status, session, dataset],
         api_visibility="private", concurrency_id="training", concurrency_limit=1,
     )
     for run in (training, cpu_training):

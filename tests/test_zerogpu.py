@@ -25,7 +25,7 @@ from demo import activations, adaptive_lr, batchnorm, depth, final_cnn, gpu, mom
 app.load_classifiers()
 app.build_app()  # the whole UI is built without touching CUDA
 handlers = [activations.compare_activations, adaptive_lr.compare_adaptive_lr, batchnorm.compare_batchnorm, depth.depth_grid,
-            final_cnn.train_final_cnn, momentum.compare_momentum, transfer.train_transfer, your_images.train_your_images]
+            final_cnn.train_final_cnn, momentum.compare_momentum, transfer.train_transfer, your_images.train_photos]
 out = {"wrapped": sorted(spaces.wrapped), "handlers": len(handlers), "default_preset": panel.DEFAULT_PRESET}
 
 class Request:
