@@ -18,8 +18,9 @@ from demo.gpu import training_device, was_refused
 from demo.trained import HeldModels
 from demo.views import curves, line_plots, plot_series, reference_caption, results_table, table_notes
 from models import INITS, WeightsUnavailableError, model_arguments
-from training.data import DatasetMissingError, data_activity, load_splits
-from training.engine import Finished, Started, TrainConfig, device_name, resolve_device
+from models.alexnet import backbone_url
+from training.data import DatasetMissingError, data_activity, download_checkpoint, load_splits
+from training.engine import Finished, Started, TrainConfig, device_name, model_overrides, resolve_device
 from training.experiments import Experiment, get_experiment
 from training.lessons import verdicts
 from training.results import Recorder
@@ -127,8 +128,9 @@ def watch(experiment: Experiment, configs: list[TrainConfig], preset: str, progr
 
 
 def prepare_data(configs: list[TrainConfig]) -> Iterator[str]:
-    """Load every arm's dataset in a thread, yielding what is happening a few times a second: on
-    a fresh host the first click downloads or decodes before anything trains."""
+    """Load every arm's dataset, and fetch the pretrained weights any arm starts from, in a
+    thread, yielding what is happening a few times a second: on a fresh host the first click
+    downloads or decodes before anything trains."""
     failure: list[BaseException] = []
 
     def load() -> None:
@@ -137,6 +139,13 @@ def prepare_data(configs: list[TrainConfig]) -> Iterator[str]:
                 load_splits(name)
         except Exception as error:  # raised again in the caller's thread
             failure.append(error)
+            return
+        weights = {model_arguments(c.model, **model_overrides(c)).get("backbone_weights") for c in configs} - {None}
+        for name in weights:
+            try:
+                download_checkpoint(backbone_url(name), "AlexNet's ImageNet weights")
+            except OSError:
+                pass  # building the model tries again and says what to do (WeightsUnavailableError)
 
     loader = threading.Thread(target=load, daemon=True)
     loader.start()

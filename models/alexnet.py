@@ -39,6 +39,13 @@ def load_backbone(weights_name: str | None) -> nn.Module:
         ) from None
 
 
+def backbone_url(weights_name: str) -> str:
+    """Where torchvision downloads a backbone's weights from."""
+    from torchvision.models import AlexNet_Weights
+
+    return AlexNet_Weights[weights_name].url
+
+
 class AlexNetTransfer(nn.Module, PyTorchModelHubMixin, tags=["cnn-lab", "transfer-learning"]):
     """AlexNet with a new head.
 

@@ -1,7 +1,9 @@
 """The tabs' handlers, called as plain functions on tiny datasets."""
 
 
+import io
 import json
+import re
 import time
 from pathlib import Path
 from urllib.error import URLError
@@ -162,6 +164,38 @@ def test_a_first_click_on_a_fresh_host_shows_the_download_then_trains(slow_cifar
     statuses = [update[3] for update in batchnorm.compare_batchnorm(**SMALL)]
     assert any(s.startswith("Downloading CIFAR-10, ") and s.endswith("%…") for s in statuses), statuses[:5]
     assert statuses[-1].startswith("Done on")
+
+
+def test_a_first_transfer_click_shows_the_imagenet_weights_downloading_then_trains(tiny_data, torch_home, tmp_path, monkeypatch):
+    payload = (torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth").read_bytes()
+
+    class SlowResponse(io.BytesIO):
+        headers = {"Content-Length": str(len(payload))}
+
+        def read(self, size=-1):
+            time.sleep(0.05)
+            return super().read(len(payload) // 10 + 1)
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "fresh-torch-home"))
+    monkeypatch.setattr("training.data.urlopen", lambda url, timeout: SlowResponse(payload))
+    monkeypatch.setattr(torch.hub, "HASH_REGEX", re.compile(r"(?!)"))  # the stand-in weights are not ImageNet's, whose hash the name holds
+    statuses = [update[3] for update in transfer.train_transfer(epochs=1)]
+    assert any(s.startswith("Downloading AlexNet's ImageNet weights, 2") and s.endswith("%…") for s in statuses), statuses[:3]
+    assert statuses[-1].startswith("Done on")
+    assert (tmp_path / "fresh-torch-home" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth").stat().st_size == len(payload)
+
+
+def test_a_download_whose_hash_does_not_match_its_name_is_refused_and_not_kept(tmp_path, monkeypatch):
+    from training.data import download_checkpoint
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    class Response(io.BytesIO):
+        headers = {}  # no Content-Length: the status counts megabytes instead
+
+    monkeypatch.setattr("training.data.urlopen", lambda url, timeout: Response(b"not the weights"))
+    with pytest.raises(OSError, match="corrupt"):
+        download_checkpoint("https://example.org/weights-0123abcd.pth", "weights")
+    assert not any((tmp_path / "hub" / "checkpoints").iterdir())
 
 
 def test_missing_data_stays_on_screen_escaped_and_is_a_message_not_a_traceback(tmp_path, monkeypatch):

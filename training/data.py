@@ -151,18 +151,38 @@ def download_archive(url: str, folder: Path, title: str, md5: str | None = None)
     archive = folder / url.rsplit("/", 1)[1]
     with _reporting() as report:
         if not check_integrity(str(archive), md5):
-            partial = archive.with_name(archive.name + ".part")
-            with urlopen(url, timeout=30) as response, open(partial, "wb") as out:
-                total, done = int(response.headers.get("Content-Length") or 0), 0
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    done += len(chunk)
-                    report(f"Downloading {title}, {total / 1e6:.0f} MB: {done / total:.0%}" if total else f"Downloading {title}: {done / 1e6:.0f} MB")
-            partial.replace(archive)
+            _fetch(url, archive, title, report)
             if not check_integrity(str(archive), md5):
                 raise OSError(f"the download of {url} is corrupt (its checksum does not match); try again")
         report(f"Unpacking {title}…")
         extract_archive(str(archive), str(folder))
+
+
+def download_checkpoint(url: str, title: str) -> None:
+    """Fetch a checkpoint into torch's hub cache, where torchvision's weights look for it, saying
+    how far it has got in `data_activity`; its file name's hash prefix is checked, as torch does."""
+    path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _reporting() as report:
+        _fetch(url, path, title, report)
+    prefix = torch.hub.HASH_REGEX.search(path.name)
+    if prefix and not hashlib.sha256(path.read_bytes()).hexdigest().startswith(prefix.group(1)):
+        path.unlink()
+        raise OSError(f"the download of {url} is corrupt (its hash does not match); try again")
+
+
+def _fetch(url: str, path: Path, title: str, report) -> None:
+    """Stream `url` to `path` (whole or not at all), reporting the share done."""
+    partial = path.with_name(path.name + ".part")
+    with urlopen(url, timeout=30) as response, open(partial, "wb") as out:
+        total, done = int(response.headers.get("Content-Length") or 0), 0
+        while chunk := response.read(1 << 20):
+            out.write(chunk)
+            done += len(chunk)
+            report(f"Downloading {title}, {total / 1e6:.0f} MB: {done / total:.0%}" if total else f"Downloading {title}: {done / 1e6:.0f} MB")
+    partial.replace(path)
 
 
 def _decode(path: Path, size: int) -> np.ndarray:
