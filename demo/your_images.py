@@ -239,7 +239,7 @@ def build() -> None:
         label = gr.Label(num_top_classes=3, label="Prediction")
     wrong = gr.Gallery(
         label="Validation photos it got wrong (true class → taken for, how sure)", columns=6, fit_columns=False,  # a few mistakes stay thumbnails
-        height=280,  # one row of thumbnails; more mistakes scroll object_fit="contain", allow_preview=False,
+        height=280, object_fit="contain", allow_preview=False,  # one row of thumbnails; more mistakes scroll
     )
 
     rows_given = gr.State([])
