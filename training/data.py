@@ -9,6 +9,7 @@ batches on any device.
 """
 
 import hashlib
+import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -123,6 +124,7 @@ def square_rgb(image: Image.Image, size: int) -> np.ndarray:
 # What the data layer is fetching or decoding right now, one line per task ("Downloading
 # CIFAR-10, 163 MB: 40%"): a plain record that the app shows while a first click waits for data.
 _activity: dict[int, str] = {}
+_activity_keys = itertools.count()  # one per task: an id() could be reused while a task runs
 
 
 def data_activity() -> str:
@@ -133,7 +135,7 @@ def data_activity() -> str:
 @contextmanager
 def _reporting():
     """A slot in `data_activity` for one task; set it by calling the yielded function."""
-    key = object().__hash__()
+    key = next(_activity_keys)
     try:
         yield lambda text: _activity.__setitem__(key, text)
     finally:
@@ -227,17 +229,16 @@ def load_image_folder(root: Path, size: int, classes: tuple[str, ...]) -> tuple[
         except (OSError, RuntimeError, EOFError):
             pass  # a torn or foreign file: decode again and overwrite it
     images = np.empty((len(files), size, size, 3), dtype=np.uint8)
-    decoded = [0] * len(files)  # per file, so that threads never share a counter
+    finished = itertools.count(1)  # shared by the threads: next() on it is atomic
 
     def decode_into(indices: range, report) -> None:
-        for count, index in enumerate(indices):
+        for index in indices:
             try:
                 images[index] = _decode(files[index], size)
             except (OSError, ValueError, Image.DecompressionBombError) as error:
                 raise DatasetMissingError(f"cannot read image {files[index]}: {error}") from None
-            decoded[index] = 1
-            if count % 500 == 0:
-                report(f"Decoding {len(files):,} images of {root.parent.name}/{root.name}: {sum(decoded):,}")
+            if (done := next(finished)) % 500 == 0:
+                report(f"Decoding {len(files):,} images of {root.parent.name}/{root.name}: {done:,}")
 
     workers = os.cpu_count() if size > 64 else 1
     with _reporting() as report, ThreadPoolExecutor(max_workers=workers) as pool:
