@@ -9,9 +9,9 @@ import math
 
 import gradio as gr
 
-from demo.gpu import ON_ZEROGPU, gpu_available, training_device
+from demo.gpu import ON_ZEROGPU, gpu_available
 from models import INITS, model_arguments
-from training.data import get_dataset
+from training.data import get_dataset, images_per_epoch
 from training.engine import TrainConfig, resolve_device
 from training.experiments import Experiment, get_experiment
 
@@ -76,9 +76,8 @@ def plan(experiment: Experiment, preset, epochs=None, n_train=None, lr=None, bat
 
 
 def check_budget(configs: list[TrainConfig]) -> None:
-    device = resolve_device(training_device()).type
-    sizes = {c.dataset: get_dataset(c.dataset).train_size for c in configs}  # once per dataset: a folder's is counted on disk
-    images = sum(c.epochs * min(c.n_train or sizes[c.dataset], sizes[c.dataset]) for c in configs)
+    device = resolve_device(configs[0].device).type
+    images = sum(c.epochs * n for c, n in zip(configs, images_per_epoch(configs)))
     if images > MAX_IMAGES[device]:
         hint = " This is a GPU job: choose the quick preset, or fewer epochs or images." if device == "cpu" else ""
         raise gr.Error(f"This run would train on {images:,} images, more than the {MAX_IMAGES[device]:,} this server allows per run.{hint}")

@@ -26,7 +26,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from training.data import get_dataset
+from training.data import images_per_epoch
 from training.engine import TrainConfig
 
 ZEROGPU = tomllib.loads((Path(__file__).parent / "zerogpu.toml").read_text())
@@ -78,10 +78,7 @@ def training_device() -> str:
 def gpu_seconds(configs: list[TrainConfig]) -> int:
     """The GPU duration to ask for: every arm's training steps at `GPU_STEPS_PER_S`, plus the
     start-up, with a margin, in whole seconds."""
-    seconds = 0.0
-    for config in configs:
-        images = config.n_train or get_dataset(config.dataset).train_size
-        seconds += config.epochs * math.ceil(images / config.batch_size) / GPU_STEPS_PER_S[config.model]
+    seconds = sum(c.epochs * math.ceil(n / c.batch_size) / GPU_STEPS_PER_S[c.model] for c, n in zip(configs, images_per_epoch(configs)))
     return max(MIN_DURATION_S, math.ceil((STARTUP_S + seconds) * MARGIN))
 
 

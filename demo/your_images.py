@@ -63,35 +63,37 @@ def photos_from(archive, rows: list) -> photo_sets.PhotoSet:
     return photo_sets.from_photos(named)
 
 
-def arms(network: str, dataset: str, epochs: int, seed: int) -> list:
+def checked(network, epochs, seed) -> tuple[str, int, int]:
+    """The settings, bounded, or a gr.Error that says what is allowed."""
     if network not in NETWORKS:
         raise gr.Error(f"network must be one of {NETWORKS}, got {network!r}")
-    configs = EXPERIMENT.arms("quick", seed=seed, dataset=dataset, epochs=epochs)
-    if network == NETWORKS[1]:
-        # Without ImageNet's weights: the smallest teaching CNN, learning from nothing but your photos.
-        return [replace(configs[0], label=SCRATCH_ARM, model="cnn-tiny", model_overrides={}, init="he", lr=0.01)]
-    try:
-        load_backbone("IMAGENET1K_V1")
-    except WeightsUnavailableError as error:
-        raise gr.Error(f"{error}\n\nOr choose \"{NETWORKS[1]}\" under Network: it needs no downloaded weights.") from None
-    return configs
-
-
-def priced_arms(network=NETWORKS[0], epochs=3, seed=0) -> list:
-    """The arms as a GPU request is priced before the photos are read: as many as an upload may hold."""
     epochs, seed = bounded("epochs", epochs), bounded("seed", seed)
     if epochs > MAX_EPOCHS:
         raise gr.Error(f"epochs must be at most {MAX_EPOCHS} here, got {epochs}")
-    configs = EXPERIMENT.arms("quick", seed=seed, epochs=epochs, n_train=photo_sets.MAX_FILES)
-    return configs if network == NETWORKS[0] else [replace(configs[0], model="cnn-tiny")]
+    return network, epochs, seed
 
 
-@gpu(priced_arms)
+def session_arms(session: str, network=NETWORKS[0], epochs=3, seed=0) -> list:
+    """The arms on this session's photos (held before training starts, so a GPU request is priced
+    on them)."""
+    configs = EXPERIMENT.arms("quick", seed=seed, dataset=photo_sets.dataset_name(session), epochs=epochs)
+    if network == NETWORKS[1]:
+        # Without ImageNet's weights: the smallest teaching CNN, learning from nothing but your photos.
+        return [replace(configs[0], label=SCRATCH_ARM, model="cnn-tiny", model_overrides={}, init="he", lr=0.01)]
+    return configs
+
+
+@gpu(session_arms)
 def train_photos(photos: photo_sets.PhotoSet, session: str, network=NETWORKS[0], epochs=3, seed=0, progress=gr.Progress(), request: gr.Request = None):
     """Train on photos already read, in whichever process trains (on ZeroGPU, the GPU worker's,
     which gets the photos as an argument and holds them for the run)."""
     spec = photo_sets.register(photos, session, seed)
-    configs = arms(network, spec.name, epochs, seed)
+    if network == NETWORKS[0]:
+        try:
+            load_backbone("IMAGENET1K_V1")
+        except WeightsUnavailableError as error:
+            raise gr.Error(f"{error}\n\nOr choose \"{NETWORKS[1]}\" under Network: it needs no downloaded weights.") from None
+    configs = session_arms(session, network, epochs, seed)
     status = photos.summary()
     for *shown, table, training, result in stream_comparison(EXPERIMENT, configs, "quick", progress, SERIES, request):
         if isinstance(result, dict):
@@ -100,16 +102,18 @@ def train_photos(photos: photo_sets.PhotoSet, session: str, network=NETWORKS[0],
 
 
 def read_and_train(trainer, archive, network, epochs, seed, rows, progress, request):
-    """Check the settings, read the photos and hold them in this (the app's) process, where the
-    mistakes gallery reads them and the session's end forgets them; then train with `trainer`."""
-    priced_arms(network, epochs, seed)  # the settings' bounds
+    """Check the settings, read the photos, and train on them with `trainer`. When it trains in
+    another process (ZeroGPU's worker), the photos are held in this one as well: the mistakes
+    gallery reads them here, and the session's end forgets them here."""
+    network, epochs, seed = checked(network, epochs, seed)
     try:
         photos = photos_from(archive, rows or [])
     except PhotoSetError as error:
         raise gr.Error(str(error)) from None
     session = request.session_hash if request and request.session_hash else "api"
-    photo_sets.register(photos, session, int(seed))
-    yield from trainer(photos, session, network, int(epochs), int(seed), progress, request)
+    if trainer is not trainer.on_cpu:  # it trains in ZeroGPU's worker process: hold the photos here too
+        photo_sets.register(photos, session, seed)
+    yield from trainer(photos, session, network, epochs, seed, progress, request)
 
 
 def train_your_images(archive=None, network=NETWORKS[0], epochs=3, seed=0, rows=None, progress=gr.Progress(), request: gr.Request = None):

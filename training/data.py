@@ -336,6 +336,13 @@ def get_dataset(name: str) -> DatasetSpec:
     raise ValueError(f"unknown dataset {name!r}: choose one of {list_datasets()}, or give a folder with one sub-folder of images per class")
 
 
+def images_per_epoch(configs: list) -> list[int]:
+    """The training images each run config draws per epoch: its `n_train`, at most its dataset's
+    whole split (each dataset's size read once: a folder's is counted on disk)."""
+    sizes = {c.dataset: get_dataset(c.dataset).train_size for c in configs}
+    return [min(c.n_train or sizes[c.dataset], sizes[c.dataset]) for c in configs]
+
+
 def register_dataset(train: ImageTensors, evaluation: ImageTensors) -> None:
     """Hold two decoded splits in memory under their spec's name until `forget_dataset`."""
     spec = train.spec
