@@ -57,7 +57,7 @@ MAX_DURATION_S = int(os.environ.get("ZEROGPU_MAX_DURATION", ZEROGPU["daily_quota
 GRANTED_DEVICE = os.environ.get("CNNLAB_GRANTED_DEVICE", "cuda")
 _local = threading.local()  # .device: GRANTED_DEVICE inside a granted call
 # Browser sessions whose last training request ZeroGPU refused: they are offered the CPU.
-_refused: OrderedDict[str, str] = OrderedDict()
+_refused: OrderedDict[str, None] = OrderedDict()
 REMEMBERED_SESSIONS = 256
 
 
@@ -89,7 +89,7 @@ class GpuRefused(gr.Error):
 def refusal(session: str | None, reason: str) -> GpuRefused:
     if session:
         _refused.pop(session, None)
-        _refused[session] = reason
+        _refused[session] = None
         while len(_refused) > REMEMBERED_SESSIONS:
             _refused.popitem(last=False)
     return GpuRefused(
@@ -116,14 +116,14 @@ def gpu(arms_of: Callable[..., list[TrainConfig]]):
         signature = inspect.signature(handler)
         wanted = set(inspect.signature(arms_of).parameters)
 
-        def settings(args, kwargs) -> dict:
+        def by_name(args, kwargs) -> dict:
             """The call's arguments by name (Gradio passes progress and request by position)."""
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             return bound.arguments
 
-        def arms(args, kwargs) -> list[TrainConfig]:
-            return arms_of(**{k: v for k, v in settings(args, kwargs).items() if k in wanted})
+        def seconds(arguments: dict) -> int:
+            return gpu_seconds(arms_of(**{k: v for k, v in arguments.items() if k in wanted}))
 
         def on_device(*args, **kwargs):
             _local.device = GRANTED_DEVICE
@@ -132,15 +132,16 @@ def gpu(arms_of: Callable[..., list[TrainConfig]]):
             finally:
                 _local.device = None
 
-        on_gpu = spaces.GPU(duration=lambda *args, **kwargs: gpu_seconds(arms(args, kwargs)))(on_device)
+        on_gpu = spaces.GPU(duration=lambda *args, **kwargs: seconds(by_name(args, kwargs)))(on_device)
 
         @functools.wraps(handler)
         def granted(*args, **kwargs):
-            request = settings(args, kwargs).get("request")
+            arguments = by_name(args, kwargs)
+            request = arguments.get("request")
             session = request.session_hash if request else None
-            seconds = gpu_seconds(arms(args, kwargs))  # bad settings are refused here, before a GPU is asked for
-            if seconds > MAX_DURATION_S:
-                raise refusal(session, f"This run needs about {seconds} s of GPU time, more than the {MAX_DURATION_S} s one request may take here.")
+            needed = seconds(arguments)  # bad settings are refused here, before a GPU is asked for
+            if needed > MAX_DURATION_S:
+                raise refusal(session, f"This run needs about {needed} s of GPU time, more than the {MAX_DURATION_S} s one request may take here.")
             _refused.pop(session, None)
             try:
                 yield from on_gpu(*args, **kwargs)
