@@ -52,9 +52,14 @@ def model_arguments(name: str, **overrides) -> dict:
     return {**defaults, **preset, **overrides}
 
 
+def model_class(name: str) -> type[nn.Module]:
+    model_arguments(name)  # an unknown name is refused with the list of known ones
+    return _PRESETS[name][0]
+
+
 def create_model(name: str, **overrides) -> nn.Module:
     arguments = model_arguments(name, **overrides)
     return _PRESETS[name][0](**arguments)
 
 
-__all__ = ["ACTIVATIONS", "INITS", "MODES", "AirbenchCNN", "AlexNetTransfer", "TeachingCNN", "WeightsUnavailableError", "create_model", "list_models", "model_arguments"]
+__all__ = ["ACTIVATIONS", "INITS", "MODES", "AirbenchCNN", "AlexNetTransfer", "TeachingCNN", "WeightsUnavailableError", "create_model", "list_models", "model_arguments", "model_class"]

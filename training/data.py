@@ -343,6 +343,26 @@ def images_per_epoch(configs: list) -> list[int]:
     return [min(c.n_train or sizes[c.dataset], sizes[c.dataset]) for c in configs]
 
 
+def data_source(name: str) -> str | None:
+    """Which copy of a dataset a run reads, as a string that changes with it: the folders of an
+    image-folder layout with their modification times (which change when a photo is added or
+    removed), or CIFAR-10's official batches. None for a dataset held only in memory."""
+    spec = get_dataset(name)
+    if spec.name in _registered:
+        return None
+    root = data_dir().resolve()
+    if spec.name == "cifar10":
+        folders = [root / "cifar10" / split for split in spec.splits]
+        if not folders[0].is_dir():
+            return f"cifar10 batches in {root}"  # the official archive, downloaded if missing
+    elif spec.name == "hymenoptera":
+        folders = [root / "hymenoptera_data" / split for split in spec.splits]
+    else:
+        folders = [Path(spec.source).resolve()]
+    stamps = [f"{folder}:{entry.name}:{entry.stat().st_mtime_ns}" for folder in folders if folder.is_dir() for entry in sorted(folder.iterdir()) if entry.is_dir()]
+    return "|".join(stamps) or f"{spec.name} in {root}"
+
+
 def register_dataset(train: ImageTensors, evaluation: ImageTensors) -> None:
     """Hold two decoded splits in memory under their spec's name until `forget_dataset`."""
     spec = train.spec

@@ -46,6 +46,23 @@ class Recorder:
             run.update(record)
             self.models[event.arm] = event.model
 
+    @classmethod
+    def restored(cls, results: dict, models: dict) -> "Recorder":
+        """A recorder holding a finished run read back from its results JSON and models."""
+        recorder = cls([])
+        recorder.runs = {run["label"]: run for run in results["runs"]}
+        recorder.models = dict(models)
+        recorder.device, recorder.precision = results["device"], results.get("precision")
+        return recorder
+
+    def snapshot(self) -> "Recorder":
+        """A copy that later events leave as it is, for readers in other threads (the models are shared)."""
+        copy = Recorder([])
+        copy.runs = {label: {**run, "history": list(run["history"])} for label, run in self.runs.items()}
+        copy.models = dict(self.models)
+        copy.device, copy.precision = self.device, self.precision
+        return copy
+
     def to_json(self, experiment: str, preset: str, seed: int, device_name: str) -> dict:
         return {
             "experiment": experiment,

@@ -1,0 +1,244 @@
+"""A disk cache of finished comparisons: our runs are deterministic, so a request identical to one
+already run is answered with that run's curves and models instead of a second training.
+
+A run is identical when the experiment, every arm's settings, the data it reads, the code, the
+device kind and the precision all match (`run_key`). An entry is a folder under
+CNNLAB_CACHE/runs/<key>: the results JSON, each arm's model as a `save_pretrained` folder, and a
+manifest of every file's SHA-256, written last. Entries are written into a temporary folder and
+renamed into place (a rename is atomic), so a reader sees a whole entry or none; one whose files
+do not match their manifest (a truncated write, a flipped byte) is dropped and the run trained
+again. The folder is bounded in size (CNNLAB_RUN_CACHE_MB): the entry read longest ago goes first.
+
+The models are kept, not retrained on demand, so that a replayed run classifies photos and
+downloads at once. The quick preset's models weigh at most 2 MB per arm; the largest, the
+Transfer tab's two AlexNets, 460 MB for both.
+"""
+
+import datetime
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from models import model_class
+from models.checkpoint import CheckpointError, load_pretrained
+from training.data import cache_dir, data_source
+from training.engine import TrainConfig, resolve_device, resolve_precision
+from training.runner import folder_name
+
+log = logging.getLogger(__name__)
+
+# The default bound of the cache folder, in MB: a few Transfer runs and hundreds of quick ones. 0
+# turns reuse off: every request trains (the load test's baseline).
+DEFAULT_MB = 2048
+# Loaded entries kept in memory, so that thirty replays of one run share one copy of its models.
+LOADED_ENTRIES = 8
+# The source files whose change can change a run's numbers: a new version of them is a new key.
+CODE_FILES = sorted(path for folder in ("training", "models") for path in (Path(__file__).parent.parent / folder).glob("*.py"))
+FLOAT_SETTINGS = {f.name for f in fields(TrainConfig) if "float" in str(f.type)}
+
+
+def max_bytes() -> int:
+    return int(float(os.environ.get("CNNLAB_RUN_CACHE_MB", DEFAULT_MB)) * 2**20)
+
+
+@functools.cache
+def code_version() -> str:
+    """A digest of the training and model code and of torch's version."""
+    digest = hashlib.sha256(torch.__version__.encode())
+    for path in CODE_FILES:
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def device_kind(device: torch.device) -> str:
+    """The device as far as it changes a run's numbers: a GPU's model, or a CPU's instruction set."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{torch.backends.cpu.get_cpu_capability()}"
+
+
+def run_key(experiment: str, configs: list[TrainConfig]) -> str | None:
+    """The key of the run these arms make, or None when it cannot be reused (a dataset held only in
+    memory: a browser session's own photos are neither kept nor shared)."""
+    sources = {c.dataset: data_source(c.dataset) for c in configs}
+    if None in sources.values():
+        return None
+    device = resolve_device(configs[0].device)
+
+    def settings(config: TrainConfig) -> dict:
+        values = asdict(config)
+        # An int where a float is meant (lr 1 for 1.0) is the same setting; the device is named by its kind.
+        values |= {name: float(values[name]) for name in FLOAT_SETTINGS if isinstance(values[name], int)}
+        return values | {"device": None, "precision": resolve_precision(config.precision, device)}
+
+    payload = {"experiment": experiment, "arms": [settings(c) for c in configs], "data": sources, "code": code_version(), "device": device_kind(device)}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+@dataclass
+class CachedRun:
+    results: dict  # the results JSON (training.results)
+    models: dict[str, nn.Module]  # by arm, on the CPU
+    finished_at: datetime.datetime  # UTC
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(2**20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class RunCache:
+    """Finished runs by `run_key`, on disk under `folder` and, the last few read, in memory."""
+
+    def __init__(self, folder: Path | None = None, limit_bytes: int | None = None):
+        self.folder = Path(folder or cache_dir() / "runs")
+        self.limit_bytes = max_bytes() if limit_bytes is None else limit_bytes
+        self._loaded: OrderedDict[str, CachedRun] = OrderedDict()
+        self._lock = threading.Lock()
+        self._remove_unfinished_writes()
+
+    @property
+    def enabled(self) -> bool:
+        return self.limit_bytes > 0
+
+    def _remove_unfinished_writes(self) -> None:
+        """Temporary folders of writes that never finished: their writer was killed."""
+        for partial in self.folder.glob(".partial-*"):
+            pid = int(partial.name.split("-")[1]) if partial.name.split("-")[1].isdigit() else 0
+            if pid != os.getpid() and not _alive(pid):
+                shutil.rmtree(partial, ignore_errors=True)
+
+    def get(self, key: str) -> CachedRun | None:
+        """The finished run, or None (never stored, evicted, or found corrupt and dropped)."""
+        with self._lock:
+            if key in self._loaded:
+                self._loaded.move_to_end(key)
+                _touch(self.folder / key)
+                return self._loaded[key]
+        entry = self.folder / key
+        if not entry.is_dir():
+            return None
+        try:
+            run = self._read(entry)
+        except (OSError, ValueError, KeyError, CheckpointError) as error:
+            log.warning("dropping the corrupt run-cache entry %s: %s", entry, error)
+            shutil.rmtree(entry, ignore_errors=True)
+            return None
+        _touch(entry)
+        self._remember(key, run)
+        return run
+
+    def _read(self, entry: Path) -> CachedRun:
+        manifest = json.loads((entry / "manifest.json").read_text())
+        for name, digest in manifest["files"].items():
+            if _sha256(entry / name) != digest:
+                raise ValueError(f"{name} does not match its manifest")
+        results = json.loads((entry / "results.json").read_text())
+        models = {}
+        for run in results["runs"]:
+            if run["label"] in manifest["models"]:
+                models[run["label"]] = load_pretrained(model_class(run["config"]["model"]), str(entry / manifest["models"][run["label"]]))
+        return CachedRun(results, models, datetime.datetime.fromisoformat(manifest["finished_at"]))
+
+    def put(self, key: str, results: dict, models: dict[str, nn.Module]) -> bool:
+        """Store a finished run; False when it could not be written (the disk full, say), which
+        costs only a later training: the run itself is already with its students."""
+        run = CachedRun(results, {label: model.cpu() for label, model in models.items()}, datetime.datetime.now(datetime.UTC))
+        self._remember(key, run)
+        if (self.folder / key).is_dir():
+            return True
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=f".partial-{os.getpid()}-", dir=self.folder))
+        try:
+            folders = {label: folder_name(label) or "model" for label in run.models}
+            for label, model in run.models.items():
+                model.save_pretrained(partial / folders[label])
+            (partial / "results.json").write_text(json.dumps(results))
+            files = {str(p.relative_to(partial)): _sha256(p) for p in sorted(partial.rglob("*")) if p.is_file()}
+            size = sum((partial / name).stat().st_size for name in files)
+            if size > self.limit_bytes:
+                raise OSError(f"the run needs {size / 2**20:.0f} MB, more than the cache's {self.limit_bytes / 2**20:.0f} MB")
+            manifest = {"files": files, "models": folders, "finished_at": run.finished_at.isoformat(), "bytes": size}
+            (partial / "manifest.json").write_text(json.dumps(manifest))
+            _fsync_tree(partial)
+            partial.rename(self.folder / key)
+        except OSError as error:
+            log.warning("the run %s was not cached: %s", key, error)
+            shutil.rmtree(partial, ignore_errors=True)
+            return False
+        self._evict()
+        return True
+
+    def _remember(self, key: str, run: CachedRun) -> None:
+        with self._lock:
+            self._loaded[key] = run
+            self._loaded.move_to_end(key)
+            while len(self._loaded) > LOADED_ENTRIES:
+                self._loaded.popitem(last=False)
+
+    def _evict(self) -> None:
+        """Delete the entries read longest ago until the folder fits its bound."""
+        entries = []
+        for entry in self.folder.iterdir():
+            try:
+                size = json.loads((entry / "manifest.json").read_text())["bytes"]
+                entries.append((entry.stat().st_mtime, size, entry))
+            except (OSError, ValueError, KeyError):
+                continue  # a partial write, or a corrupt entry that `get` drops
+        total = sum(size for _, size, _ in entries)
+        for _, size, entry in sorted(entries):
+            if total <= self.limit_bytes:
+                break
+            shutil.rmtree(entry, ignore_errors=True)
+            with self._lock:
+                self._loaded.pop(entry.name, None)
+            total -= size
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+def _touch(entry: Path) -> None:
+    try:
+        os.utime(entry)  # its mtime orders the eviction: least recently read first
+    except OSError:
+        pass
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file of the entry to disk before its rename makes it visible."""
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as file:
+                os.fsync(file.fileno())
+
+
+def shared_cache() -> RunCache:
+    """The cache that CNNLAB_CACHE and CNNLAB_RUN_CACHE_MB name now (one object per pair)."""
+    return _cache_at(cache_dir() / "runs", max_bytes())
+
+
+@functools.cache
+def _cache_at(folder: Path, limit_bytes: int) -> RunCache:
+    return RunCache(folder, limit_bytes)
