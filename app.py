@@ -10,6 +10,7 @@ import gradio as gr
 from demo import activations, adaptive_lr, batchnorm, classifiers, depth, final_cnn, momentum, transfer, your_images
 from demo.common import DEFAULT_PRESET, GPU_AVAILABLE
 from demo.gpu import ON_ZEROGPU
+from demo.panel import MAX_STREAMS, warm_up
 from demo.photo_sets import MAX_TOTAL_BYTES
 from training.data import prefetch
 
@@ -49,6 +50,18 @@ def build_app() -> gr.Blocks:
     return app.queue(default_concurrency_limit=4)
 
 
+# Gradio's worker threads: one per training stream (panel.MAX_STREAMS) and Gradio's own 40 beside.
+MAX_THREADS = MAX_STREAMS + 40
+
+
+def warm_wanted() -> bool:
+    """CNNLAB_WARM=1 trains every tab's defaults at start (demo.panel.warm_up); on by default on a
+    CPU Space, which serves classes, and off on a laptop (it would take its CPU for minutes unasked)
+    and on ZeroGPU (it would spend GPU quota nobody asked for)."""
+    default = "1" if os.environ.get("SPACE_ID") and not ON_ZEROGPU else "0"
+    return os.environ.get("CNNLAB_WARM", default) == "1" and not ON_ZEROGPU
+
+
 def load_classifiers() -> None:
     """Load the CIFAR-10 classifier (CIFAR10_MODEL, else the embedded one) and ANTS_BEES_MODEL at
     start, so the first upload answers at once."""
@@ -60,5 +73,10 @@ if __name__ == "__main__":
     if os.environ.get("SPACE_ID"):  # on a Hugging Face Space: have CIFAR-10 ready before the first Train
         prefetch(["cifar10"])
     load_classifiers()
-    # The largest upload is a zip of your images; a single photo over demo.uploads.MAX_UPLOAD_BYTES is refused by its handler.
-    build_app().launch(max_file_size=MAX_TOTAL_BYTES, theme=THEME)
+    app = build_app()
+    if warm_wanted():
+        warm_up()
+    # The largest upload is a zip of your images; a single photo over demo.uploads.MAX_UPLOAD_BYTES is
+    # refused by its handler. Threads: a stream waiting its turn holds one while it waits for news,
+    # and classification must still find one free.
+    app.launch(max_file_size=MAX_TOTAL_BYTES, theme=THEME, max_threads=MAX_THREADS)

@@ -75,6 +75,11 @@ def training_device() -> str:
     return "cpu" if ON_ZEROGPU else "auto"
 
 
+def in_granted_call() -> bool:
+    """Whether this thread runs inside a granted ZeroGPU call (its own process, its own GPU)."""
+    return bool(getattr(_local, "device", None))
+
+
 def gpu_seconds(configs: list[TrainConfig]) -> int:
     """The GPU duration to ask for: every arm's training steps at `GPU_STEPS_PER_S`, plus the
     start-up, with a margin, in whole seconds."""

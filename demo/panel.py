@@ -4,6 +4,7 @@ Train runs the tab's handler, Stop cancels it and says how far it got.
 
 import functools
 import html
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -14,55 +15,90 @@ import gradio as gr
 import pandas as pd
 
 from demo.common import DEFAULT_PRESET, LIMITS, check_budget, preset_controls, preset_note, preset_values
-from demo.gpu import training_device, was_refused
+from demo.classroom import QueueFull, Ticket, TrainingFailed, classroom
+from demo.gpu import in_granted_call, training_device, was_refused
 from demo.trained import HeldModels
 from demo.views import curves, line_plots, plot_series, reference_caption, results_table, table_notes
 from models import INITS, WeightsUnavailableError, model_arguments
-from models.alexnet import backbone_url
-from training.data import DatasetMissingError, data_activity, download_checkpoint, load_splits
-from training.engine import Finished, Started, TrainConfig, device_name, model_overrides, resolve_device
+from training.data import DatasetMissingError
+from training.engine import TrainConfig, device_name, resolve_device
 from training.experiments import Experiment, get_experiment
-from training.lessons import verdicts
 from training.results import Recorder
-from training.runner import ComparisonRun
 
-# Plot refreshes while training. Each one re-sends and re-draws the curves, which on a 2-core
-# machine takes CPU from training (browser and server share it), so stay at the low end of 1–10.
-UPDATES_PER_SECOND = 2
-
-active_runs: set[int] = set()  # ids of comparisons streaming now; a cancelled one leaves
+log = logging.getLogger(__name__)
 _active_lock = threading.Lock()
-# What the Stop button reports, per browser session: its comparison's table and status, read from
-# the live run while it trains and frozen (without its models) once it ends. The oldest sessions
-# are forgotten first.
+# What the Stop button reports, per browser session: the ticket of its comparison while it streams
+# (Stop leaves it, and reads how far the run got), or the report frozen (without its models) when
+# its stream closed first. The oldest sessions are forgotten first.
 REMEMBERED_SESSIONS = 256
-_stop_reports: OrderedDict[str, tuple[Callable[[], tuple], bool]] = OrderedDict()  # session → (report, frozen)
-# How long Stop waits for the cancelled run to end: an update it sends before it ends would
-# otherwise land after Stop's own and put "training…" back.
-STOP_WAIT_S = 5.0
-# Every streaming run: token → [its generator, since when it has waited for Gradio to ask for its
-# next update, or None while it computes]. Between two updates a run waits milliseconds; one that
-# waits longer has lost its reader (a client gone mid-stream, or a cancel through the API, after
-# which Gradio stops asking without closing the run) and would hold its models for good.
+_stop_reports: OrderedDict[str, tuple[Experiment, Ticket, tuple | None]] = OrderedDict()  # session → (experiment, ticket, frozen report)
+# Every stream: token → [its generator, since when it has waited for Gradio to ask for its next
+# update (or None while it computes), its browser session]. Between two updates a stream waits milliseconds, or a few
+# seconds when thirty share two cores; one that waits longer has lost its reader (a client gone
+# mid-stream, or a cancel through the API, after which Gradio stops asking without closing it)
+# and would keep its run training for nobody.
 _runs: dict[object, list] = {}
-ABANDONED_AFTER_S = 3.0
+ABANDONED_AFTER_S = 10.0
+# Training requests streaming at once (Gradio queues any more): one per session, for a class or two.
+MAX_STREAMS = 96
 
 
-def stop_report(experiment: Experiment, recorder: Recorder, done: dict[str, int], planned: dict[str, int]) -> tuple[pd.DataFrame, str]:
+# Each tab's Train handler with its controls' values as the page opens, for `warm_up`.
+_tab_defaults: list[tuple[Callable, list]] = []
+
+
+def warm_up() -> threading.Thread:
+    """Train every tab's defaults in a background thread, one after another and each after any
+    student's run (classroom.in_background), so that a class's first clicks find them finished
+    and replayed; a click meanwhile attaches to the one training."""
+
+    def train_all() -> None:
+        with classroom.in_background():
+            for handler, values in _tab_defaults:
+                try:
+                    for _ in handler(*values):
+                        pass
+                except gr.Error as error:  # no data, say: each tab's Train will say so itself
+                    log.warning("warming up %s failed: %s", handler.__name__, error.message)
+                    return
+
+    thread = threading.Thread(target=train_all, name="warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def stop_report(experiment: Experiment, ticket: Ticket) -> tuple[pd.DataFrame, str]:
     """The table and status of a stopped comparison: how far it got, arm by arm."""
-    steps, total = sum(done.values()), sum(planned.values())
+    if ticket.job is None or ticket.job.state == "queued":
+        return results_table(experiment, None, stopped=True), "**Stopped** while waiting in line: nothing was trained."
+    run = ticket.job.run
+    steps, total = run.steps_done, run.steps_planned
     share = f" ({steps / total:.0%})" if total else ""
     status = f"**Stopped** after {steps:,} of {total:,} training steps{share}. The table shows where each arm got to."
-    return results_table(experiment, recorder, stopped=True), status
+    return results_table(experiment, run.recorder.snapshot(), stopped=True), status
 
 
-def remember_stop_report(session: str, report: Callable[[], tuple] | None, frozen: bool = False) -> None:
+def remember_stop_report(session: str, experiment: Experiment, ticket: Ticket, frozen: tuple | None = None) -> None:
     with _active_lock:
         _stop_reports.pop(session, None)
-        if report is not None:
-            _stop_reports[session] = report, frozen
-            while len(_stop_reports) > REMEMBERED_SESSIONS:
-                _stop_reports.popitem(last=False)
+        _stop_reports[session] = experiment, ticket, frozen
+        while len(_stop_reports) > REMEMBERED_SESSIONS:
+            _stop_reports.popitem(last=False)
+
+
+def freeze_stop_report(session: str, experiment: Experiment, ticket: Ticket) -> None:
+    """Keep the report of a stream that closed before Stop answered, if Stop has not taken it."""
+    report = stop_report(experiment, ticket)
+    with _active_lock:
+        if _stop_reports.get(session, (None, None))[1] is ticket:
+            _stop_reports[session] = experiment, ticket, report
+
+
+def forget_stop_report(session: str, ticket: Ticket) -> None:
+    """Forget the session's report if it is still this ticket's (a newer request keeps its own)."""
+    with _active_lock:
+        if _stop_reports.get(session, (None, None))[1] is ticket:
+            del _stop_reports[session]
 
 
 def revealed() -> dict:
@@ -86,25 +122,25 @@ def quick_preset(experiment_name: str) -> tuple:
 
 
 def stopped_run(request: gr.Request = None) -> tuple:
-    """Stop's own handler: the table and status of this session's comparison as it stopped, once
-    it has (or after STOP_WAIT_S, as far as it got)."""
-    session = request.session_hash if request else None
-    deadline = time.monotonic() + STOP_WAIT_S
-    # A missing entry counts as frozen: nothing to wait for (and no lookup race with its removal).
-    while not _stop_reports.get(session, (None, True))[1] and time.monotonic() < deadline:
-        time.sleep(0.05)
+    """Stop's own handler: leave this session's comparison (its run stops unless another session
+    reads it too, and its stream ends) and report how far it got: the table and status."""
     with _active_lock:
-        report, _ = _stop_reports.pop(session, (None, None))
-    return report() if report else (gr.skip(), gr.skip())
+        experiment, ticket, frozen = _stop_reports.pop(request.session_hash if request else None, (None, None, None))
+    if frozen:
+        return frozen
+    if ticket is None:
+        return gr.skip(), gr.skip()
+    classroom.leave(ticket)
+    return stop_report(experiment, ticket)
 
 
 def close_abandoned_runs() -> None:
-    """Forever, twice a second: close the runs that have waited over ABANDONED_AFTER_S for a reader."""
+    """Forever, twice a second: close the streams that have waited over ABANDONED_AFTER_S for a reader."""
     while True:
         time.sleep(0.5)
         now = time.monotonic()
         with _active_lock:
-            abandoned = [run for run, since in _runs.values() if since is not None and now - since > ABANDONED_AFTER_S]
+            abandoned = [run for run, since, _ in _runs.values() if since is not None and now - since > ABANDONED_AFTER_S]
         for run in abandoned:
             try:
                 run.close()
@@ -118,43 +154,14 @@ def start_closing_abandoned_runs() -> None:
 
 
 def watch(experiment: Experiment, configs: list[TrainConfig], preset: str, progress: gr.Progress, request: gr.Request | None = None) -> Iterator[tuple[Recorder, str, bool]]:
-    """Run a comparison (see `updates`), registered so that a run nobody reads any more is closed."""
+    """Stream a comparison (see `updates`), registered so that a stream nobody reads any more is
+    closed; closing this generator (a tab's handler closed by Stop) closes the stream at once."""
     token = object()
-    run = updates(experiment, configs, preset, progress, request, token)
+    stream = updates(experiment, configs, preset, progress, request, token)
     with _active_lock:
-        _runs[token] = [run, None]
+        _runs[token] = [stream, None, request.session_hash if request else None]
     start_closing_abandoned_runs()
-    return run
-
-
-def prepare_data(configs: list[TrainConfig]) -> Iterator[str]:
-    """Load every arm's dataset, and fetch the pretrained weights any arm starts from, in a
-    thread, yielding what is happening a few times a second: on a fresh host the first click
-    downloads or decodes before anything trains."""
-    failure: list[BaseException] = []
-
-    def load() -> None:
-        try:
-            for name in dict.fromkeys(c.dataset for c in configs):
-                load_splits(name)
-        except Exception as error:  # raised again in the caller's thread
-            failure.append(error)
-            return
-        weights = {model_arguments(c.model, **model_overrides(c)).get("backbone_weights") for c in configs} - {None}
-        for name in weights:
-            try:
-                download_checkpoint(backbone_url(name), "AlexNet's ImageNet weights")
-            except OSError:
-                pass  # building the model tries again and says what to do (WeightsUnavailableError)
-
-    loader = threading.Thread(target=load, daemon=True)
-    loader.start()
-    while loader.is_alive():
-        loader.join(1 / UPDATES_PER_SECOND)
-        if loader.is_alive():
-            yield data_activity() or "Loading the data"
-    if failure:
-        raise failure[0]
+    yield from stream
 
 
 def cannot_train(error: Exception) -> str:
@@ -167,56 +174,45 @@ def cannot_train(error: Exception) -> str:
 def updates(
     experiment: Experiment, configs: list[TrainConfig], preset: str, progress: gr.Progress, request: gr.Request | None, token: object
 ) -> Iterator[tuple[Recorder, str, bool]]:
-    """Run a comparison and yield (recorder, status, finished) a few times a second and at the
-    end, where the status carries the verdict. Closing the generator (Stop, a closed tab) stops
-    training and frees the models; `request` names the browser session whose Stop button reports
-    how far it got."""
+    """A comparison's (recorder, status, finished) a few times a second and at the end, where the
+    status carries the verdict: replayed, read beside identical requests, or trained after the
+    runs ahead of it (demo.classroom). Closing the generator (Stop, a closed tab) leaves the run,
+    which stops if nobody else reads it; `request` names the browser session, whose Stop button
+    reports how far it got and whose next request replaces this one."""
     device = training_device()  # on ZeroGPU: the GPU inside a granted call, else the CPU
     configs = [replace(c, device=device) for c in configs]
     check_budget(configs)
-    run = ComparisonRun(experiment, configs)
-    recorder = run.recorder
     session = request.session_hash if request else None
-    if session:
-        remember_stop_report(session, lambda: stop_report(experiment, recorder, run.done, run.planned))
-    completed = False
-    where = device_name(resolve_device(device))
-    status = f"Training {len(configs)} arm(s) on {where}…"
-    last_update = 0.0
-    run_id = id(recorder)
-    with _active_lock:
-        active_runs.add(run_id)
     try:
-        for activity in prepare_data(configs):
-            progress(None, desc=activity)
-            yield recorder, f"{activity}…", False
-        for event in run:
-            if isinstance(event, Started):
-                status = f"Training {len(configs)} arm(s) on {where} in {event.precision}…"
-            if time.perf_counter() - last_update >= 1 / UPDATES_PER_SECOND or isinstance(event, Finished):
-                last_update = time.perf_counter()
-                progress(run.steps_done / max(1, run.steps_planned), desc=status)
-                _runs[token][1] = time.monotonic()
-                yield recorder, status, False
-                _runs[token][1] = None
+        ticket = classroom.request(experiment, configs, preset, session, inline=in_granted_call())
+    except QueueFull as error:
+        raise gr.Error(str(error), title="The queue is full") from None
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
+    if session:
+        remember_stop_report(session, experiment, ticket)
+    completed = False
+    update = None
+    try:
+        for update in classroom.follow(ticket):
+            progress(update.progress, desc=update.status.split("\n")[0].replace("**", ""))
+            _runs[token][1] = time.monotonic()
+            yield update.recorder, update.status, update.finished
+            _runs[token][1] = None
         completed = True
     except (DatasetMissingError, WeightsUnavailableError) as error:
         completed = True  # refused, not stopped: the error says why
-        yield recorder, cannot_train(error), False
-        return
-    except ValueError as error:
+        yield (update.recorder if update else Recorder(configs)), cannot_train(error), False
+    except (ValueError, TrainingFailed) as error:
         completed = True
         raise gr.Error(str(error)) from None
     finally:
         with _active_lock:
-            active_runs.discard(run_id)
             _runs.pop(token, None)
-        if session:
-            # Stopped: keep the report, not the recorder and its models. Finished: nothing to report.
-            frozen = None if completed else stop_report(experiment, recorder, run.done, run.planned)
-            remember_stop_report(session, (lambda: frozen) if frozen else None, frozen=True)
-    verdict = verdicts(experiment, run.results(preset, device))
-    yield recorder, "\n\n".join([f"Done on {where}.", *(f"**Verdict:** {line}" for line in verdict)]), True
+        if session and completed:  # finished, replaced, or ended by Stop: nothing more to report
+            forget_stop_report(session, ticket)
+        elif session:  # closed before Stop answered: keep the report, not the run and its models
+            freeze_stop_report(session, experiment, ticket)
 
 
 def session_result(recorder: Recorder, experiment: Experiment, preset: str) -> dict:
@@ -299,19 +295,22 @@ class ComparisonPanel:
         return [self.loss_plot, self.accuracy_plot, self.table, self.status, self.session]
 
     def wire(self, handler, extra_inputs: list, api_name: str, outputs: list | None = None) -> None:
+        _tab_defaults.append((handler.on_cpu, [component.value for component in [*extra_inputs, *self.settings]]))
         training = self.train.click(
             handler,
             [*extra_inputs, *self.settings],
             outputs or self.outputs,
             api_name=api_name,
-            concurrency_id="training",  # one training at a time: on 2 cores two help nobody
-            concurrency_limit=1,
+            # Every request streams at once: the classroom's queue trains one at a time and tells
+            # each where it stands, and replays and attached readers need no turn of their own.
+            concurrency_id="training",
+            concurrency_limit=MAX_STREAMS,
         )
         # Refused a ZeroGPU GPU: one click runs the quick preset on the CPU instead.
         training.failure(offer_cpu, None, self.on_cpu, api_visibility="private")
         controls = [self.preset, self.epochs, self.n_train, self.lr, self.batch_size, self.init, self.preset_note]
         on_cpu = self.on_cpu.click(functools.partial(quick_preset, self.experiment.name), None, controls, api_visibility="private").then(
-            handler.on_cpu, [*extra_inputs, *self.settings], outputs or self.outputs, api_visibility="private", concurrency_id="training", concurrency_limit=1
+            handler.on_cpu, [*extra_inputs, *self.settings], outputs or self.outputs, api_visibility="private", concurrency_id="training", concurrency_limit=MAX_STREAMS
         )
         for block in self.hidden_until_trained:
             self.train.click(revealed, None, block, api_visibility="private")

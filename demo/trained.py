@@ -20,13 +20,20 @@ DROPPED = (
     "This session's trained models were let go to make room for newer ones (the server keeps the most "
     "recent {mb:,} MB of them): press Train to train again."
 )
-_store: OrderedDict[int, tuple[dict[str, nn.Module], int]] = OrderedDict()  # key → (models, bytes), oldest first
+_store: OrderedDict[int, dict[str, nn.Module]] = OrderedDict()  # key → models, oldest first
 _lock = threading.Lock()
 _keys = itertools.count()
 
 
 def weight_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in itertools.chain(model.parameters(), model.buffers()))
+
+
+def held_bytes() -> int:
+    """The weights the store holds, each model counted once however many sessions share it (the
+    readers of one run, and its replays, share its models)."""
+    unique = {id(model): model for models in _store.values() for model in models.values()}
+    return sum(weight_bytes(model) for model in unique.values())
 
 
 def dropped_message() -> str:
@@ -38,15 +45,14 @@ class HeldModels(Mapping):
 
     def __init__(self, models: dict[str, nn.Module]):
         self.key = next(_keys)
-        size = sum(weight_bytes(m) for m in models.values())
         with _lock:
-            _store[self.key] = dict(models), size
-            while sum(s for _, s in _store.values()) > MAX_BYTES and len(_store) > 1:
+            _store[self.key] = dict(models)
+            while held_bytes() > MAX_BYTES and len(_store) > 1:
                 _store.popitem(last=False)
 
     def _models(self) -> dict[str, nn.Module]:
         with _lock:
-            return _store.get(self.key, ({}, 0))[0]
+            return _store.get(self.key, {})
 
     @property
     def dropped(self) -> bool:

@@ -16,7 +16,7 @@ import torch
 from demo import photo_sets
 from demo.common import bounded
 from demo.gpu import gpu
-from demo.panel import cpu_fallback_button, offer_cpu, stream_comparison
+from demo.panel import MAX_STREAMS, cpu_fallback_button, offer_cpu, stream_comparison
 from demo.photo_sets import MAX_CLASSES, MIN_CLASSES, MIN_PHOTOS_PER_CLASS, PhotoSetError
 from demo.trained import dropped_message
 from demo.uploads import classify, image_upload, open_upload
@@ -250,12 +250,12 @@ def build() -> None:
     train.click(lambda: gr.update(visible=True), None, plots, api_visibility="private")
     training = train.click(collect_rows, boxes, rows_given, api_visibility="private").then(
         train_your_images, [archive, network, epochs, seed, rows_given], [loss_plot, accuracy_plot, table, status, session, dataset],
-        api_name="train_your_images", concurrency_id="training", concurrency_limit=1,
+        api_name="train_your_images", concurrency_id="training", concurrency_limit=MAX_STREAMS,
     )
     training.failure(offer_cpu, None, on_cpu, api_visibility="private")  # refused a ZeroGPU GPU: the CPU, in one click
     cpu_training = on_cpu.click(collect_rows, boxes, rows_given, api_visibility="private").then(
         train_your_images_on_cpu, [archive, network, epochs, seed, rows_given], [loss_plot, accuracy_plot, table, status, session, dataset],
-        api_visibility="private", concurrency_id="training", concurrency_limit=1,
+        api_visibility="private", concurrency_id="training", concurrency_limit=MAX_STREAMS,
     )
     for run in (training, cpu_training):
         run.then(wrong_photos, [arm, session], wrong, api_visibility="private")

@@ -34,10 +34,21 @@ def write_folder(root, classes, per_class, size, suffix, seed):
 
 @pytest.fixture(autouse=True)
 def decoded_cache(tmp_path_factory, monkeypatch):
-    """Keep the decoded-dataset disk cache of every test out of the home folder."""
+    """Keep the decoded-dataset disk cache of every test out of the home folder, and reuse no
+    finished run: a test trains what it asks for, unless it turns the run cache on
+    (`run_cache`)."""
     folder = tmp_path_factory.getbasetemp() / "decoded-cache"
     monkeypatch.setenv("CNNLAB_CACHE", str(folder))
+    monkeypatch.setenv("CNNLAB_RUN_CACHE_MB", "0")
     return folder
+
+
+@pytest.fixture
+def run_cache(tmp_path, monkeypatch):
+    """The run cache on, in a folder of this test's own."""
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CNNLAB_RUN_CACHE_MB", "512")
+    return tmp_path / "cache" / "runs"
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from demo.classroom import classroom
 from demo import activations, adaptive_lr, batchnorm, classifiers, common, depth, final_cnn, momentum, panel, transfer, uploads, views
 from models import AlexNetTransfer, TeachingCNN, create_model
 from training.data import CIFAR10_CLASSES, CIFAR10_DATASET
@@ -44,6 +45,14 @@ def test_momentum_streams_paired_curves_and_a_results_table(tiny_data):
     assert all(isinstance(u[4], type(gr.skip())) for u in updates[:-1])
 
 
+def training(stream) -> tuple:
+    """The stream's first update once its run trains (before, it may wait in line)."""
+    for outputs in stream:
+        if outputs[3].startswith("Training"):
+            return outputs
+    raise AssertionError("the run never trained")
+
+
 class Session:
     """A stand-in for the gr.Request Gradio passes a handler: one browser session."""
 
@@ -52,23 +61,23 @@ class Session:
 
 
 def test_stop_reports_how_far_the_run_got_and_each_arm_where_it_stopped(tiny_data, monkeypatch):
-    monkeypatch.setattr(panel, "STOP_WAIT_S", 0.2)  # this stream is closed only after Stop has answered
     student, other = Session("student"), Session("other student")
     # Batch 2: 80 steps an epoch, so that no arm finishes before the first update.
     stream = momentum.compare_momentum(0.5, **{**SMALL, "epochs": 2, "batch_size": 2}, request=student)
-    next(stream)
+    training(stream)
     live_table, status = panel.stopped_run(student)  # Stop read while the run is still live
     assert status.startswith("**Stopped** after ") and "training steps" in status
     cells = [cell for cell in live_table["this run"] if cell != "—"]
     assert cells and all(cell.startswith("stopped") for cell in cells)
-    stream.close()
+    assert not any(update[3].startswith("Done") for update in stream)  # the stream ends, unfinished
     assert panel.stopped_run(other) == (gr.skip(), gr.skip())  # reported to that session only
 
 
 def test_stop_after_the_stream_closed_still_reports_it_and_a_finished_run_reports_nothing(tiny_data):
     student = Session("student")
-    stream = depth.depth_grid([1, 2], [1], **SMALL, request=student)
-    next(stream)
+    # Batch 2: 80 steps an epoch, so that the grid is still training when its stream closes.
+    stream = depth.depth_grid([1, 2], [1], **{**SMALL, "batch_size": 2}, request=student)
+    training(stream)
     stream.close()  # Gradio may close the stream before Stop's own handler runs
     table, status = panel.stopped_run(student)
     assert status.startswith("**Stopped** after ")
@@ -81,11 +90,14 @@ def test_a_run_nobody_reads_any_more_is_closed_and_frees_its_models(tiny_data, m
     monkeypatch.setattr(panel, "ABANDONED_AFTER_S", 0.3)
     stream = momentum.compare_momentum(0.5, **{**SMALL, "epochs": 2, "batch_size": 2}, request=Session("gone"))
     next(stream)
-    assert panel.active_runs
     deadline = time.monotonic() + 5
-    while panel.active_runs and time.monotonic() < deadline:
+    while not classroom.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert classroom.running, "the run never started"
+    deadline = time.monotonic() + 15
+    while classroom.running and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not panel.active_runs
+    assert not classroom.running
 
 
 def test_activations_compare_the_chosen_functions(tiny_data):
@@ -333,12 +345,24 @@ def test_the_embedded_classifier_answers_with_nothing_set(monkeypatch):
     recorded = json.loads((classifiers.EMBEDDED_FOLDER / "results.json").read_text())["runs"][0]["test_acc"]  # bf16, at the end of training
     assert abs(accuracy - recorded) < 0.002
     assert answered.startswith("**Answering: the embedded classifier") and f"{accuracy:.2%} on CIFAR-10's test set" in answered
-    assert max(photo.size) <= 512 and seen.shape == (192, 192, 3)  # 32×32, each pixel 6×6
+    photo, seen, filters, maps = (np.asarray(Image.open(path)) for path in (photo, seen, filters, maps))
+    assert max(photo.shape) <= 512 and seen.shape == (192, 192, 3)  # 32×32, each pixel 6×6
     # 24 first-layer (whitening) filters of 2×2, 8 to a row, each enlarged to 48 px, with 4-pixel borders.
     assert filters.shape == (3 * 48 + 4 * 4, 8 * 48 + 9 * 4, 3)
     assert maps.shape[2] == 3
     table = final_cnn.default_confusion()
     assert table[final_cnn.CORNER].tolist() == list(CIFAR10_CLASSES) and table.iloc[:, 1:].to_numpy().sum() == 10_000
+
+
+def test_an_image_shown_is_written_once_and_never_rewritten_under_a_reader(tmp_path, monkeypatch):
+    monkeypatch.setattr(views, "SHOWN_DIR", tmp_path)
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    path = Path(views.image_file(pixels))
+    written = path.stat().st_mtime_ns
+    time.sleep(0.01)
+    assert views.image_file(pixels.copy()) == str(path) and path.stat().st_mtime_ns == written
+    assert np.array_equal(np.asarray(Image.open(path)), pixels)
+    assert views.image_file(pixels[::-1].copy()) != str(path)
 
 
 def test_classifying_mirrors_the_photo_when_the_accuracy_was_measured_so():
@@ -361,7 +385,7 @@ def test_a_session_model_classifies_and_its_confusion_cells_show_their_test_imag
         gallery, note, matrix = final_cnn.browse_cell(true_class, predicted_class, choice, session)
         count = matrix.loc[matrix[final_cnn.CORNER] == true_class, final_cnn.SHORT_NAMES[CIFAR10_CLASSES.index(predicted_class)]].item()
         assert len(gallery) == count and note.startswith(f"**{count}** test images of a cat")
-        assert all(image.shape == (128, 128, 3) and caption.endswith(predicted_class) for image, caption in gallery)
+        assert all(np.asarray(Image.open(image)).shape == (128, 128, 3) and caption.endswith(predicted_class) for image, caption in gallery)
         confidences = [int(caption.split("%")[0]) for _, caption in gallery]
         assert confidences == sorted(confidences, reverse=True)
     assert matrix.iloc[:, 1:].to_numpy().sum() == 60  # the tiny test set: 6 images per class
