@@ -18,7 +18,7 @@ from demo.gpu import gpu
 from demo.panel import ComparisonPanel, session_result, watch
 from demo.trained import dropped_message
 from demo.uploads import classify, image_upload, open_upload
-from demo.views import curves, plot_series, results_table
+from demo.views import curves, image_file, plot_series, results_table
 from training.data import CIFAR10_DATASET, DatasetMissingError, model_input, square_rgb
 from training.experiments import REPORT_RECIPE_ARM, get_experiment
 
@@ -103,12 +103,12 @@ def classify_cifar10(image_path=None, choice=DEFAULT, session=None):
     shown = image.copy()
     shown.thumbnail((512, 512))
     return (
-        shown,
-        enlarged(seen, 6),
+        image_file(shown),
+        image_file(enlarged(seen, 6)),
         probabilities,
         classifier.summary(),
-        tiles(filters, columns=8, scale=FILTER_PIXELS // filters.shape[-1]),
-        tiles(maps[:, None], columns=8, scale=3),
+        image_file(tiles(filters, columns=8, scale=FILTER_PIXELS // filters.shape[-1])),
+        image_file(tiles(maps[:, None], columns=8, scale=3)),
     )
 
 
@@ -150,7 +150,7 @@ def browse_cell(true_class=CIFAR10_DATASET.classes[3], predicted_class=CIFAR10_D
         examples, count = cell_examples(classifier, classes.index(true_class), classes.index(predicted_class))
     except DatasetMissingError as error:
         raise gr.Error(f"The test images are not available here: {error}") from None
-    gallery = [(enlarged(image, 4), f"{probability:.0%} {predicted_class}") for image, probability in examples]
+    gallery = [(image_file(enlarged(image, 4)), f"{probability:.0%} {predicted_class}") for image, probability in examples]
     verb = "correctly called" if true_class == predicted_class else "called"
     note = f"**{count}** test images of a {true_class} {verb} {predicted_class}" + (f"; the {len(examples)} most confident:" if count > len(examples) else ".")
     return gallery, note, confusion_table(confusion(classifier))

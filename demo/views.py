@@ -6,11 +6,17 @@ never the other way round (trackio's rule).
 """
 
 import functools
+import hashlib
 import math
+import os
+import tempfile
+import threading
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from demo.common import DEFAULT_PRESET
 from demo.photo_sets import MAX_CLASSES
@@ -233,3 +239,31 @@ def line_plots(experiment: Experiment, series: tuple[str, ...]) -> tuple[gr.Line
         gr.LinePlot(loss, y="train loss", y_lim=[0, ceiling], title=f"Training loss (smoothed; axis cut at {ceiling:g})", **shared),
         gr.LinePlot(accuracy, y="test accuracy (%)", title="Test accuracy", **shared),
     )
+
+
+# Images shown in answers (classify_cifar10, browse_cell), written once each; the oldest files
+# beyond SHOWN_IMAGES are deleted, since Gradio keeps its own copy of each.
+SHOWN_DIR = Path(tempfile.gettempdir()) / "cnnlab-shown"
+SHOWN_IMAGES = 2000
+
+
+def image_file(pixels: np.ndarray | Image.Image) -> str:
+    """The image as a PNG file named by its pixels, written once and atomically.
+
+    Returned as an array, Gradio would write it into its cache again on every answer, in place
+    (`gradio.processing_utils.save_pil_to_cache`), so a student downloading it while another is
+    shown the same image (a model's first-layer filters; an example photo) gets half a file: the
+    classroom load test (benchmarks/classroom.py) hit it. A file is copied into Gradio's cache
+    once, under a temporary name and renamed."""
+    image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
+    digest = hashlib.sha256(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()[:32]
+    path = SHOWN_DIR / f"{digest}.png"
+    if not path.exists():
+        SHOWN_DIR.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{threading.get_ident()}.tmp")
+        image.save(partial, format="PNG")
+        os.replace(partial, path)
+        shown = sorted(SHOWN_DIR.glob("*.png"), key=lambda p: p.stat().st_mtime)
+        for old in shown[: max(0, len(shown) - SHOWN_IMAGES)]:
+            old.unlink(missing_ok=True)
+    return str(path)
