@@ -10,6 +10,7 @@ and its handle reads as empty: each tab then answers as it does before training,
 import itertools
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 
@@ -27,6 +28,11 @@ _keys = itertools.count()
 
 def weight_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in itertools.chain(model.parameters(), model.buffers()))
+
+
+def _release(key: int) -> None:
+    with _lock:
+        _store.pop(key, None)
 
 
 def held_bytes() -> int:
@@ -49,6 +55,9 @@ class HeldModels(Mapping):
             _store[self.key] = dict(models)
             while held_bytes() > MAX_BYTES and len(_store) > 1:
                 _store.popitem(last=False)
+        # A handle nobody holds any more (the session trained again, or Gradio let its state go)
+        # lets go of its models: the store holds what sessions can still use, not every run.
+        weakref.finalize(self, _release, self.key)
 
     def _models(self) -> dict[str, nn.Module]:
         with _lock:

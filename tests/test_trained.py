@@ -1,5 +1,6 @@
 """The bounded store of the models sessions trained: the oldest go first, and each tab then says so."""
 
+import gc
 import pickle
 
 import pytest
@@ -20,6 +21,14 @@ def test_past_the_bound_the_session_that_trained_longest_ago_loses_its_models(mo
     assert not second.dropped and not third.dropped
     alone = HeldModels({str(i): create_model("cnn-tiny") for i in range(4)})  # over the bound by itself: kept, the rest go
     assert second.dropped and third.dropped and len(alone) == 4
+
+
+def test_a_handle_nobody_holds_lets_go_of_its_models():
+    kept, replaced = HeldModels({"a": create_model("cnn-tiny")}), HeldModels({"a": create_model("cnn-tiny")})
+    key = replaced.key
+    del replaced  # the session trained again: its state holds the newer run's handle
+    gc.collect()
+    assert key not in trained._store and kept.key in trained._store
 
 
 def test_a_handle_travels_between_processes_with_its_models():
