@@ -222,11 +222,17 @@ class Classroom:
                 ticket = Ticket(session, replay=Update(Recorder.restored(cached.results, cached.models), replay_status(experiment, cached.results, cached.finished_at), True, 1.0))
             else:
                 job = self._by_key.get(key) if key else None
+                background = getattr(self._background, "on", False)
                 if job is None:
                     if len(self._queue) >= MAX_QUEUED:
                         raise QueueFull(f"{MAX_QUEUED} runs are already waiting on this server. Try again in a few minutes, or choose settings someone has already run.")
-                    job = Job(key, experiment, configs, preset, background=getattr(self._background, "on", False))
+                    job = Job(key, experiment, configs, preset, background)
                     self._enqueue(job)
+                elif job.background and not background:  # a student wants this warm-up: it waits as theirs
+                    job.background = False
+                    if job.state == "queued":
+                        self._queue.remove(job)
+                        self._enqueue(job)
                 job.readers += 1
                 ticket = Ticket(session, job)
             if session:

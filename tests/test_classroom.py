@@ -182,6 +182,14 @@ def gate(monkeypatch):
     opened.set()
 
 
+def wait_for_training(room: Classroom) -> None:
+    """Until the trainer has taken the first run off the queue."""
+    deadline = time.monotonic() + 10
+    while room.running is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert room.running, "the trainer never started"
+
+
 def counting_runs(monkeypatch) -> list:
     started = []
     original = classroom_module.Job.steps
@@ -219,9 +227,7 @@ def test_identical_requests_in_training_attach_to_it_and_read_the_same_stream(ti
 def test_waiting_readers_learn_their_place_and_once_a_run_is_timed_their_start(tiny_data, gate, tmp_path):
     room = Classroom(RunCache(tmp_path, 0))
     tickets = [room.request(EXPERIMENT, arms(seed=seed), "quick", f"student {seed}") for seed in range(3)]
-    deadline = time.monotonic() + 10
-    while room.running is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for_training(room)
     streams = [room.follow(t) for t in tickets[1:]]
     second, third = (next(stream).status for stream in streams)
     assert "2nd in line (1 ahead" in second and "3rd in line (2 ahead" in third
@@ -249,9 +255,39 @@ def test_a_second_click_of_a_session_replaces_its_first_request(tiny_data, gate,
     assert last(room.follow(blocker)).finished and last(room.follow(second)).finished
 
 
+def test_warm_ups_wait_behind_students_until_a_student_asks_for_one(tiny_data, gate, tmp_path):
+    room = Classroom(RunCache(tmp_path, 512 * 2**20))
+    tickets = [room.request(EXPERIMENT, arms(seed=1), "quick", "first student")]
+    with room.in_background():
+        tickets += [room.request(EXPERIMENT, arms(seed=seed), "quick") for seed in (2, 3)]
+    tickets.append(room.request(EXPERIMENT, arms(seed=4), "quick", "second student"))
+    wait_for_training(room)
+    first_warm_up, second_warm_up, student = (ticket.job for ticket in tickets[1:])
+    assert room._queue == [student, first_warm_up, second_warm_up]
+    asked = room.request(EXPERIMENT, arms(seed=3), "quick", "third student")
+    assert asked.job is second_warm_up and room._queue == [student, second_warm_up, first_warm_up]
+    for ticket in [*tickets, asked]:
+        room.leave(ticket)
+
+
+def test_a_full_queue_refuses_a_new_run_with_a_message_but_still_attaches(tiny_data, gate, tmp_path, monkeypatch):
+    monkeypatch.setattr(classroom_module, "MAX_QUEUED", 1)
+    room = Classroom(RunCache(tmp_path, 512 * 2**20))
+    tickets = [room.request(EXPERIMENT, arms(seed=1), "quick", "student 1")]
+    wait_for_training(room)
+    tickets.append(room.request(EXPERIMENT, arms(seed=2), "quick", "student 2"))
+    with pytest.raises(classroom_module.QueueFull, match="1 runs are already waiting on this server. Try again in a few minutes"):
+        room.request(EXPERIMENT, arms(seed=3), "quick", "student 3")
+    tickets.append(room.request(EXPERIMENT, arms(seed=2), "quick", "student 4"))  # the same as a waiting run
+    assert tickets[-1].job is tickets[1].job
+    for ticket in tickets:
+        room.leave(ticket)
+
+
 def test_a_queued_run_nobody_waits_for_is_dropped_and_a_running_one_stopped(tiny_data, gate, tmp_path):
     room = Classroom(RunCache(tmp_path, 0))
     running = room.request(EXPERIMENT, arms(seed=1), "quick", "a")
+    wait_for_training(room)
     queued = room.request(EXPERIMENT, arms(seed=2), "quick", "b")
     stream = room.follow(queued)
     next(stream)
