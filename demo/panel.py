@@ -195,7 +195,8 @@ def updates(
     update = None
     try:
         for update in classroom.follow(ticket):
-            progress(update.progress, desc=update.status.split("\n")[0].replace("**", ""))
+            if not update.finished:  # the verdict goes to the status only, not the progress overlay too
+                progress(update.progress, desc=update.status.split("\n")[0].replace("**", ""))
             _runs[token][1] = time.monotonic()
             yield update.recorder, update.status, update.finished
             _runs[token][1] = None
