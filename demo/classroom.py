@@ -215,13 +215,12 @@ class Classroom:
         cached = self.cache.get(key) if key else None
         with self._lock:
             self._replace(session)
-            finished = self._by_key.get(key) if key else None
-            if not cached and finished and finished.state == "done":  # its cache entry is being written
-                cached = CachedRun(finished.results(), finished.run.recorder.models, finished.ended_at)
+            job = self._by_key.get(key) if key else None
+            if not cached and job and job.state == "done":  # its cache entry is being written
+                cached = CachedRun(job.results(), job.run.recorder.models, job.ended_at)
             if cached:
                 ticket = Ticket(session, replay=Update(Recorder.restored(cached.results, cached.models), replay_status(experiment, cached.results, cached.finished_at), True, 1.0))
             else:
-                job = self._by_key.get(key) if key else None
                 background = getattr(self._background, "on", False)
                 if job is None:
                     if len(self._queue) >= MAX_QUEUED:

@@ -33,8 +33,8 @@ _active_lock = threading.Lock()
 REMEMBERED_SESSIONS = 256
 _stop_reports: OrderedDict[str, tuple[Experiment, Ticket, tuple | None]] = OrderedDict()  # session → (experiment, ticket, frozen report)
 # Every stream: token → [its generator, since when it has waited for Gradio to ask for its next
-# update (or None while it computes), its browser session]. Between two updates a stream waits milliseconds, or a few
-# seconds when thirty share two cores; one that waits longer has lost its reader (a client gone
+# update (or None while it computes), its browser session]. Between two updates a stream waits
+# milliseconds, or a few seconds when thirty share two cores; one that waits longer has lost its reader (a client gone
 # mid-stream, or a cancel through the API, after which Gradio stops asking without closing it)
 # and would keep its run training for nobody.
 _runs: dict[object, list] = {}
@@ -78,10 +78,10 @@ def stop_report(experiment: Experiment, ticket: Ticket) -> tuple[pd.DataFrame, s
     return results_table(experiment, run.recorder.snapshot(), stopped=True), status
 
 
-def remember_stop_report(session: str, experiment: Experiment, ticket: Ticket, frozen: tuple | None = None) -> None:
+def remember_stop_report(session: str, experiment: Experiment, ticket: Ticket) -> None:
     with _active_lock:
         _stop_reports.pop(session, None)
-        _stop_reports[session] = experiment, ticket, frozen
+        _stop_reports[session] = experiment, ticket, None
         while len(_stop_reports) > REMEMBERED_SESSIONS:
             _stop_reports.popitem(last=False)
 
