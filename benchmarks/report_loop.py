@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 from training.data import CIFAR10_MEAN, CIFAR10_STD, balanced_subset, data_dir, load_cifar10
-from training.engine import Finished, TrainConfig, build_model, run
+from training.config import TrainConfig
+from training.engine import Finished, build_model, run
 
 
 def report_loop(indices: list[int], batch_size: int) -> float:

@@ -15,7 +15,8 @@ from dataclasses import replace
 
 import torch
 
-from training.engine import Finished, TrainConfig, run
+from training.config import TrainConfig
+from training.engine import Finished, run
 
 
 def main() -> None:

@@ -8,12 +8,12 @@ import torch
 from models import create_model
 from models.airbench import AirbenchCNN
 from models.cnn import TeachingCNN
+from training.config import TrainConfig
 from training.engine import (
     EARLY_STOP_CHECK_STEPS,
     Evaluation,
     Finished,
     Started,
-    TrainConfig,
     TrainStep,
     build_model,
     compare,

@@ -21,56 +21,21 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch import nn
 
-from models import INITS, create_model, model_arguments
+from models import create_model, model_arguments
+from training.config import TrainConfig, validate
 from training.data import BatchLoader, FeatureLoader, ImageTensors, balanced_subset, get_dataset, load_splits, normalize
 
-OPTIMIZERS = ("sgd", "adadelta", "adam")
-LR_SCHEDULES = ("constant", "linear", "onecycle")
 # The share of a one-cycle run spent warming the rate up from a tenth of `lr` (the rest decays it
 # to zero): a high rate from the first step would throw a freshly initialised network off course.
 ONECYCLE_WARMUP = 0.2
 # The early-stop rule looks at the smallest batch loss of every this many steps: a fixed
 # cadence keeps the stopping step deterministic, and it avoids a device sync every step.
 EARLY_STOP_CHECK_STEPS = 20
-# Widest training-crop padding: beyond a quarter of a CIFAR-10 image a crop is mostly padding.
-MAX_CROP_PADDING = 8
 # Training images a data-dependent first layer is computed from (models.airbench.Whitening):
 # 5,000 CIFAR-10 images give 4.8 million patches for a 12×12 covariance.
 WHITENING_IMAGES = 5000
 # Smoothing of the reported training loss (exponential moving average, bias-corrected).
 LOSS_SMOOTHING = 0.9
-
-
-@dataclass
-class TrainConfig:
-    """One training run (one arm of a comparison)."""
-
-    label: str = "run"  # the arm's name in plots, tables and saved folders
-    dataset: str = "cifar10"  # cifar10 | hymenoptera (ants vs bees) | a folder with one sub-folder of images per class (training.data.get_dataset)
-    model: str = "cnn-quick"  # a name from models.list_models()
-    model_overrides: dict = field(default_factory=dict)  # constructor arguments changed from the preset
-    init: str = "default"  # first weights of conv/linear layers: default (PyTorch's, as in the report) | he
-    optimizer: str = "sgd"  # sgd | adadelta | adam
-    lr: float = 0.01  # learning rate (Adadelta's own default is 1.0)
-    lr_schedule: str = "constant"  # constant | linear: decays to 0 at the last step, so the run ends on settled weights | onecycle: warms up, then decays to 0
-    momentum: float = 0.0  # SGD momentum β; 0 is plain SGD
-    nesterov: bool = False  # SGD: Nesterov's momentum, which looks ahead along the velocity before taking the gradient
-    label_smoothing: float = 0.0  # share of each target spread over all classes: the net is not pushed to ever more confident logits
-    weight_decay: float = 0.0  # L2 penalty added by the optimizer
-    norm_lr_scale: float = 1.0  # batch-norm parameters learn this many times faster (airbench: 64); their weight decay is divided by it, so each step decays them as much as the rest
-    batch_size: int = 64  # training images per step
-    epochs: int = 2  # passes over the training subset
-    crop_padding: int | None = None  # training crops are cut from images padded by this many pixels; None = the dataset's own (CIFAR-10: 4)
-    n_train: int | None = None  # class-balanced training subset size; None = the whole split
-    n_test: int | None = None  # class-balanced evaluation subset size; None = the whole split
-    seed: int = 0  # subset, batch order, augmentation, initial weights and dropout
-    device: str = "auto"  # auto | cpu | cuda
-    precision: str = "auto"  # auto | fp32 | bf16 (auto: bf16 where the device computes it natively)
-    loss_threshold: float | None = None  # stop once a batch loss falls below this (report's final run: 0.005)
-    evals_per_epoch: float = 1  # test-set evaluations per epoch (more points on a short run's curve; 0.25: one every 4 epochs)
-    event_interval_s: float = 0.25  # least seconds between two training-loss events of one arm
-    cache_frozen_features: bool = True  # feature extraction: run the frozen backbone once, not every step
-    test_time_flip: bool = False  # evaluate on each test image and its mirror image, averaging the two predictions
 
 
 @dataclass
@@ -149,39 +114,6 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name not in ("fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, got {name!r}")
     return name
-
-
-def validate(config: TrainConfig) -> None:
-    """Reject settings that cannot train, with a message naming the setting."""
-    if config.optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
-    for name in ("batch_size", "epochs"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"{name} must be at least 1, got {getattr(config, name)}")
-    if not config.evals_per_epoch > 0:
-        raise ValueError(f"evals_per_epoch must be positive, got {config.evals_per_epoch}")
-    for name in ("n_train", "n_test"):
-        value = getattr(config, name)
-        if value is not None and value < 2:
-            raise ValueError(f"{name} must be at least 2 (or None for all), got {value}")
-    if not config.lr > 0 or not math.isfinite(config.lr):
-        raise ValueError(f"lr must be a positive number, got {config.lr}")
-    if config.lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {config.lr_schedule!r}")
-    if not 0 <= config.momentum < 1:
-        raise ValueError(f"momentum must be in [0, 1), got {config.momentum}")
-    if config.nesterov and (config.optimizer != "sgd" or config.momentum == 0):
-        raise ValueError("nesterov needs the sgd optimizer and a momentum above 0")
-    if not config.norm_lr_scale > 0 or not math.isfinite(config.norm_lr_scale):
-        raise ValueError(f"norm_lr_scale must be a positive number, got {config.norm_lr_scale}")
-    if config.crop_padding is not None and not 0 <= config.crop_padding <= MAX_CROP_PADDING:
-        raise ValueError(f"crop_padding must be 0–{MAX_CROP_PADDING} pixels (or None for the dataset's own), got {config.crop_padding}")
-    if not 0 <= config.label_smoothing < 1:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
-    if config.init not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {config.init!r}")
-    if config.init != "default" and "init" not in model_arguments(config.model):
-        raise ValueError(f"model {config.model!r} starts from pretrained weights; init must be 'default', got {config.init!r}")
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:

@@ -15,7 +15,7 @@ Every experiment carries the report's own numbers, to be shown beside ours.
 
 from dataclasses import dataclass, replace
 
-from training.engine import TrainConfig
+from training.config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import statistics
 from dataclasses import asdict
 from pathlib import Path
 
-from training.engine import TrainConfig
+from training.config import TrainConfig
 from training.experiments import Experiment, Lesson, get_experiment
 
 LESSONS_FILE = Path(__file__).parent.parent / "results" / "lessons.json"

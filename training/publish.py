@@ -30,6 +30,7 @@ from huggingface_hub.errors import HFValidationError
 from models import AirbenchCNN, AlexNetTransfer, TeachingCNN
 from models.checkpoint import CheckpointError, load_pretrained
 from training.runner import folder_name
+from training.config import card_settings
 from training.data import DatasetMissingError, get_dataset
 from training.experiments import get_experiment
 from training.reproduce import PRETRAINED_DIR
@@ -38,10 +39,6 @@ from training.results import validate_results
 PUBLISHABLE = {"final": "final", "classifier": "cifar10", "transfer": "fine tuning", "your-images": "fine tuning"}  # experiment → the arm published by default
 MODEL_CLASSES = {"final": TeachingCNN, "classifier": AirbenchCNN, "transfer": AlexNetTransfer, "your-images": AlexNetTransfer}
 APP_VARIABLES = {"final": "CIFAR10_MODEL", "classifier": "CIFAR10_MODEL", "transfer": "ANTS_BEES_MODEL"}  # your-images: no app variable, a student's own classes
-SETTINGS = (
-    "model", "widths", "optimizer", "lr", "lr_schedule", "momentum", "nesterov", "weight_decay", "label_smoothing", "batch_size", "epochs",
-    "n_train", "loss_threshold", "test_time_flip", "seed", "mode", "batch_norm",
-)
 
 CARD_TEMPLATE = """---
 {{ card_data }}
@@ -134,7 +131,7 @@ def model_card(experiment_name: str, results: dict, run: dict, repo_id: str) -> 
         ],
     )
     config = {**run["config"], "n_train": run["config"].get("n_train") or "all"}
-    settings = "\n".join(f"| `{key}` | {config[key]} |" for key in SETTINGS if key in config)
+    settings = "\n".join(f"| `{key}` | {config[key]} |" for key in card_settings() if key in config)
     return ModelCard.from_template(
         card_data,
         template_str=CARD_TEMPLATE,

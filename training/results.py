@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from models import model_arguments
-from training.engine import Evaluation, Event, Finished, Started, TrainConfig, TrainStep, event_record, model_overrides
+from training.config import TrainConfig
+from training.engine import Evaluation, Event, Finished, Started, TrainStep, event_record, model_overrides
 
 
 def describe(config: TrainConfig) -> dict:
