@@ -12,9 +12,7 @@ session's own name until the session ends (`forget`), or until more sessions tha
 
 import io
 import os
-import threading
 import zipfile
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 
 from demo.uploads import PhotoError, read_photo
+from training.lru import BoundedLRU
 from training.data import FOLDER_STORED_SIZE, IMAGE_SUFFIXES, DatasetSpec, forget_dataset, hold_out, photo_dataset, register_dataset, square_rgb
 
 MIN_CLASSES, MAX_CLASSES = 2, 10
@@ -35,8 +34,7 @@ MAX_COMPRESSION_RATIO = 50
 # a classroom of 30 fits, and past that the session that sent its photos longest ago loses them
 # first, so no number of sessions can fill the server's memory.
 MAX_SESSIONS_HELD = 32
-_held: OrderedDict[str, None] = OrderedDict()  # registered dataset names, oldest first
-_held_lock = threading.Lock()
+_held = BoundedLRU(MAX_SESSIONS_HELD, on_evict=lambda name, _: forget_dataset(name))  # registered dataset names, oldest first
 
 
 class PhotoSetError(ValueError):
@@ -150,20 +148,15 @@ def register(photos: PhotoSet, session: str, seed: int) -> DatasetSpec:
     this session's name; returns the dataset's spec."""
     name = dataset_name(session)
     train, validation = hold_out(photos.images, photos.labels, photo_dataset(name, "your photos", photos.classes), seed)
-    with _held_lock:
-        register_dataset(train, validation)
-        _held.pop(name, None)
-        _held[name] = None
-        while len(_held) > MAX_SESSIONS_HELD:
-            forget_dataset(_held.popitem(last=False)[0])
+    register_dataset(train, validation)
+    _held[name] = None
     return train.spec
 
 
 def forget(name: str) -> None:
     """Drop a session's photos (a name from `dataset_name`); nothing happens if they are gone."""
-    with _held_lock:
-        _held.pop(name, None)
-        forget_dataset(name)
+    _held.pop(name, None)
+    forget_dataset(name)
 
 
 def dataset_name(session: str) -> str:

@@ -157,7 +157,7 @@ def test_without_imagenet_weights_the_tab_says_how_and_offers_the_small_cnn(tmp_
 
 
 def test_photos_of_the_oldest_session_go_first_and_its_model_still_classifies(tmp_path, monkeypatch):
-    monkeypatch.setattr(photo_sets, "MAX_SESSIONS_HELD", 2)
+    monkeypatch.setattr(photo_sets._held, "max_items", 2)
     *_, session, dataset = run_to_the_end(shapes_zip(tmp_path / "p.zip"), your_images.NETWORKS[1], 1, 0)
     others = [photo_sets.register(photo_sets.from_zip(shapes_zip(tmp_path / f"{i}.zip")), f"other-{i}", 0).name for i in range(2)]
     try:

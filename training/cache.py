@@ -22,8 +22,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
-from collections import OrderedDict
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -33,7 +31,9 @@ from torch import nn
 from models import model_class
 from models.checkpoint import CheckpointError, load_pretrained
 from training.data import cache_dir, data_source
-from training.engine import TrainConfig, resolve_device, resolve_precision
+from training.config import TrainConfig
+from training.lru import BoundedLRU
+from training.engine import resolve_device, resolve_precision
 from training.runner import folder_name
 
 log = logging.getLogger(__name__)
@@ -107,8 +107,7 @@ class RunCache:
     def __init__(self, folder: Path | None = None, limit_bytes: int | None = None):
         self.folder = Path(folder or cache_dir() / "runs")
         self.limit_bytes = max_bytes() if limit_bytes is None else limit_bytes
-        self._loaded: OrderedDict[str, CachedRun] = OrderedDict()
-        self._lock = threading.Lock()
+        self._loaded: BoundedLRU = BoundedLRU(LOADED_ENTRIES)  # key → CachedRun
         self._remove_unfinished_writes()
 
     @property
@@ -124,11 +123,11 @@ class RunCache:
 
     def get(self, key: str) -> CachedRun | None:
         """The finished run, or None (never stored, evicted, or found corrupt and dropped)."""
-        with self._lock:
-            if key in self._loaded:
-                self._loaded.move_to_end(key)
-                _touch(self.folder / key)
-                return self._loaded[key]
+        loaded = self._loaded.get(key)
+        if loaded:
+            self._loaded.touch(key)
+            _touch(self.folder / key)
+            return loaded
         entry = self.folder / key
         if not entry.is_dir():
             return None
@@ -139,7 +138,7 @@ class RunCache:
             shutil.rmtree(entry, ignore_errors=True)
             return None
         _touch(entry)
-        self._remember(key, run)
+        self._loaded[key] = run
         return run
 
     def _read(self, entry: Path) -> CachedRun:
@@ -185,13 +184,6 @@ class RunCache:
         self._evict()
         return True
 
-    def _remember(self, key: str, run: CachedRun) -> None:
-        with self._lock:
-            self._loaded[key] = run
-            self._loaded.move_to_end(key)
-            while len(self._loaded) > LOADED_ENTRIES:
-                self._loaded.popitem(last=False)
-
     def _evict(self) -> None:
         """Delete the entries read longest ago until the folder fits its bound."""
         entries = []
@@ -206,8 +198,7 @@ class RunCache:
             if total <= self.limit_bytes:
                 break
             shutil.rmtree(entry, ignore_errors=True)
-            with self._lock:
-                self._loaded.pop(entry.name, None)
+            self._loaded.pop(entry.name, None)
             total -= size
 
 

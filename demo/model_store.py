@@ -9,20 +9,18 @@ and its handle reads as empty: each tab then answers as it does before training,
 
 import itertools
 import os
-import threading
 import weakref
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 
 from torch import nn
+
+from training.lru import BoundedLRU
 
 MAX_BYTES = int(os.environ.get("CNNLAB_MODEL_STORE_MB", 3072)) * 2**20
 DROPPED = (
     "This session's trained models were let go to make room for newer ones (the server keeps the most "
     "recent {mb:,} MB of them): press Train to train again."
 )
-_store: OrderedDict[int, dict[str, nn.Module]] = OrderedDict()  # key → models, oldest first
-_lock = threading.Lock()
 _keys = itertools.count()
 
 
@@ -30,16 +28,19 @@ def weight_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in itertools.chain(model.parameters(), model.buffers()))
 
 
-def _release(key: int) -> None:
-    with _lock:
-        _store.pop(key, None)
-
-
-def held_bytes() -> int:
+def held_bytes(store: Mapping[int, dict[str, nn.Module]]) -> int:
     """The weights the store holds, each model counted once however many sessions share it (the
     readers of one run, and its replays, share its models)."""
-    unique = {id(model): model for models in _store.values() for model in models.values()}
+    unique = {id(model): model for models in store.values() for model in models.values()}
     return sum(weight_bytes(model) for model in unique.values())
+
+
+# Handle key → its models, the session that trained longest ago first.
+_store = BoundedLRU(too_full=lambda store: held_bytes(store) > MAX_BYTES)
+
+
+def _release(key: int) -> None:
+    _store.pop(key, None)
 
 
 def dropped_message() -> str:
@@ -51,22 +52,17 @@ class HeldModels(Mapping):
 
     def __init__(self, models: dict[str, nn.Module]):
         self.key = next(_keys)
-        with _lock:
-            _store[self.key] = dict(models)
-            while held_bytes() > MAX_BYTES and len(_store) > 1:
-                _store.popitem(last=False)
+        _store[self.key] = dict(models)
         # A handle nobody holds any more (the session trained again, or Gradio let its state go)
         # lets go of its models: the store holds what sessions can still use, not every run.
         weakref.finalize(self, _release, self.key)
 
     def _models(self) -> dict[str, nn.Module]:
-        with _lock:
-            return _store.get(self.key, {})
+        return _store.get(self.key, {})
 
     @property
     def dropped(self) -> bool:
-        with _lock:
-            return self.key not in _store
+        return self.key not in _store
 
     def __reduce__(self):
         # Pickled with its models, and held again wherever it is unpickled: on ZeroGPU a run's
