@@ -7,9 +7,11 @@ Our runs are deterministic, so identical requests (`training.cache.run_key`) nee
 - anything else becomes a `Job` in the queue, and one trainer thread trains the jobs in turn (on
   two cores two trainings at once help nobody). Each waiting reader is told its place in line
   and when its run should start, from the measured speed of the runs ahead.
-A session holds at most one request: its next click replaces the last. A job nobody reads any
-more is dropped from the queue, or stopped if it is training. Gradio is not imported here: the
-tabs' handlers (`demo.panel.watch`) turn these updates into plots and messages.
+The classroom owns each browser session's state: a session holds at most one request (its next
+click replaces the last), Stop ends it and reports how far it got, and a job nobody reads any
+more (a reader that stopped asking for updates counts as gone) is dropped from the queue, or
+stopped if it is training. Gradio is not imported here: the tabs' handlers (`demo.panel`) turn
+these updates into plots and messages.
 """
 
 import atexit
@@ -21,30 +23,32 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
-from models import model_arguments
-from models.alexnet import WeightsUnavailableError, backbone_url
-from training.cache import CachedRun, RunCache, run_key, shared_cache
-from training.data import DatasetMissingError, data_activity, download_checkpoint, images_per_epoch, load_splits
-from training.engine import Finished, Started, TrainConfig, device_name, model_overrides, resolve_device
+from demo.jobs import REPLACED, UPDATES_PER_SECOND, Job, Ticket, Update, ordinal, replaced, replayed
+from models.alexnet import WeightsUnavailableError
+from training.cache import RunCache, run_key, shared_cache
+from training.config import TrainConfig
+from training.data import DatasetMissingError
 from training.experiments import Experiment
-from training.lessons import verdicts
-from training.results import Recorder
-from training.runner import ComparisonRun
+from training.lru import BoundedLRU
 
 log = logging.getLogger(__name__)
 
-# Updates a training run publishes per second. Each one makes every reader re-send and re-draw its
-# curves, which on a 2-core machine takes CPU from training, so stay at the low end of 1–10.
-UPDATES_PER_SECOND = 2
+__all__ = ["REPLACED", "Classroom", "QueueFull", "TrainingFailed", "Update", "classroom"]
+
 # A waiting reader hears of its place in line when it changes, and at least this often.
 WAITING_UPDATE_S = 5.0
 # Runs waiting at once; one more is refused with a message. Each session holds at most one.
 MAX_QUEUED = 64
+# A reader that has not asked for its next update this long after it was handed one is gone. A
+# reader asks within milliseconds, or a few seconds when thirty streams share two cores.
+ABANDONED_AFTER_S = 10.0
+# How often the trainer looks for readers that are gone.
+ABANDON_CHECK_S = 0.5
+# Browser sessions whose last request (and Stop's report of it) is remembered; the oldest go first.
+REMEMBERED_SESSIONS = 256
 # Errors whose message already tells the student what to do; any other is reported as a failure.
 EXPLAINED = (DatasetMissingError, WeightsUnavailableError, ValueError)
-REPLACED = "**Replaced** by your newer Train request, which is now the one this session waits for."
 
 
 class QueueFull(RuntimeError):
@@ -55,128 +59,9 @@ class TrainingFailed(RuntimeError):
     """The run raised while training; the message says what, and that the queue moved on."""
 
 
-@dataclass
-class Update:
-    """What a reader is shown: the run so far, a status line, and whether the run is done."""
-
-    recorder: Recorder
-    status: str
-    finished: bool = False
-    progress: float | None = None  # share of the training steps done; None while waiting
-
-
-def prepare_data(configs: list[TrainConfig]) -> Iterator[str]:
-    """Load every arm's dataset, and fetch the pretrained weights any arm starts from, in a
-    thread, yielding what is happening a few times a second: on a fresh host the first click
-    downloads or decodes before anything trains."""
-    failure: list[BaseException] = []
-
-    def load() -> None:
-        try:
-            for name in dict.fromkeys(c.dataset for c in configs):
-                load_splits(name)
-        except Exception as error:  # raised again in the caller's thread
-            failure.append(error)
-            return
-        weights = {model_arguments(c.model, **model_overrides(c)).get("backbone_weights") for c in configs} - {None}
-        for name in weights:
-            try:
-                download_checkpoint(backbone_url(name), "AlexNet's ImageNet weights")
-            except OSError:
-                pass  # building the model tries again and says what to do (WeightsUnavailableError)
-
-    loader = threading.Thread(target=load, daemon=True)
-    loader.start()
-    while loader.is_alive():
-        loader.join(1 / UPDATES_PER_SECOND)
-        if loader.is_alive():
-            yield data_activity() or "Loading the data"
-    if failure:
-        raise failure[0]
-
-
-class Job:
-    """One comparison to train, and the latest update its readers are shown."""
-
-    _numbers = itertools.count(1)
-
-    def __init__(self, key: str | None, experiment: Experiment, configs: list[TrainConfig], preset: str, background: bool = False):
-        self.key, self.experiment, self.configs, self.preset = key, experiment, configs, preset
-        self.background = background  # a warm-up: queued after every student's run
-        self.number = next(self._numbers)
-        self.run = ComparisonRun(experiment, configs)
-        self.images = sum(c.epochs * n for c, n in zip(configs, images_per_epoch(configs)))
-        self.state = "queued"  # → running → done | failed | cancelled
-        self.readers = 0
-        self.cancelled = False
-        self.error: BaseException | None = None
-        self.started_at: float | None = None  # monotonic
-        self.ended_at: datetime.datetime | None = None
-        self.changed = threading.Condition()
-        self.version = 0
-        self.update = Update(self.run.recorder.snapshot(), "Queued…")
-
-    @property
-    def where(self) -> str:
-        return device_name(resolve_device(self.configs[0].device))
-
-    def publish(self, status: str, finished: bool = False) -> None:
-        share = self.run.steps_done / max(1, self.run.steps_planned)
-        with self.changed:
-            self.update = Update(self.run.recorder.snapshot(), status, finished, share)
-            self.version += 1
-            self.changed.notify_all()
-
-    def end(self, state: str, error: BaseException | None = None) -> None:
-        with self.changed:
-            self.state, self.error = state, error
-            self.ended_at = datetime.datetime.now(datetime.UTC)
-            self.version += 1
-            self.changed.notify_all()
-
-    def steps(self) -> Iterator[None]:
-        """Train, publishing a few updates a second and the verdict at the end; yields after every
-        event, so that its driver can stop it between any two."""
-        arms, where = len(self.configs), self.where
-        for activity in prepare_data(self.configs):
-            self.publish(f"{activity}…")
-            yield
-        status, last = f"Training {arms} arm(s) on {where}…", 0.0
-        for event in self.run:
-            if isinstance(event, Started):
-                status = f"Training {arms} arm(s) on {where} in {event.precision}…"
-            if time.perf_counter() - last >= 1 / UPDATES_PER_SECOND or isinstance(event, Finished):
-                last = time.perf_counter()
-                self.publish(status)
-            yield
-        verdict = verdicts(self.experiment, self.results())
-        self.publish("\n\n".join([f"Done on {where}.", *(f"**Verdict:** {line}" for line in verdict)]), finished=True)
-
-    def results(self) -> dict:
-        return self.run.results(self.preset, self.configs[0].device)
-
-
-class Ticket:
-    """One reader's request: the job it reads, or the finished run it replays."""
-
-    def __init__(self, session: str | None, job: Job | None = None, replay: Update | None = None, inline: bool = False):
-        self.session, self.job, self.replay, self.inline = session, job, replay, inline
-        self.replaced = False
-        self.left = False
-
-
-def replay_status(experiment: Experiment, results: dict, finished_at: datetime.datetime) -> str:
-    when = finished_at.astimezone(datetime.UTC).strftime("%H:%M")
-    lines = [f"Done: **the same run finished at {when} UTC; replayed.** It trained on {results['device_name']}; runs are deterministic, so training it again would draw the same curves."]
-    return "\n\n".join([*lines, *(f"**Verdict:** {line}" for line in verdicts(experiment, results))])
-
-
-def ordinal(n: int) -> str:
-    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
-
-
 class Classroom:
-    """The queue, the trainer thread and the cache, shared by every session of the app."""
+    """The queue, the trainer thread, the cache and each session's request, shared by every session
+    of the app."""
 
     def __init__(self, cache: RunCache | None = None):
         self._cache = cache
@@ -185,7 +70,7 @@ class Classroom:
         self._queue: list[Job] = []
         self.running: Job | None = None
         self._by_key: dict[str, Job] = {}  # queued, training, or done and being written to the cache
-        self._sessions: dict[str, Ticket] = {}
+        self._sessions = BoundedLRU(REMEMBERED_SESSIONS)  # session → its latest Ticket
         self._seconds_per_image: dict[str, float] = {}  # by experiment, measured here
         self._trainer: threading.Thread | None = None
         self._closing = False
@@ -208,34 +93,42 @@ class Classroom:
         """A ticket for this run: a replay, a place beside identical readers, or a new job.
         `inline`: train in the caller's thread, outside the queue and the cache (a ZeroGPU call)."""
         if inline:
-            job = Job(None, experiment, configs, preset)
-            job.readers = 1
-            return Ticket(session, job, inline=True)
+            ticket = Ticket(session, Job(None, experiment, configs, preset), inline=True)
+            ticket.job.tickets.add(ticket)
+            return self._remember(ticket)
         key = run_key(experiment.name, configs) if self.cache.enabled else None
         cached = self.cache.get(key) if key else None
         with self._lock:
             self._replace(session)
             job = self._by_key.get(key) if key else None
-            if not cached and job and job.state == "done":  # its cache entry is being written
-                cached = CachedRun(job.results(), job.run.recorder.models, job.ended_at)
             if cached:
-                ticket = Ticket(session, replay=Update(Recorder.restored(cached.results, cached.models), replay_status(experiment, cached.results, cached.finished_at), True, 1.0))
+                ticket = Ticket(session, replay=replayed(experiment, cached.results, cached.models, cached.finished_at))
+            elif job and job.state == "done":  # its cache entry is being written
+                ticket = Ticket(session, replay=replayed(experiment, job.results(), job.run.recorder.models, job.ended_at))
             else:
-                background = getattr(self._background, "on", False)
-                if job is None:
-                    if len(self._queue) >= MAX_QUEUED:
-                        raise QueueFull(f"{MAX_QUEUED} runs are already waiting on this server. Try again in a few minutes, or choose settings someone has already run.")
-                    job = Job(key, experiment, configs, preset, background)
-                    self._enqueue(job)
-                elif job.background and not background:  # a student wants this warm-up: it waits as theirs
-                    job.background = False
-                    if job.state == "queued":
-                        self._queue.remove(job)
-                        self._enqueue(job)
-                job.readers += 1
-                ticket = Ticket(session, job)
-            if session:
-                self._sessions[session] = ticket
+                ticket = Ticket(session, self._job_for(key, job, experiment, configs, preset))
+                ticket.job.tickets.add(ticket)
+        return self._remember(ticket)
+
+    def _job_for(self, key: str | None, job: Job | None, experiment: Experiment, configs: list[TrainConfig], preset: str) -> Job:
+        """The job an identical request already has, moved up if a student now wants a warm-up, or
+        a new one in the queue."""
+        background = getattr(self._background, "on", False)
+        if job is None:
+            if len(self._queue) >= MAX_QUEUED:
+                raise QueueFull(f"{MAX_QUEUED} runs are already waiting on this server. Try again in a few minutes, or choose settings someone has already run.")
+            job = Job(key, experiment, configs, preset, background)
+            self._enqueue(job)
+        elif job.background and not background:  # a student wants this warm-up: it waits as theirs
+            job.background = False
+            if job.state == "queued":
+                self._queue.remove(job)
+                self._enqueue(job)
+        return job
+
+    def _remember(self, ticket: Ticket) -> Ticket:
+        if ticket.session:
+            self._sessions[ticket.session] = ticket
         return ticket
 
     def _enqueue(self, job: Job) -> None:
@@ -255,20 +148,33 @@ class Classroom:
         if previous and not previous.left:
             previous.replaced = True
             self._leave(previous)
-            if previous.job:
-                with previous.job.changed:
-                    previous.job.changed.notify_all()
+            _wake(previous)
+
+    def stop(self, session: str | None) -> tuple[Experiment, Update] | None:
+        """Stop's report for this session's request, which it leaves (its run stops unless another
+        session reads it too, and its stream ends on the same report): how far its run got. None
+        where there is nothing to stop: no request, or one that finished or was replaced."""
+        ticket = self._sessions.pop(session, None) if session else None
+        if ticket is None or ticket.job is None or ticket.finished or ticket.replaced:
+            return None
+        with self._lock:
+            if ticket.stopped is None:
+                ticket.stopped = ticket.job.stop_update()
+            self._leave(ticket)
+        _wake(ticket)
+        return ticket.job.experiment, ticket.stopped
 
     def leave(self, ticket: Ticket) -> None:
-        """The reader is gone (its stream closed, or Stop): a job nobody reads any more is dropped,
-        and the reader's stream, if still open, ends."""
+        """The reader is gone (its stream closed, or it stopped asking): a job nobody reads any
+        more is dropped, and the reader's stream, if still open, ends. An unfinished run's report
+        is kept for the session's Stop, which may come after its stream closed."""
         with self._lock:
-            if self._sessions.get(ticket.session) is ticket:
+            if ticket.finished and self._sessions.get(ticket.session) is ticket:
                 del self._sessions[ticket.session]
+            if ticket.job and not ticket.finished and ticket.stopped is None:
+                ticket.stopped = ticket.job.stop_update()
             self._leave(ticket)
-        if ticket.job:
-            with ticket.job.changed:
-                ticket.job.changed.notify_all()
+        _wake(ticket)
 
     def _leave(self, ticket: Ticket) -> None:
         if ticket.left:
@@ -277,8 +183,8 @@ class Classroom:
         job = ticket.job
         if job is None:
             return
-        job.readers -= 1
-        if job.readers > 0 or ticket.inline or job.state not in ("queued", "running"):
+        job.tickets.discard(ticket)
+        if job.tickets or ticket.inline or job.state not in ("queued", "running"):
             return
         if job.key and self._by_key.get(job.key) is job:
             del self._by_key[job.key]  # a new identical request trains afresh
@@ -289,22 +195,35 @@ class Classroom:
             job.cancelled = True  # the trainer stops it at its next event
 
     def follow(self, ticket: Ticket) -> Iterator[Update]:
-        """The updates the ticket's reader is shown, to the run's end. Closing it leaves the job."""
+        """The updates the ticket's reader is shown, to the run's end; a stopped run's last one is
+        Stop's report. Closing it leaves the job."""
+        if ticket.replay:
+            source = iter([ticket.replay])
+        elif ticket.inline:
+            source = self._train_inline(ticket)
+        else:
+            source = self._read(ticket)
         try:
-            if ticket.replay:
-                yield ticket.replay
-            elif ticket.inline:
-                yield from self._train_inline(ticket.job)
-            else:
-                yield from self._read(ticket)
+            for update in source:
+                ticket.finished = update.finished
+                ticket.suspended_since = time.monotonic()
+                yield update
+                ticket.suspended_since = None
+        except Exception:
+            ticket.finished = True  # it ended on an error its reader is told: nothing left to stop
+            raise
         finally:
             self.leave(ticket)
 
-    def _train_inline(self, job: Job) -> Iterator[Update]:
+    def _train_inline(self, ticket: Ticket) -> Iterator[Update]:
+        job = ticket.job
         seen = job.version
         steps = job.steps()
         try:
             for _ in itertools.chain(steps, [None]):  # the last look sees the verdict, published as the steps end
+                if ticket.left:
+                    yield ticket.stopped
+                    return
                 if job.version != seen:
                     seen = job.version
                     yield job.update
@@ -319,9 +238,11 @@ class Classroom:
                     job.changed.wait(WAITING_UPDATE_S if job.state == "queued" else 1 / UPDATES_PER_SECOND)
                 version, update, state = job.version, job.update, job.state
             if ticket.replaced:
-                yield Update(update.recorder, REPLACED)
+                yield replaced(update)
                 return
-            if ticket.left:  # stopped
+            if ticket.left:  # stopped: the stream ends on Stop's report
+                if ticket.stopped:
+                    yield ticket.stopped
                 return
             if state == "failed":
                 raise job.error if isinstance(job.error, EXPLAINED) else TrainingFailed(
@@ -340,7 +261,6 @@ class Classroom:
                 yield update
                 if update.finished:
                     return
-
     def waiting_status(self, job: Job) -> str:
         with self._lock:
             if job not in self._queue:
@@ -399,10 +319,20 @@ class Classroom:
                 if job.key and self._by_key.get(job.key) is job:
                     del self._by_key[job.key]
 
+    def _drop_abandoned(self, job: Job) -> None:
+        """Leave the job's tickets whose readers have stopped asking for updates."""
+        now = time.monotonic()
+        for ticket in [t for t in list(job.tickets) if t.suspended_since is not None and now - t.suspended_since > ABANDONED_AFTER_S]:
+            self.leave(ticket)
+
     def _train(self, job: Job) -> None:
-        steps = job.steps()
+        self._drop_abandoned(job)  # it may have waited in line for readers long gone
+        steps, checked = job.steps(), time.monotonic()
         try:
             for _ in steps:
+                if time.monotonic() - checked >= ABANDON_CHECK_S:
+                    checked = time.monotonic()
+                    self._drop_abandoned(job)
                 if job.cancelled:
                     steps.close()
                     job.end("cancelled")
@@ -417,6 +347,13 @@ class Classroom:
         if job.key:
             # Identical requests meanwhile attach to the finished job (still under its key).
             self.cache.put(job.key, job.results(), job.run.recorder.models)
+
+
+def _wake(ticket: Ticket) -> None:
+    """Wake the ticket's reader, waiting for news of its job, to see what changed."""
+    if ticket.job:
+        with ticket.job.changed:
+            ticket.job.changed.notify_all()
 
 
 classroom = Classroom()

@@ -15,12 +15,13 @@ import gradio as gr
 import pytest
 import torch
 
-from demo import batchnorm, classroom as classroom_module, panel
+from demo import batchnorm, classroom as classroom_module, jobs, panel
 from demo.classroom import REPLACED, Classroom
 from models import create_model
 from training import cache as cache_module
 from training.cache import RunCache, run_key
-from training.engine import TrainConfig, resolve_precision
+from training.config import TrainConfig
+from training.engine import resolve_precision
 from training.experiments import get_experiment
 
 SMALL = dict(preset="quick", epochs=1, n_train=160, lr=0.01, batch_size=32, seed=0)
@@ -132,10 +133,10 @@ def test_a_sessions_own_photos_are_never_cached(tiny_data):
 
 
 def test_an_identical_request_is_replayed_at_once_with_the_same_curves_and_models(tiny_data, run_cache):
-    first = list(batchnorm.compare_batchnorm(**SMALL))
+    first = list(batchnorm.TAB.handler(**SMALL))
     settle()
     started = time.perf_counter()
-    again = list(batchnorm.compare_batchnorm(**SMALL))
+    again = list(batchnorm.TAB.handler(**SMALL))
     assert len(again) == 1 and time.perf_counter() - started < 5
     loss, accuracy, table, status, session = again[0]
     assert "the same run finished at" in status and "replayed" in status and "**Verdict:**" in status
@@ -145,12 +146,12 @@ def test_an_identical_request_is_replayed_at_once_with_the_same_curves_and_model
         assert all(torch.equal(a, b) for a, b in zip(trained[arm].state_dict().values(), replayed[arm].state_dict().values()))
     # A restarted server reads the same run back from disk, weights exact.
     fresh = RunCache(run_cache, 512 * 2**20)
-    stored = fresh.get(run_key("batchnorm", [dataclasses.replace(c, device="auto") for c in batchnorm.batchnorm_arms(**SMALL)]))
+    stored = fresh.get(run_key("batchnorm", [dataclasses.replace(c, device="auto") for c in panel.lesson_arms(batchnorm.TAB, **SMALL)]))
     assert stored and stored.results["runs"] == session["results"]["runs"]
     for arm in trained:
         assert all(torch.equal(a, b) for a, b in zip(trained[arm].state_dict().values(), stored.models[arm].state_dict().values()))
     # Another setting trains.
-    assert last(batchnorm.compare_batchnorm(**{**SMALL, "seed": 1}))[3].startswith("Done on")
+    assert last(batchnorm.TAB.handler(**{**SMALL, "seed": 1}))[3].startswith("Done on")
 
 
 def test_the_cache_keeps_to_its_bound_dropping_the_run_read_longest_ago(tmp_path):
@@ -170,14 +171,14 @@ def test_the_cache_keeps_to_its_bound_dropping_the_run_read_longest_ago(tmp_path
 def gate(monkeypatch):
     """Runs that wait at their data until the returned event is set."""
     opened = threading.Event()
-    original = classroom_module.prepare_data
+    original = jobs.fetch_data
 
-    def waiting(configs):
+    def waiting(configs, poll_s):
         while not opened.wait(0.05):
             yield "Waiting for the test"
-        yield from original(configs)
+        yield from original(configs, poll_s)
 
-    monkeypatch.setattr(classroom_module, "prepare_data", waiting)
+    monkeypatch.setattr(jobs, "fetch_data", waiting)
     yield opened
     opened.set()
 
@@ -192,13 +193,13 @@ def wait_for_training(room: Classroom) -> None:
 
 def counting_runs(monkeypatch) -> list:
     started = []
-    original = classroom_module.Job.steps
+    original = jobs.Job.steps
 
     def steps(job):
         started.append(job)
         return original(job)
 
-    monkeypatch.setattr(classroom_module.Job, "steps", steps)
+    monkeypatch.setattr(jobs.Job, "steps", steps)
     return started
 
 
@@ -306,7 +307,7 @@ def test_a_queued_run_nobody_waits_for_is_dropped_and_a_running_one_stopped(tiny
 
 
 def test_a_training_that_raises_halfway_fails_alone_and_the_queue_moves_on(tiny_data, monkeypatch):
-    original = classroom_module.ComparisonRun.__iter__
+    original = jobs.ComparisonRun.__iter__
 
     def breaking(run):
         for count, event in enumerate(original(run)):
@@ -314,12 +315,12 @@ def test_a_training_that_raises_halfway_fails_alone_and_the_queue_moves_on(tiny_
                 raise RuntimeError("a broken kernel")
             yield event
 
-    monkeypatch.setattr(classroom_module.ComparisonRun, "__iter__", breaking)
+    monkeypatch.setattr(jobs.ComparisonRun, "__iter__", breaking)
     results = {}
 
     def click(name, seed):
         try:
-            results[name] = last(batchnorm.compare_batchnorm(**{**SMALL, "seed": seed}, request=Session(name)))
+            results[name] = last(batchnorm.TAB.handler(**{**SMALL, "seed": seed}, request=Session(name)))
         except gr.Error as error:
             results[name] = error
 
@@ -330,32 +331,32 @@ def test_a_training_that_raises_halfway_fails_alone_and_the_queue_moves_on(tiny_
         thread.join(120)
     assert isinstance(results["unlucky"], gr.Error) and "failed on the server (RuntimeError: a broken kernel)" in results["unlucky"].message
     assert results["next in line"][3].startswith("Done on")
-    assert last(batchnorm.compare_batchnorm(**SMALL))[3].startswith("Done on")  # and the server still trains
+    assert last(batchnorm.TAB.handler(**SMALL))[3].startswith("Done on")  # and the server still trains
 
 
 def test_a_client_gone_mid_stream_leaves_the_others_reading_its_run(tiny_data, run_cache, monkeypatch):
-    monkeypatch.setattr(panel, "ABANDONED_AFTER_S", 0.3)
+    monkeypatch.setattr(classroom_module, "ABANDONED_AFTER_S", 0.3)
     started = counting_runs(monkeypatch)
     long = {**SMALL, "epochs": 3, "batch_size": 2}
-    gone = batchnorm.compare_batchnorm(**long, request=Session("gone"))
+    gone = batchnorm.TAB.handler(**long, request=Session("gone"))
     next(gone)  # then never asks again, as Gradio does for a client that disconnected
-    staying = last(batchnorm.compare_batchnorm(**long, request=Session("staying")))
+    staying = last(batchnorm.TAB.handler(**long, request=Session("staying")))
     assert staying[3].startswith("Done on") and set(staying[4]["models"]) == {"no batch norm", "batch norm"}
     assert len(started) == 1
 
 
 def test_a_truncated_cache_entry_is_dropped_and_the_run_trained_again(tiny_data, run_cache):
-    trained = last(batchnorm.compare_batchnorm(**SMALL))
+    trained = last(batchnorm.TAB.handler(**SMALL))
     settle()
     weights = next(run_cache.glob("*/*/model.safetensors"))
     weights.write_bytes(weights.read_bytes()[:1000])
     cache_module._cache_at.cache_clear()  # a restarted server: nothing in memory
-    again = last(batchnorm.compare_batchnorm(**SMALL))
+    again = last(batchnorm.TAB.handler(**SMALL))
     assert again[3].startswith("Done on") and again[2]["this run"].equals(trained[2]["this run"])
     settle()
     assert next(run_cache.glob("*/*/model.safetensors")).stat().st_size > 1000  # written whole again
     cache_module._cache_at.cache_clear()
-    assert "replayed" in last(batchnorm.compare_batchnorm(**SMALL))[3]
+    assert "replayed" in last(batchnorm.TAB.handler(**SMALL))[3]
 
 
 def test_a_full_disk_costs_the_cache_entry_and_nothing_else(tiny_data, run_cache, monkeypatch):
@@ -364,12 +365,12 @@ def test_a_full_disk_costs_the_cache_entry_and_nothing_else(tiny_data, run_cache
 
     with monkeypatch.context() as patch:
         patch.setattr(Path, "write_text", full)
-        result = last(batchnorm.compare_batchnorm(**SMALL))
+        result = last(batchnorm.TAB.handler(**SMALL))
         settle()
     assert result[3].startswith("Done on") and set(result[4]["models"]) == {"no batch norm", "batch norm"}
     assert not list(run_cache.iterdir())  # no entry, and no partial one
     cache_module._cache_at.cache_clear()
-    assert last(batchnorm.compare_batchnorm(**SMALL))[3].startswith("Done on")  # trained again, then cached
+    assert last(batchnorm.TAB.handler(**SMALL))[3].startswith("Done on")  # trained again, then cached
     settle()
     assert len(list(run_cache.iterdir())) == 1
 

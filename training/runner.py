@@ -4,11 +4,17 @@ shows progress (a tqdm bar, live plots)."""
 
 import re
 import sys
+import threading
 from collections.abc import Iterator
 
 from tqdm import tqdm
 
-from training.engine import Event, Finished, Started, TrainConfig, TrainStep, compare, device_name, resolve_device
+from models import model_arguments
+from models.alexnet import backbone_url
+
+from training.config import TrainConfig
+from training.data import data_activity, download_checkpoint, load_splits
+from training.engine import Event, Finished, Started, TrainStep, compare, device_name, model_overrides, resolve_device
 from training.experiments import Experiment, get_experiment
 from training.lessons import verdicts
 from training.results import Recorder
@@ -17,6 +23,36 @@ from training.results import Recorder
 def folder_name(label: str) -> str:
     """An arm's label as a folder name (its trained model's `save_pretrained` folder)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", label).strip("-")
+
+
+def fetch_data(configs: list[TrainConfig], poll_s: float) -> Iterator[str]:
+    """Load every arm's dataset, and fetch the pretrained weights any arm starts from, in a
+    thread, yielding what is happening every `poll_s` seconds: on a fresh host the first click
+    downloads or decodes before anything trains."""
+    failure: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            for name in dict.fromkeys(c.dataset for c in configs):
+                load_splits(name)
+        except Exception as error:  # raised again in the caller's thread
+            failure.append(error)
+            return
+        weights = {model_arguments(c.model, **model_overrides(c)).get("backbone_weights") for c in configs} - {None}
+        for name in weights:
+            try:
+                download_checkpoint(backbone_url(name), "AlexNet's ImageNet weights")
+            except OSError:
+                pass  # building the model tries again and says what to do (WeightsUnavailableError)
+
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    while loader.is_alive():
+        loader.join(poll_s)
+        if loader.is_alive():
+            yield data_activity() or "Loading the data"
+    if failure:
+        raise failure[0]
 
 
 class ComparisonRun:

@@ -1,0 +1,140 @@
+"""What the classroom's queue (demo.classroom) trains and hands out: a `Job` is one comparison to
+train and the latest `Update` its readers are shown; a `Ticket` is one reader's request for it.
+Plain objects and plain text: Gradio is not imported here.
+"""
+
+import datetime
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+from training.config import TrainConfig
+from training.data import images_per_epoch
+from training.engine import Finished, Started, device_name, resolve_device
+from training.experiments import Experiment
+from training.lessons import verdicts
+from training.results import Recorder
+from training.runner import ComparisonRun, fetch_data
+
+# Updates a training run publishes per second. Each one makes every reader re-send and re-draw its
+# curves, which on a 2-core machine takes CPU from training, so stay at the low end of 1–10.
+UPDATES_PER_SECOND = 2
+REPLACED = "**Replaced** by your newer Train request, which is now the one this session waits for."
+
+
+@dataclass
+class Update:
+    """What a reader is shown: the run so far, a status line, and whether the run is done."""
+
+    recorder: Recorder | None  # None: a run stopped before it trained
+    status: str
+    finished: bool = False
+    progress: float | None = None  # share of the training steps done; None while waiting
+    results: dict | None = None  # a finished run's results JSON, as made where it trained
+    stopped: bool = False  # the run was stopped: its unfinished arms say where they got to
+
+
+class Job:
+    """One comparison to train, and the latest update its readers are shown."""
+
+    _numbers = itertools.count(1)
+
+    def __init__(self, key: str | None, experiment: Experiment, configs: list[TrainConfig], preset: str, background: bool = False):
+        self.key, self.experiment, self.configs, self.preset = key, experiment, configs, preset
+        self.background = background  # a warm-up: queued after every student's run
+        self.number = next(self._numbers)
+        self.run = ComparisonRun(experiment, configs)
+        self.images = sum(c.epochs * n for c, n in zip(configs, images_per_epoch(configs)))
+        self.state = "queued"  # → running → done | failed | cancelled
+        self.tickets: set[Ticket] = set()  # the readers it trains for
+        self.cancelled = False
+        self.error: BaseException | None = None
+        self.started_at: float | None = None  # monotonic
+        self.ended_at: datetime.datetime | None = None
+        self.changed = threading.Condition()
+        self.version = 0
+        self.update = Update(self.run.recorder.snapshot(), "Queued…")
+
+    @property
+    def where(self) -> str:
+        return device_name(resolve_device(self.configs[0].device))
+
+    def publish(self, status: str, finished: bool = False) -> None:
+        share = self.run.steps_done / max(1, self.run.steps_planned)
+        results = self.results() if finished else None
+        with self.changed:
+            self.update = Update(self.run.recorder.snapshot(), status, finished, share, results)
+            self.version += 1
+            self.changed.notify_all()
+
+    def end(self, state: str, error: BaseException | None = None) -> None:
+        with self.changed:
+            self.state, self.error = state, error
+            self.ended_at = datetime.datetime.now(datetime.UTC)
+            self.version += 1
+            self.changed.notify_all()
+
+    def steps(self) -> Iterator[None]:
+        """Train, publishing a few updates a second and the verdict at the end; yields after every
+        event, so that its driver can stop it between any two."""
+        arms, where = len(self.configs), self.where
+        for activity in fetch_data(self.configs, 1 / UPDATES_PER_SECOND):
+            self.publish(f"{activity}…")
+            yield
+        status, last = f"Training {arms} arm(s) on {where}…", 0.0
+        for event in self.run:
+            if isinstance(event, Started):
+                status = f"Training {arms} arm(s) on {where} in {event.precision}…"
+            if time.perf_counter() - last >= 1 / UPDATES_PER_SECOND or isinstance(event, Finished):
+                last = time.perf_counter()
+                self.publish(status)
+            yield
+        verdict = verdicts(self.experiment, self.results())
+        self.publish("\n\n".join([f"Done on {where}.", *(f"**Verdict:** {line}" for line in verdict)]), finished=True)
+
+    def results(self) -> dict:
+        return self.run.results(self.preset, self.configs[0].device)
+
+    def stop_update(self) -> Update:
+        """What a reader who stops this job is shown: how far it got, arm by arm."""
+        if self.state == "queued":
+            return Update(None, "**Stopped** while waiting in line: nothing was trained.", stopped=True)
+        steps, total = self.run.steps_done, self.run.steps_planned
+        share = f" ({steps / total:.0%})" if total else ""
+        status = f"**Stopped** after {steps:,} of {total:,} training steps{share}. The table shows where each arm got to."
+        return Update(self.run.recorder.snapshot(), status, stopped=True)
+
+
+class Ticket:
+    """One reader's request: the job it reads, or the finished run it replays. `suspended_since`
+    is when its stream last handed its reader an update that the reader has not asked past yet: a
+    reader gone mid-stream (a closed tab, a cancel through the API) stops asking without closing it."""
+
+    def __init__(self, session: str | None, job: Job | None = None, replay: Update | None = None, inline: bool = False):
+        self.session, self.job, self.replay, self.inline = session, job, replay, inline
+        self.replaced = False
+        self.left = False
+        self.finished = False  # its reader saw the run's last update
+        self.stopped: Update | None = None  # how far its run got when its reader stopped or left it
+        self.suspended_since: float | None = None  # monotonic
+
+
+def replay_status(experiment: Experiment, results: dict, finished_at: datetime.datetime) -> str:
+    when = finished_at.astimezone(datetime.UTC).strftime("%H:%M")
+    lines = [f"Done: **the same run finished at {when} UTC; replayed.** It trained on {results['device_name']}; runs are deterministic, so training it again would draw the same curves."]
+    return "\n\n".join([*lines, *(f"**Verdict:** {line}" for line in verdicts(experiment, results))])
+
+
+def replayed(experiment: Experiment, results: dict, models: dict, finished_at: datetime.datetime) -> Update:
+    """A finished run read back, as its readers are shown it."""
+    return Update(Recorder.restored(results, models), replay_status(experiment, results, finished_at), True, 1.0, results)
+
+
+def replaced(update: Update) -> Update:
+    return replace(update, status=REPLACED, finished=False)
+
+
+def ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
