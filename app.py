@@ -8,10 +8,10 @@ import os
 import gradio as gr
 
 from demo import activations, adaptive_lr, batchnorm, classifiers, depth, final_cnn, momentum, transfer, your_images
-from demo.common import DEFAULT_PRESET, GPU_AVAILABLE
 from demo.gpu import ON_ZEROGPU
 from demo.panel import MAX_STREAMS, warm_up
 from demo.photo_sets import MAX_TOTAL_BYTES
+from demo.settings import DEFAULT_PRESET, GPU_AVAILABLE
 from training.data import prefetch
 
 HOST = "ZeroGPU" if ON_ZEROGPU else "a GPU" if GPU_AVAILABLE else "a CPU"
@@ -26,25 +26,17 @@ the batch order, and differ only in the factor under study. Running on **{HOST}*
 # firewall or an offline laptop cannot reach (headings then mix two fonts).
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
-TABS = [
-    ("Activations", activations),
-    ("Momentum", momentum),
-    ("Adaptive learning rate", adaptive_lr),
-    ("Batch normalization", batchnorm),
-    ("Depth", depth),
-    ("Final CNN", final_cnn),
-    ("Transfer learning", transfer),
-    ("Your images", your_images),
-]
+# The app's tabs, in the tab bar's order: the one list the tests, the benchmarks and the warm-up read.
+TABS = (activations.TAB, momentum.TAB, adaptive_lr.TAB, batchnorm.TAB, depth.TAB, final_cnn.TAB, transfer.TAB, your_images.TAB)
 
 
-def build_app() -> gr.Blocks:
+def build_app(tabs=TABS) -> gr.Blocks:
     with gr.Blocks(title="CNN Lab") as app:
         gr.Markdown(INTRO)
         with gr.Tabs():
-            for title, module in TABS:
-                with gr.Tab(title):
-                    module.build()
+            for tab in tabs:
+                with gr.Tab(tab.title):
+                    tab.build()
         app.unload(your_images.forget_session)  # a closed tab's photos go at once
     # Classification runs beside training; trainings share one queue (see ComparisonPanel.wire).
     return app.queue(default_concurrency_limit=4)
@@ -65,7 +57,7 @@ def warm_wanted() -> bool:
 def load_classifiers() -> None:
     """Load the CIFAR-10 classifier (CIFAR10_MODEL, else the embedded one) and ANTS_BEES_MODEL at
     start, so the first upload answers at once."""
-    classifiers.configured.get()
+    classifiers.cifar10_model.get()
     transfer.ants_bees_model.get()
 
 
@@ -75,7 +67,7 @@ if __name__ == "__main__":
     load_classifiers()
     app = build_app()
     if warm_wanted():
-        warm_up()
+        warm_up(TABS)
     # The largest upload is a zip of your images; a single photo over demo.uploads.MAX_UPLOAD_BYTES is
     # refused by its handler. Threads: a stream waiting its turn holds one while it waits for news,
     # and classification must still find one free.

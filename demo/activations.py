@@ -11,13 +11,11 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from demo.common import plan
-from demo.gpu import gpu
-from demo.panel import ComparisonPanel, stream_comparison
+from demo.lesson import Lesson
+from demo.settings import Settings
 from demo.views import AXIS_FORMAT, PLOT_MIN_WIDTH, colour_map
 from models import ACTIVATIONS
 from models.cnn import make_activation
-from training.experiments import get_experiment
 
 EXPLANATION = r"""
 An activation $f$ bends each layer's output; backpropagation multiplies the gradient by $f'$ at
@@ -45,6 +43,7 @@ saw ReLU ahead; its network's widths are not given, and ours are a guess.
 
 # Every activation a user can choose is a series of the plots, in one colour across all of them.
 SERIES = tuple(ACTIVATIONS)
+DEFAULT_ACTIVATIONS = ("relu", "sigmoid", "tanh")
 
 
 def activation_curves(names: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -59,30 +58,27 @@ def activation_curves(names: list[str] | None = None) -> tuple[pd.DataFrame, pd.
     return pd.DataFrame(rows, columns=["x", "f(x)", "activation"]), pd.DataFrame(slopes, columns=["x", "slope", "activation"])
 
 
-def activation_arms(activations=("relu", "sigmoid", "tanh"), preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None) -> list:
-    """One arm per chosen activation, the rest shared."""
-    chosen = list(dict.fromkeys(activations or []))
-    unknown = [a for a in chosen if a not in ACTIVATIONS]
-    if not chosen or unknown or len(chosen) > len(ACTIVATIONS):
-        raise gr.Error(f"Choose one or more activations from {', '.join(ACTIVATIONS)}" + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
-    experiment = get_experiment("activations")
-    template = plan(experiment, preset, epochs, n_train, lr, batch_size, seed, init)[0]
-    return [replace(template, label=a, model_overrides={**template.model_overrides, "activation": a}) for a in chosen]
-
-
-@gpu(activation_arms)
-def compare_activations(activations=("relu", "sigmoid", "tanh"), preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
+class Activations(Lesson):
     """Train the same network with each chosen activation, paired."""
-    configs = activation_arms(activations, preset, epochs, n_train, lr, batch_size, seed, init)
-    yield from stream_comparison(get_experiment("activations"), configs, preset, progress, SERIES, request)
 
 
-def build() -> None:
-    panel = ComparisonPanel("activations", EXPLANATION, series=SERIES)
-    values, slopes = activation_curves()
-    with panel.extra:
-        chosen = gr.CheckboxGroup(list(ACTIVATIONS), value=["relu", "sigmoid", "tanh"], label="Activations to compare")
+    def controls(self) -> list:
+        values, slopes = activation_curves()
+        chosen = gr.CheckboxGroup(list(ACTIVATIONS), value=list(DEFAULT_ACTIVATIONS), label="Activations to compare")
+        shared = dict(x="x", color="activation", color_map=colour_map(SERIES), height=220, min_width=PLOT_MIN_WIDTH, x_axis_format=AXIS_FORMAT, y_axis_format=AXIS_FORMAT)
         with gr.Row():
-            gr.LinePlot(values, x="x", y="f(x)", color="activation", color_map=colour_map(SERIES), title="f(x)", height=220, min_width=PLOT_MIN_WIDTH, x_axis_format=AXIS_FORMAT, y_axis_format=AXIS_FORMAT)
-            gr.LinePlot(slopes, x="x", y="slope", color="activation", color_map=colour_map(SERIES), title="f′(x): what the gradient is multiplied by", height=220, min_width=PLOT_MIN_WIDTH, x_axis_format=AXIS_FORMAT, y_axis_format=AXIS_FORMAT)
-    panel.wire(compare_activations, [chosen], api_name="compare_activations")
+            gr.LinePlot(values, y="f(x)", title="f(x)", **shared)
+            gr.LinePlot(slopes, y="slope", title="f′(x): what the gradient is multiplied by", **shared)
+        return [chosen]
+
+    def arms(self, settings: Settings, activations=DEFAULT_ACTIVATIONS) -> list:
+        """One arm per chosen activation, the rest shared."""
+        chosen = list(dict.fromkeys(activations or []))
+        unknown = [a for a in chosen if a not in ACTIVATIONS]
+        if not chosen or unknown or len(chosen) > len(ACTIVATIONS):
+            raise ValueError(f"Choose one or more activations from {', '.join(ACTIVATIONS)}" + (f"; unknown: {', '.join(unknown)}" if unknown else ""))
+        template = settings.arms(self.experiment)[0]
+        return [replace(template, label=a, model_overrides={**template.model_overrides, "activation": a}) for a in chosen]
+
+
+TAB = Activations("Activations", "activations", "compare_activations", EXPLANATION, SERIES)

@@ -8,9 +8,8 @@ from dataclasses import replace
 
 import gradio as gr
 
-from demo.common import plan
-from demo.gpu import gpu
-from demo.panel import ComparisonPanel, stream_comparison
+from demo.lesson import Lesson
+from demo.settings import Settings
 from demo.views import plot_series
 from training.experiments import get_experiment
 
@@ -38,26 +37,21 @@ network's widths, and ours may differ.
 """
 
 ADAM_LR = 1e-3
-SERIES = plot_series(get_experiment("adaptive-lr"), extra=("adam",))
 
 
-def adaptive_lr_arms(include_adam=False, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None) -> list:
-    """Adadelta and constant-rate SGD, and Adam if asked for."""
-    configs = plan(get_experiment("adaptive-lr"), preset, epochs, n_train, lr, batch_size, seed, init)
-    if include_adam:
-        configs.append(replace(configs[0], label="adam", optimizer="adam", lr=ADAM_LR, momentum=0.0))
-    return configs
-
-
-@gpu(adaptive_lr_arms)
-def compare_adaptive_lr(include_adam=False, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
+class AdaptiveLearningRate(Lesson):
     """Train the same network with constant-LR SGD and Adadelta (and Adam), paired."""
-    configs = adaptive_lr_arms(include_adam, preset, epochs, n_train, lr, batch_size, seed, init)
-    yield from stream_comparison(get_experiment("adaptive-lr"), configs, preset, progress, SERIES, request)
 
 
-def build() -> None:
-    panel = ComparisonPanel("adaptive-lr", EXPLANATION, series=SERIES)
-    with panel.extra:
-        include_adam = gr.Checkbox(value=False, label="Add an Adam arm")
-    panel.wire(compare_adaptive_lr, [include_adam], api_name="compare_adaptive_lr")
+    def controls(self) -> list:
+        return [gr.Checkbox(value=False, label="Add an Adam arm")]
+
+    def arms(self, settings: Settings, include_adam=False) -> list:
+        """Adadelta and constant-rate SGD, and Adam if asked for."""
+        configs = settings.arms(self.experiment)
+        if include_adam:
+            configs.append(replace(configs[0], label="adam", optimizer="adam", lr=ADAM_LR, momentum=0.0))
+        return configs
+
+
+TAB = AdaptiveLearningRate("Adaptive learning rate", "adaptive-lr", "compare_adaptive_lr", EXPLANATION, plot_series(get_experiment("adaptive-lr"), extra=("adam",)))

@@ -11,13 +11,10 @@ import torch
 # of the app's cold start.
 from matplotlib.figure import Figure
 
-from demo.common import plan
-from demo.gpu import gpu
-from demo.panel import ComparisonPanel, stream_comparison
+from demo.lesson import Lesson
 from demo.views import PALETTE
 from models import INITS, create_model
 from models.cnn import ConvBlock, DenseBlock
-from training.experiments import get_experiment
 
 EXPLANATION = r"""
 Batch norm standardises every channel over the batch, then lets the network rescale it:
@@ -76,20 +73,13 @@ def signal_scale_figure():
     return figure
 
 
-def batchnorm_arms(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None) -> list:
-    """The same network with and without batch norm."""
-    return plan(get_experiment("batchnorm"), preset, epochs, n_train, lr, batch_size, seed, init)
-
-
-@gpu(batchnorm_arms)
-def compare_batchnorm(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
+class BatchNormalization(Lesson):
     """Train the same network with and without batch norm, paired; `init` None keeps the preset's."""
-    configs = batchnorm_arms(preset, epochs, n_train, lr, batch_size, seed, init)
-    yield from stream_comparison(get_experiment("batchnorm"), configs, preset, progress, request=request)
 
 
-def build() -> None:
-    panel = ComparisonPanel("batchnorm", EXPLANATION)
-    with panel.extra:
+    def controls(self) -> list:
         gr.Plot(signal_scale_figure(), label="Signal scale at initialisation", format="png")
-    panel.wire(compare_batchnorm, [], api_name="compare_batchnorm")
+        return []
+
+
+TAB = BatchNormalization("Batch normalization", "batchnorm", "compare_batchnorm", EXPLANATION)

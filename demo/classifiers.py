@@ -33,7 +33,7 @@ EMBEDDED_ARM = "cifar10"
 GALLERY_SIZE = 24  # test images shown per confusion cell, most confident first
 
 # A published final CNN is a TeachingCNN; the embedded classifier (and its published copy) an AirbenchCNN.
-configured = ConfiguredModel("CIFAR10_MODEL", (AirbenchCNN, TeachingCNN), default=str(EMBEDDED_FOLDER / EMBEDDED_ARM))
+cifar10_model = ConfiguredModel("CIFAR10_MODEL", (AirbenchCNN, TeachingCNN), default=str(EMBEDDED_FOLDER / EMBEDDED_ARM))
 
 
 @dataclass
@@ -71,7 +71,7 @@ def recorded_results(source: str) -> dict | None:
         return None
 
 
-def describe(results: dict | None, arm: str | None) -> tuple[float | None, list | None, bool, str]:
+def recorded_numbers(results: dict | None, arm: str | None) -> tuple[float | None, list | None, bool, str]:
     """(test accuracy, confusion, test-time flip, device) of one arm of a results JSON."""
     runs = {run["label"]: run for run in (results or {}).get("runs", [])}
     run = runs.get(arm) if arm else next(iter(runs.values()), None) if len(runs) == 1 else None
@@ -81,12 +81,12 @@ def describe(results: dict | None, arm: str | None) -> tuple[float | None, list 
 
 
 def default_classifier() -> Classifier | None:
-    """CIFAR10_MODEL's model, else the embedded one; None where neither loads (configured.message says why)."""
-    return described(configured)
+    """CIFAR10_MODEL's model, else the embedded one; None where neither loads (cifar10_model.message says why)."""
+    return classifier_of(cifar10_model)
 
 
 @functools.cache
-def described(loader: ConfiguredModel) -> Classifier | None:
+def classifier_of(loader: ConfiguredModel) -> Classifier | None:
     """`loader`'s model and what is recorded with it, read once: every page load asks for it."""
     model = loader.get()
     if model is None:
@@ -96,7 +96,7 @@ def described(loader: ConfiguredModel) -> Classifier | None:
     arm = EMBEDDED_ARM if embedded else Path(source).name if Path(source).is_dir() else None
     name = "the embedded classifier (pretrained/classifier in this repository)" if embedded else f"CIFAR10_MODEL={source}"
     predictions = Path(source) / TEST_PREDICTIONS
-    classifier = Classifier(model, name, *describe(recorded_results(source), arm), predictions_file=predictions if predictions.is_file() else None)
+    classifier = Classifier(model, name, *recorded_numbers(recorded_results(source), arm), predictions_file=predictions if predictions.is_file() else None)
     if classifier.predictions_file:  # the accuracy of exactly the predictions the matrix shows
         labels, predicted, _ = test_predictions(classifier)
         classifier.test_acc = (labels == predicted).float().mean().item()
@@ -109,7 +109,7 @@ def session_classifier(session: dict | None) -> Classifier | None:
     if not session or "final" not in session.get("models", {}):
         return None
     results = session["results"]
-    return Classifier(session["models"]["final"], f"the final CNN trained in this session ({results['preset']} preset)", *describe(results, "final"))
+    return Classifier(session["models"]["final"], f"the final CNN trained in this session ({results['preset']} preset)", *recorded_numbers(results, "final"))
 
 
 _predictions: "weakref.WeakKeyDictionary[nn.Module, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]" = weakref.WeakKeyDictionary()

@@ -14,11 +14,10 @@ from matplotlib import patheffects
 # of the app's cold start.
 from matplotlib.figure import Figure
 
-from demo.common import plan
-from demo.gpu import gpu
-from demo.panel import ComparisonPanel, session_result, watch
+from demo.lesson import Lesson
+from demo.settings import Settings
 from demo.views import PLOT_MIN_WIDTH, reference, results_table
-from training.experiments import DEPTH_GRID, get_experiment
+from training.experiments import DEPTH_GRID
 
 EXPLANATION = r"""
 More layers mean more parameters and more compute per image, so **training time** grows with
@@ -76,9 +75,12 @@ def reference_figures():
     if recorded is None:
         return None
     runs = {run["label"]: run for run in recorded["runs"]}
-    conv_counts = sorted({run["config"]["n_conv"] for run in runs.values()})
-    fc_counts = sorted({run["config"]["n_fc"] for run in runs.values()})
-    return grid_figures(runs, conv_counts, fc_counts, title=f"Reference ({recorded['preset']}, {recorded['device_name']})\n")
+    return grid_figures(runs, *grid_counts(runs), title=f"Reference ({recorded['preset']}, {recorded['device_name']})\n")
+
+
+def grid_counts(runs: dict) -> tuple[list[int], list[int]]:
+    """The conv and fully-connected layer counts of a grid's cells, from each cell's settings."""
+    return sorted({run["config"]["n_conv"] for run in runs.values()}), sorted({run["config"]["n_fc"] for run in runs.values()})
 
 
 def checked_counts(values, allowed: list[int], name: str) -> list[int]:
@@ -87,52 +89,55 @@ def checked_counts(values, allowed: list[int], name: str) -> list[int]:
     except (TypeError, ValueError):
         counts = []
     if not counts or not set(counts) <= set(allowed):
-        raise gr.Error(f"Choose {name} layer counts from {allowed[0]} to {allowed[-1]}, got {values!r}")
+        raise ValueError(f"Choose {name} layer counts from {allowed[0]} to {allowed[-1]}, got {values!r}")
     return counts
 
 
-def depth_arms(conv_counts=(1, 3, 5), fc_counts=(1, 2, 3), preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None) -> list:
-    """One network per (conv, fc) cell of the chosen counts."""
-    conv_counts = checked_counts(conv_counts, CONV_CHOICES, "conv")
-    fc_counts = checked_counts(fc_counts, FC_CHOICES, "fully-connected")
-    template = plan(get_experiment("architecture"), preset, epochs, n_train, lr, batch_size, seed, init)[0]
-    return [
-        replace(template, label=f"conv{c}-fc{f}", model_overrides={**template.model_overrides, "n_conv": c, "n_fc": f})
-        for c in conv_counts
-        for f in fc_counts
-    ]
-
-
-@gpu(depth_arms)
-def depth_grid(conv_counts=(1, 3, 5), fc_counts=(1, 2, 3), preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
+class Depth(Lesson):
     """Train one network per (conv, fc) cell, one after another; stream the two heatmaps."""
-    configs = depth_arms(conv_counts, fc_counts, preset, epochs, n_train, lr, batch_size, seed, init)
-    conv_counts = checked_counts(conv_counts, CONV_CHOICES, "conv")
-    fc_counts = checked_counts(fc_counts, FC_CHOICES, "fully-connected")
-    experiment = get_experiment("architecture")
-    drawn = -1
-    for recorder, status, finished in watch(experiment, configs, preset, progress, request):
-        session = session_result(recorder, experiment, preset) if finished else gr.skip()
-        # The heatmaps change only when a cell finishes; drawing them costs the CPU that trains.
-        cells = sum("test_acc" in run for run in recorder.runs.values())
-        figures = grid_figures(recorder.runs, conv_counts, fc_counts) if cells != drawn or finished else (gr.skip(), gr.skip())
-        drawn = cells
-        yield *figures, results_table(experiment, recorder), status, session
 
+    opens_with_plots = True  # the reference grid, until the first Train
 
-def build() -> None:
-    panel = ComparisonPanel("architecture", EXPLANATION, plots=False)
-    with panel.extra:
+    def controls(self) -> list:
         conv_counts = gr.CheckboxGroup(CONV_CHOICES, value=list(DEPTH_GRID["quick"][0]), label="Conv layers")
         fc_counts = gr.CheckboxGroup(FC_CHOICES, value=list(DEPTH_GRID["quick"][1]), label="Fully-connected layers")
-    recorded = reference_figures() or (None, None)
-    # Until the first Train the top frames show the reference grid; then it moves below the live one.
-    with panel.plots:
+        return [conv_counts, fc_counts]
+
+    def arms(self, settings: Settings, conv_counts=DEPTH_GRID["quick"][0], fc_counts=DEPTH_GRID["quick"][1]) -> list:
+        """One network per (conv, fc) cell of the chosen counts."""
+        conv_counts = checked_counts(conv_counts, CONV_CHOICES, "conv")
+        fc_counts = checked_counts(fc_counts, FC_CHOICES, "fully-connected")
+        template = settings.arms(self.experiment)[0]
+        return [
+            replace(template, label=f"conv{c}-fc{f}", model_overrides={**template.model_overrides, "n_conv": c, "n_fc": f})
+            for c in conv_counts
+            for f in fc_counts
+        ]
+
+    def caption(self) -> None:
+        return None  # the heatmaps title themselves
+
+    def plots(self, panel) -> list:
+        recorded = reference_figures() or (None, None)
+        # Until the first Train the top frames show the reference grid; then it moves below the live one.
         accuracy = gr.Plot(recorded[0], label="Test accuracy", format="png", min_width=PLOT_MIN_WIDTH)
         seconds = gr.Plot(recorded[1], label="Training time", format="png", min_width=PLOT_MIN_WIDTH)
-    if recorded[0]:
-        with gr.Row(visible=False) as reference_row:
-            gr.Plot(recorded[0], label="Reference run: test accuracy", format="png", min_width=PLOT_MIN_WIDTH)
-            gr.Plot(recorded[1], label="Reference run: training time", format="png", min_width=PLOT_MIN_WIDTH)
-        panel.hidden_until_trained.append(reference_row)
-    panel.wire(depth_grid, [conv_counts, fc_counts], api_name="depth_grid", outputs=[accuracy, seconds, panel.table, panel.status, panel.session])
+        if recorded[0]:
+            with gr.Row(visible=False) as reference_row:
+                gr.Plot(recorded[0], label="Reference run: test accuracy", format="png", min_width=PLOT_MIN_WIDTH)
+                gr.Plot(recorded[1], label="Reference run: training time", format="png", min_width=PLOT_MIN_WIDTH)
+            panel.hidden_until_trained.append(reference_row)
+        return [accuracy, seconds]
+
+    def frames(self, updates, *own):
+        drawn = -1
+        for update, session in updates:
+            runs = update.recorder.runs if update.recorder else {}
+            # The heatmaps change only when a cell finishes; drawing them costs the CPU that trains.
+            cells = sum("test_acc" in run for run in runs.values())
+            figures = grid_figures(runs, *grid_counts(runs)) if runs and (cells != drawn or update.finished) else (gr.skip(), gr.skip())
+            drawn = cells
+            yield *figures, results_table(self.experiment, update.recorder, stopped=update.stopped), update.status, session
+
+
+TAB = Depth("Depth", "architecture", "depth_grid", EXPLANATION)

@@ -13,14 +13,14 @@ import torch
 
 from demo import classifiers
 from demo.classifiers import Classifier, cell_examples, confusion, default_classifier, session_classifier
-from demo.common import GPU_AVAILABLE, plan
-from demo.gpu import gpu
-from demo.panel import ComparisonPanel, session_result, watch
-from demo.trained import dropped_message
+from demo.lesson import Lesson
+from demo.model_store import dropped_message
+from demo.panel import ComparisonPanel
+from demo.settings import GPU_AVAILABLE, Settings
 from demo.uploads import classify, image_upload, open_upload
-from demo.views import curves, image_file, plot_series, results_table
+from demo.views import image_file
 from training.data import CIFAR10_DATASET, DatasetMissingError, model_input, square_rgb
-from training.experiments import REPORT_RECIPE_ARM, get_experiment
+from training.experiments import REPORT_RECIPE_ARM
 
 EXPLANATION = r"""
 The report's final network: two 3×3 conv layers (100, 200 kernels) → 2×2 max pool → five 3×3 conv
@@ -52,7 +52,7 @@ SHORT_NAMES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "s
 CORNER = "true ↓ / predicted →"
 
 
-def chosen(choice: str, session: dict | None) -> Classifier:
+def classifier_named(choice: str, session: dict | None) -> Classifier:
     """The classifier the model choice names, or a gr.Error saying how to get one."""
     if choice not in (DEFAULT, SESSION):
         raise gr.Error(f"model must be {DEFAULT!r} or {SESSION!r}, got {choice!r}")
@@ -65,7 +65,7 @@ def chosen(choice: str, session: dict | None) -> Classifier:
         return classifier
     classifier = default_classifier()
     if classifier is None:
-        raise gr.Error(f"No default model could be loaded: {classifiers.configured.message} Train one below, or set CIFAR10_MODEL to a Hub repo or a save_pretrained folder.")
+        raise gr.Error(f"No default model could be loaded: {classifiers.cifar10_model.message} Train one below, or set CIFAR10_MODEL to a Hub repo or a save_pretrained folder.")
     return classifier
 
 
@@ -93,7 +93,7 @@ def classify_cifar10(image_path=None, choice=DEFAULT, session=None):
     """The photo, the 32×32 image the network reads, its top-3 classes, which model answered,
     the first layer's filters and the feature maps they make of the photo."""
     image = open_upload(image_path)
-    classifier = chosen(choice, session)
+    classifier = classifier_named(choice, session)
     model = classifier.model.eval()
     probabilities = classify(model, image, CIFAR10_DATASET, flip=classifier.test_time_flip)
     seen = torch.from_numpy(square_rgb(image, CIFAR10_DATASET.stored_size).copy()).permute(2, 0, 1)
@@ -121,7 +121,7 @@ def confusion_table(matrix: list[list[int]]) -> pd.DataFrame:
 def show_confusion(choice=DEFAULT, session=None):
     """The chosen model's confusion matrix as recorded with it, and which model it is."""
     try:
-        classifier = chosen(choice, session)
+        classifier = classifier_named(choice, session)
     except gr.Error as error:
         return gr.skip(), f"_{error.message}_"
     if classifier.confusion is None:
@@ -145,7 +145,7 @@ def browse_cell(true_class=CIFAR10_DATASET.classes[3], predicted_class=CIFAR10_D
     classes = CIFAR10_DATASET.classes
     if true_class not in classes or predicted_class not in classes:
         raise gr.Error(f"classes must be CIFAR-10's: {', '.join(classes)}")
-    classifier = chosen(choice, session)
+    classifier = classifier_named(choice, session)
     try:
         examples, count = cell_examples(classifier, classes.index(true_class), classes.index(predicted_class))
     except DatasetMissingError as error:
@@ -171,37 +171,9 @@ def saved_model_file(model: torch.nn.Module) -> str:
     return shutil.make_archive(str(folder / "cnn-lab-final"), "zip", folder / "model")
 
 
-def final_arms(with_report_recipe=False, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None) -> list:
-    """The final CNN, and the same network with the report's recipe if asked for."""
-    configs = plan(get_experiment("final"), preset, epochs, n_train, lr, batch_size, seed, init)
-    return [c for c in configs if with_report_recipe or c.label != REPORT_RECIPE_ARM]
-
-
-@gpu(final_arms)
-def train_final_cnn(with_report_recipe=False, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
-    """Train the final CNN (and, if asked, the same network with the report's recipe); stream the
-    curves, then per-class accuracy, the model to download, and switch the classifier to it."""
-    experiment = get_experiment("final")
-    configs = final_arms(with_report_recipe, preset, epochs, n_train, lr, batch_size, seed, init)
-    series = plot_series(experiment)
-    for recorder, status, finished in watch(experiment, configs, preset, progress, request):
-        if not finished:
-            yield *curves(experiment, recorder, series), results_table(experiment, recorder), status, gr.skip(), gr.skip(), gr.skip(), gr.skip()
-            continue
-        run = recorder.runs["final"]
-        per_class = pd.DataFrame({"class": run["classes"], "test accuracy (%)": [round(100 * a, 1) for a in run["per_class_acc"]]})
-        yield (
-            *curves(experiment, recorder, series),
-            results_table(experiment, recorder),
-            status,
-            session_result(recorder, experiment, preset),
-            per_class,
-            saved_model_file(recorder.models["final"]),
-            SESSION,
-        )
-
-
-def build() -> None:
+def classify_section():
+    """Classify a photo at once, and browse the test images behind the default model's confusion
+    matrix: the components the Train panel below also feeds."""
     gr.Markdown("### Classify a photo\nA network trained on CIFAR-10 sees every photo as 32×32 pixels, the size of CIFAR-10's images.")
     with gr.Row():
         upload = image_upload("Photo")
@@ -221,18 +193,44 @@ def build() -> None:
         predicted_class = gr.Dropdown(list(CIFAR10_DATASET.classes), value="dog", label="Predicted class")
     cell_note = gr.Markdown()
     gallery = gr.Gallery(label="Test images in this cell", columns=6, height="auto", object_fit="contain")
+    return dict(upload=upload, choice=choice, answered=answered, classified=[photo, seen, label, answered, filters, maps], matrix=matrix, true_class=true_class, predicted_class=predicted_class, cell=[gallery, cell_note, matrix])
 
-    panel = ComparisonPanel("final", EXPLANATION + ("" if GPU_AVAILABLE else "\n\n" + CPU_NOTE))
-    with panel.extra:
-        with_report_recipe = gr.Checkbox(False, label="Also train with the report's recipe (Adadelta, constant rate): twice the time")
-    with gr.Column(visible=False) as trained:  # hidden until the first Train: nothing to show before
-        per_class = gr.Dataframe(label="Per-class accuracy", interactive=False)
-        download = gr.File(label="Download the trained model (save_pretrained folder, zipped)")
-    panel.hidden_until_trained.append(trained)
 
-    panel.wire(train_final_cnn, [with_report_recipe], api_name="train_final_cnn", outputs=[*panel.outputs, per_class, download, choice])
-    upload.upload(classify_cifar10, [upload, choice, panel.session], [photo, seen, label, answered, filters, maps], api_name="classify_cifar10", concurrency_limit=4)
-    choice.change(show_confusion, [choice, panel.session], [matrix, answered], api_visibility="private")
-    browse = dict(fn=browse_cell, inputs=[true_class, predicted_class, choice, panel.session], outputs=[gallery, cell_note, matrix], concurrency_limit=2)
-    matrix.select(select_cell, None, [true_class, predicted_class], api_visibility="private").then(**browse, api_visibility="private")
-    gr.on([true_class.input, predicted_class.input], **browse, api_name="browse_confusion")
+class FinalCNN(Lesson):
+    """Train the final CNN (and, if asked, the same network with the report's recipe); stream the
+    curves, then per-class accuracy, the model to download, and switch the classifier to it."""
+
+
+    def controls(self) -> list:
+        return [gr.Checkbox(False, label="Also train with the report's recipe (Adadelta, constant rate): twice the time")]
+
+    def arms(self, settings: Settings, with_report_recipe=False) -> list:
+        """The final CNN, and the same network with the report's recipe if asked for."""
+        return [c for c in settings.arms(self.experiment) if with_report_recipe or c.label != REPORT_RECIPE_ARM]
+
+    def frame(self, update, session) -> tuple:
+        shown = super().frame(update, session)
+        if not update.finished:
+            return *shown, gr.skip(), gr.skip(), gr.skip()
+        run = next(run for run in session["results"]["runs"] if run["label"] == "final")
+        per_class = pd.DataFrame({"class": run["classes"], "test accuracy (%)": [round(100 * a, 1) for a in run["per_class_acc"]]})
+        return *shown, per_class, saved_model_file(session["models"]["final"]), SESSION
+
+    def build(self):
+        classifier = classify_section()
+        panel = ComparisonPanel(self)
+        with gr.Column(visible=False) as trained:  # hidden until the first Train: nothing to show before
+            per_class = gr.Dataframe(label="Per-class accuracy", interactive=False)
+            download = gr.File(label="Download the trained model (save_pretrained folder, zipped)")
+        panel.hidden_until_trained.append(trained)
+        panel.wire(extra_outputs=(per_class, download, classifier["choice"]))
+        inputs = [classifier["upload"], classifier["choice"], panel.session]
+        classifier["upload"].upload(classify_cifar10, inputs, classifier["classified"], api_name="classify_cifar10", concurrency_limit=4)
+        classifier["choice"].change(show_confusion, [classifier["choice"], panel.session], [classifier["matrix"], classifier["answered"]], api_visibility="private")
+        browse = dict(fn=browse_cell, inputs=[classifier["true_class"], classifier["predicted_class"], classifier["choice"], panel.session], outputs=classifier["cell"], concurrency_limit=2)
+        classifier["matrix"].select(select_cell, None, [classifier["true_class"], classifier["predicted_class"]], api_visibility="private").then(**browse, api_visibility="private")
+        gr.on([classifier["true_class"].input, classifier["predicted_class"].input], **browse, api_name="browse_confusion")
+        return panel
+
+
+TAB = FinalCNN("Final CNN", "final", "train_final_cnn", EXPLANATION + ("" if GPU_AVAILABLE else "\n\n" + CPU_NOTE))

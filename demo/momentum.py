@@ -16,10 +16,9 @@ import numpy as np
 # of the app's cold start.
 from matplotlib.figure import Figure
 
-from demo.common import LIMITS, bounded, plan
-from demo.gpu import gpu
-from demo.panel import ComparisonPanel, stream_comparison
-from training.experiments import get_experiment
+from demo.lesson import Lesson
+from demo.settings import Settings
+from training.config import limits, requested
 
 EXPLANATION = r"""
 Plain SGD steps against the gradient of the current batch: $w_{t+1} = w_t - \eta\, g_t$.
@@ -34,6 +33,7 @@ Both arms below share the seed, the initial weights and every batch; only $\beta
 
 # The plots draw the momentum arm as one series whatever β is ("momentum 0.5" → "momentum").
 SERIES = ("no momentum", "momentum")
+BETA = 0.9
 SURFACE_CURVATURE = (1.0, 100.0)  # the valley is 100 times steeper across than along
 SURFACE_START = (-4.0, 0.6)
 SURFACE_STEPS = 60
@@ -68,9 +68,12 @@ def descent_paths(beta: float, lr: float, steps: int = SURFACE_STEPS) -> dict[st
     return paths
 
 
-def loss_surface(beta: float = 0.9, lr: float = SURFACE_LR):
+def loss_surface(beta: float = BETA, lr: float = SURFACE_LR):
     """The contour plot of the valley with both optimizers' paths."""
-    beta = bounded("momentum", beta, integer=False)
+    try:
+        beta = requested("momentum", beta)
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
     lr = min(max(float(lr), SURFACE_LR_RANGE[0]), SURFACE_LR_RANGE[1])
     x, y = np.meshgrid(np.linspace(-4.5, 4.5, 200), np.linspace(-0.8, 0.8, 120))
     loss = 0.5 * (SURFACE_CURVATURE[0] * x**2 + SURFACE_CURVATURE[1] * y**2)
@@ -88,26 +91,23 @@ def loss_surface(beta: float = 0.9, lr: float = SURFACE_LR):
     return figure
 
 
-def momentum_arms(beta=0.9, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None) -> list:
-    """Plain SGD and SGD with momentum β."""
-    beta = bounded("momentum", beta, integer=False)
-    plain, with_momentum = plan(get_experiment("momentum"), preset, epochs, n_train, lr, batch_size, seed, init)
-    return [plain, replace(with_momentum, label=f"momentum {beta:g}", momentum=beta)]
-
-
-@gpu(momentum_arms)
-def compare_momentum(beta=0.9, preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, init=None, progress=gr.Progress(), request: gr.Request = None):
+class Momentum(Lesson):
     """Train the same network with plain SGD and with SGD + momentum β, paired."""
-    configs = momentum_arms(beta, preset, epochs, n_train, lr, batch_size, seed, init)
-    yield from stream_comparison(get_experiment("momentum"), configs, preset, progress, SERIES, request)
 
 
-def build() -> None:
-    panel = ComparisonPanel("momentum", EXPLANATION, series=SERIES)
-    with panel.extra:
-        beta = gr.Slider(*LIMITS["momentum"], value=0.9, step=0.01, label="Momentum β")
+    def controls(self) -> list:
+        beta = gr.Slider(*limits("momentum"), value=BETA, step=0.01, label="Momentum β")
         toy_lr = gr.Slider(*SURFACE_LR_RANGE, value=SURFACE_LR, step=0.0001, label="Learning rate on the surface below", info=SURFACE_NOTE)
-        surface = gr.Plot(value=loss_surface(0.9, SURFACE_LR), label="Loss surface", format="png")
-    for control in (beta, toy_lr):
-        control.change(loss_surface, [beta, toy_lr], surface, api_visibility="private", trigger_mode="always_last")
-    panel.wire(compare_momentum, [beta], api_name="compare_momentum")
+        surface = gr.Plot(value=loss_surface(BETA, SURFACE_LR), label="Loss surface", format="png")
+        for control in (beta, toy_lr):
+            control.change(loss_surface, [beta, toy_lr], surface, api_visibility="private", trigger_mode="always_last")
+        return [beta]
+
+    def arms(self, settings: Settings, beta=BETA) -> list:
+        """Plain SGD and SGD with momentum β."""
+        beta = requested("momentum", beta)
+        plain, with_momentum = settings.arms(self.experiment)
+        return [plain, replace(with_momentum, label=f"momentum {beta:g}", momentum=beta)]
+
+
+TAB = Momentum("Momentum", "momentum", "compare_momentum", EXPLANATION, SERIES)

@@ -3,14 +3,12 @@ and a classifier for uploaded photos. Idea: the PyTorch transfer-learning tutori
 
 import gradio as gr
 
-from demo.common import plan
-from demo.gpu import gpu
-from demo.panel import ComparisonPanel, stream_comparison
-from demo.trained import dropped_message
+from demo.lesson import Lesson
+from demo.panel import ComparisonPanel
+from demo.model_store import dropped_message
 from demo.uploads import ConfiguredModel, classify, image_upload, open_upload
 from models import AlexNetTransfer
 from training.data import HYMENOPTERA_DATASET, data_dir
-from training.experiments import get_experiment
 
 EXPLANATION = r"""
 AlexNet learned its filters on 1.2 million ImageNet photos. To tell ants from bees with 245
@@ -27,18 +25,6 @@ Both arms start from the same weights, including the same new head.
 ARMS = ["feature extraction", "fine tuning"]
 
 ants_bees_model = ConfiguredModel("ANTS_BEES_MODEL", AlexNetTransfer)
-
-
-def transfer_arms(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0) -> list:
-    """Feature extraction and fine tuning of AlexNet on ants vs bees."""
-    return plan(get_experiment("transfer"), preset, epochs, n_train, lr, batch_size, seed)
-
-
-@gpu(transfer_arms)
-def train_transfer(preset="quick", epochs=None, n_train=None, lr=None, batch_size=None, seed=0, progress=gr.Progress(), request: gr.Request = None):
-    """Train feature extraction and fine tuning of AlexNet on ants vs bees, paired."""
-    configs = transfer_arms(preset, epochs, n_train, lr, batch_size, seed)
-    yield from stream_comparison(get_experiment("transfer"), configs, preset, progress, request=request)
 
 
 def classify_ants_bees(image_path=None, arm="fine tuning", session=None):
@@ -66,19 +52,26 @@ def pick_example(event: gr.SelectData) -> str:
     return example_photos()[event.index]
 
 
-def build() -> None:
-    panel = ComparisonPanel("transfer", EXPLANATION)
-    gr.Markdown("### Ant or bee?")
-    with gr.Row():
-        with gr.Column():
-            upload = image_upload("Photo")
-            arm = gr.Radio(ARMS, value="fine tuning", label="Model trained in this session (ANTS_BEES_MODEL, when set, is used first)")
-        label = gr.Label(num_top_classes=2, label="Prediction")
-    examples = example_photos()
-    gallery = gr.Gallery(examples, label="Validation photos: click one to classify it", columns=8, height="auto", object_fit="contain", allow_preview=False, visible=bool(examples))
-    panel.wire(train_transfer, [], api_name="train_transfer")
-    upload.upload(classify_ants_bees, [upload, arm, panel.session], label, api_name="classify_ants_bees", concurrency_limit=4)
-    # Registered after the public endpoint, so that it keeps the name /classify_ants_bees.
-    gallery.select(pick_example, None, upload, api_visibility="private").then(
-        classify_ants_bees, [upload, arm, panel.session], label, api_visibility="private"
-    )
+class TransferLearning(Lesson):
+    """Train feature extraction and fine tuning of AlexNet on ants vs bees, paired."""
+
+
+    def build(self) -> ComparisonPanel:
+        panel = super().build()
+        gr.Markdown("### Ant or bee?")
+        with gr.Row():
+            with gr.Column():
+                upload = image_upload("Photo")
+                arm = gr.Radio(ARMS, value="fine tuning", label="Model trained in this session (ANTS_BEES_MODEL, when set, is used first)")
+            label = gr.Label(num_top_classes=2, label="Prediction")
+        examples = example_photos()
+        gallery = gr.Gallery(examples, label="Validation photos: click one to classify it", columns=8, height="auto", object_fit="contain", allow_preview=False, visible=bool(examples))
+        upload.upload(classify_ants_bees, [upload, arm, panel.session], label, api_name="classify_ants_bees", concurrency_limit=4)
+        # Registered after the public endpoint, so that it keeps the name /classify_ants_bees.
+        gallery.select(pick_example, None, upload, api_visibility="private").then(
+            classify_ants_bees, [upload, arm, panel.session], label, api_visibility="private"
+        )
+        return panel
+
+
+TAB = TransferLearning("Transfer learning", "transfer", "train_transfer", EXPLANATION)

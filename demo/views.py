@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from demo.common import DEFAULT_PRESET
+from demo.settings import DEFAULT_PRESET
 from demo.photo_sets import MAX_CLASSES
 from training.data import get_dataset
 from training.experiments import Experiment, get_experiment

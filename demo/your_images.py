@@ -14,15 +14,14 @@ import gradio as gr
 import torch
 
 from demo import photo_sets
-from demo.common import bounded
-from demo.gpu import gpu
-from demo.panel import MAX_STREAMS, cpu_fallback_button, offer_cpu, stream_comparison
+from demo.panel import RunButtons, reveal, training_updates
 from demo.photo_sets import MAX_CLASSES, MIN_CLASSES, MIN_PHOTOS_PER_CLASS, PhotoSetError
-from demo.trained import dropped_message
+from demo.model_store import dropped_message
 from demo.uploads import classify, image_upload, open_upload
-from demo.views import line_plots, plot_series, results_table
+from demo.views import curves, line_plots, plot_series, results_table
 from models import WeightsUnavailableError
 from models.alexnet import load_backbone
+from training.config import requested
 from training.data import load_splits
 from training.engine import predict
 from training.experiments import get_experiment
@@ -63,19 +62,21 @@ def photos_from(archive, rows: list) -> photo_sets.PhotoSet:
     return photo_sets.from_photos(named)
 
 
-def checked(network, epochs, seed) -> tuple[str, int, int]:
+def checked_settings(network, epochs, seed) -> tuple[str, int, int]:
     """The settings, bounded, or a gr.Error that says what is allowed."""
-    if network not in NETWORKS:
-        raise gr.Error(f"network must be one of {NETWORKS}, got {network!r}")
-    epochs, seed = bounded("epochs", epochs), bounded("seed", seed)
-    if epochs > MAX_EPOCHS:
-        raise gr.Error(f"epochs must be at most {MAX_EPOCHS} here, got {epochs}")
+    try:
+        if network not in NETWORKS:
+            raise ValueError(f"network must be one of {NETWORKS}, got {network!r}")
+        epochs, seed = requested("epochs", epochs), requested("seed", seed)
+        if epochs > MAX_EPOCHS:
+            raise ValueError(f"epochs must be at most {MAX_EPOCHS} here, got {epochs}")
+    except ValueError as error:
+        raise gr.Error(str(error)) from None
     return network, epochs, seed
 
 
 def session_arms(session: str, network=NETWORKS[0], epochs=3, seed=0) -> list:
-    """The arms on this session's photos (held before training starts, so a GPU request is priced
-    on them)."""
+    """The arms on this session's photos (registered before, so that a GPU request is priced on them)."""
     configs = EXPERIMENT.arms("quick", seed=seed, dataset=photo_sets.dataset_name(session), epochs=epochs)
     if network == NETWORKS[1]:
         # Without ImageNet's weights: the smallest teaching CNN, learning from nothing but your photos.
@@ -83,47 +84,37 @@ def session_arms(session: str, network=NETWORKS[0], epochs=3, seed=0) -> list:
     return configs
 
 
-@gpu(session_arms)
-def train_photos(photos: photo_sets.PhotoSet, session: str, network=NETWORKS[0], epochs=3, seed=0, progress=gr.Progress(), request: gr.Request = None):
-    """Train on photos already read, in whichever process trains (on ZeroGPU, the GPU worker's,
-    which gets the photos as an argument and holds them for the run)."""
+def read_and_train(archive, network, epochs, seed, rows, progress, request, on_cpu: bool):
+    """Check the settings, read and hold the photos in this process (the mistakes gallery reads
+    them here, and the session's end forgets them here), and train on them where runs train."""
+    network, epochs, seed = checked_settings(network, epochs, seed)
+    try:
+        photos = photos_from(archive, rows or [])
+    except PhotoSetError as error:
+        raise gr.Error(str(error)) from None
+    session = request.session_hash if request and request.session_hash else "api"
     spec = photo_sets.register(photos, session, seed)
     if network == NETWORKS[0]:
         try:
             load_backbone("IMAGENET1K_V1")
         except WeightsUnavailableError as error:
             raise gr.Error(f"{error}\n\nOr choose \"{NETWORKS[1]}\" under Network: it needs no downloaded weights.") from None
-    configs = session_arms(session, network, epochs, seed)
-    status = photos.summary()
-    for *shown, table, training, result in stream_comparison(EXPERIMENT, configs, "quick", progress, SERIES, request):
-        if isinstance(result, dict):
+    summary = photos.summary()
+    for update, result in training_updates(EXPERIMENT, session_arms(session, network, epochs, seed), "quick", progress, request, on_cpu):
+        if update.finished:
             result = {**result, "spec": spec}  # classifying needs its classes, not the photos
-        yield *shown, table, f"{status}\n\n{training}", result, spec.name
-
-
-def read_and_train(trainer, archive, network, epochs, seed, rows, progress, request):
-    """Check the settings, read the photos, and train on them with `trainer`. When it trains in
-    another process (ZeroGPU's worker), the photos are held in this one as well: the mistakes
-    gallery reads them here, and the session's end forgets them here."""
-    network, epochs, seed = checked(network, epochs, seed)
-    try:
-        photos = photos_from(archive, rows or [])
-    except PhotoSetError as error:
-        raise gr.Error(str(error)) from None
-    session = request.session_hash if request and request.session_hash else "api"
-    if trainer is not trainer.on_cpu:  # it trains in ZeroGPU's worker process: hold the photos here too
-        photo_sets.register(photos, session, seed)
-    yield from trainer(photos, session, network, epochs, seed, progress, request)
+        table = results_table(EXPERIMENT, update.recorder, stopped=update.stopped)
+        yield *curves(EXPERIMENT, update.recorder, SERIES), table, f"{summary}\n\n{update.status}", result, spec.name
 
 
 def train_your_images(archive=None, network=NETWORKS[0], epochs=3, seed=0, rows=None, progress=gr.Progress(), request: gr.Request = None):
     """Train feature extraction and fine tuning of AlexNet (or a small CNN) on your photos, paired."""
-    yield from read_and_train(train_photos, archive, network, epochs, seed, rows, progress, request)
+    yield from read_and_train(archive, network, epochs, seed, rows, progress, request, on_cpu=False)
 
 
 def train_your_images_on_cpu(archive=None, network=NETWORKS[0], epochs=3, seed=0, rows=None, progress=gr.Progress(), request: gr.Request = None):
     """The same, on this host's CPU: the one-click fallback when ZeroGPU refuses a GPU."""
-    yield from read_and_train(train_photos.on_cpu, archive, network, epochs, seed, rows, progress, request)
+    yield from read_and_train(archive, network, epochs, seed, rows, progress, request, on_cpu=True)
 
 
 def chosen_model(arm: str, session: dict | None):
@@ -203,23 +194,9 @@ def add_class(shown: int) -> list:
     return [shown, *[gr.update(visible=i < shown) for i in range(ROWS)]]
 
 
-def build() -> None:
-    shown = gr.State(MIN_CLASSES)
-    # The name of this session's photos in the dataset registry; dropped when the session ends.
-    dataset = gr.State(None, delete_callback=forget_photos)
-    with gr.Row():
-        with gr.Column(scale=3):
-            gr.Markdown(f"### {EXPERIMENT.title}\n{EXPLANATION}")
-        with gr.Column(scale=2):
-            archive = gr.File(label="A .zip with one folder per class", file_types=[".zip"], type="filepath", height=120)
-            network = gr.Radio(list(NETWORKS), value=NETWORKS[0], label="Network", info="AlexNet needs its ImageNet weights (downloaded once); the small CNN needs nothing")
-            with gr.Row():
-                epochs = gr.Slider(1, MAX_EPOCHS, value=EXPERIMENT.base["quick"].epochs, step=1, label="Epochs")
-                seed = gr.Number(value=0, precision=0, minimum=0, label="Seed (split, batches, new layer)")
-            with gr.Row():
-                train = gr.Button("Train", variant="primary")
-                stop = gr.Button("Stop", variant="stop")
-            on_cpu = cpu_fallback_button()
+def photo_inputs() -> tuple:
+    """The zip box and the class rows; returns (zip, [row, ...], [name, photos, name, ...], Add a class)."""
+    archive = gr.File(label="A .zip with one folder per class", file_types=[".zip"], type="filepath", height=120)
     rows, boxes = [], []
     with gr.Accordion("…or name your classes and add photos", open=False):
         for i in range(ROWS):
@@ -229,11 +206,11 @@ def build() -> None:
             rows.append(row)
             boxes += [name, photos]
         more = gr.Button("Add a class", size="sm")
-    status = gr.Markdown()
-    with gr.Row(visible=False) as plots:  # empty until the first Train: there is no reference run of your photos
-        loss_plot, accuracy_plot = line_plots(EXPERIMENT, SERIES)
-    table = gr.Dataframe(results_table(EXPERIMENT, None), label="Results", interactive=False)
-    session = gr.State()
+    return archive, rows, boxes, more
+
+
+def try_section() -> tuple:
+    """Classify a new photo, the mistakes, the download: (upload, arm, download, label, wrong)."""
     gr.Markdown("### Try it\nClassify a new photo with a model trained above, and see which validation photos it got wrong.")
     with gr.Row():
         with gr.Column():
@@ -245,22 +222,49 @@ def build() -> None:
         label="Validation photos it got wrong (true class → taken for, how sure)", columns=6, fit_columns=False,  # a few mistakes stay thumbnails
         height=280, object_fit="contain", allow_preview=False,  # one row of thumbnails; more mistakes scroll
     )
+    return upload, arm, download, label, wrong
 
-    rows_given = gr.State([])
-    train.click(lambda: gr.update(visible=True), None, plots, api_visibility="private")
-    training = train.click(collect_rows, boxes, rows_given, api_visibility="private").then(
-        train_your_images, [archive, network, epochs, seed, rows_given], [loss_plot, accuracy_plot, table, status, session, dataset],
-        api_name="train_your_images", concurrency_id="training", concurrency_limit=MAX_STREAMS,
-    )
-    training.failure(offer_cpu, None, on_cpu, api_visibility="private")  # refused a ZeroGPU GPU: the CPU, in one click
-    cpu_training = on_cpu.click(collect_rows, boxes, rows_given, api_visibility="private").then(
-        train_your_images_on_cpu, [archive, network, epochs, seed, rows_given], [loss_plot, accuracy_plot, table, status, session, dataset],
-        api_visibility="private", concurrency_id="training", concurrency_limit=MAX_STREAMS,
-    )
-    for run in (training, cpu_training):
-        run.then(wrong_photos, [arm, session], wrong, api_visibility="private")
-    stop.click(None, None, None, cancels=[training, cpu_training], api_visibility="private")
-    more.click(add_class, shown, [shown, *rows], api_visibility="private")
-    upload.upload(classify_your_images, [upload, arm, session], label, api_name="classify_your_images", concurrency_limit=4)
-    arm.change(wrong_photos, [arm, session], wrong, api_visibility="private")
-    download.click(download_models, session, download, api_visibility="private")
+
+class YourImages:
+    """The report's transfer experiment on a student's own photos: the same run pieces as the
+    lesson tabs (demo.panel), with controls of its own."""
+
+    title = "Your images"
+
+    def warm_up_arms(self) -> None:
+        return None  # nobody's photos are known before they are given
+
+    def build(self) -> None:
+        rows_shown = gr.State(MIN_CLASSES)
+        # The name of this session's photos in the dataset registry; dropped when the session ends.
+        dataset = gr.State(None, delete_callback=forget_photos)
+        with gr.Row():
+            with gr.Column(scale=3):
+                gr.Markdown(f"### {EXPERIMENT.title}\n{EXPLANATION}")
+            with gr.Column(scale=2):
+                archive, rows, boxes, more = photo_inputs()
+                network = gr.Radio(list(NETWORKS), value=NETWORKS[0], label="Network", info="AlexNet needs its ImageNet weights (downloaded once); the small CNN needs nothing")
+                with gr.Row():
+                    epochs = gr.Slider(1, MAX_EPOCHS, value=EXPERIMENT.base["quick"].epochs, step=1, label="Epochs")
+                    seed = gr.Number(value=0, precision=0, minimum=0, label="Seed (split, batches, new layer)")
+                buttons = RunButtons()
+        status = gr.Markdown()
+        with gr.Row(visible=False) as plots:  # empty until the first Train: there is no reference run of your photos
+            loss_plot, accuracy_plot = line_plots(EXPERIMENT, SERIES)
+        table = gr.Dataframe(results_table(EXPERIMENT, None), label="Results", interactive=False)
+        session, rows_given = gr.State(), gr.State([])
+        upload, arm, download, label, wrong = try_section()
+        buttons.train.click(reveal, None, plots, api_visibility="private")
+        runs = buttons.wire(
+            train_your_images, train_your_images_on_cpu, [archive, network, epochs, seed, rows_given], [loss_plot, accuracy_plot, table, status, session, dataset],
+            "train_your_images", [table, status], before=(collect_rows, boxes, rows_given),
+        )
+        for run in runs:
+            run.then(wrong_photos, [arm, session], wrong, api_visibility="private")
+        more.click(add_class, rows_shown, [rows_shown, *rows], api_visibility="private")
+        upload.upload(classify_your_images, [upload, arm, session], label, api_name="classify_your_images", concurrency_limit=4)
+        arm.change(wrong_photos, [arm, session], wrong, api_visibility="private")
+        download.click(download_models, session, download, api_visibility="private")
+
+
+TAB = YourImages()

@@ -16,10 +16,13 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from demo.classroom import classroom
-from demo import activations, adaptive_lr, batchnorm, classifiers, common, depth, final_cnn, momentum, panel, transfer, uploads, views
+from demo import activations, adaptive_lr, batchnorm, classifiers, depth, final_cnn, momentum, panel, settings, transfer, uploads, views
+from demo import classroom as classroom_module
+from training.experiments import get_experiment
 from models import AlexNetTransfer, TeachingCNN, create_model
 from training.data import CIFAR10_CLASSES, CIFAR10_DATASET
 
+TABS = {tab.experiment_name: tab for tab in (activations.TAB, adaptive_lr.TAB, batchnorm.TAB, depth.TAB, final_cnn.TAB, momentum.TAB, transfer.TAB)}
 SMALL = dict(preset="quick", epochs=1, n_train=160, lr=0.01, batch_size=32, seed=0)
 
 
@@ -31,7 +34,7 @@ def last(generator):
 
 
 def test_momentum_streams_paired_curves_and_a_results_table(tiny_data):
-    updates = list(momentum.compare_momentum(0.5, **{**SMALL, "epochs": 2}))
+    updates = list(momentum.TAB.handler(0.5, **{**SMALL, "epochs": 2}))
     loss, accuracy, table, status, session = updates[-1]
     # The plots draw the β arm as the tab's fixed "momentum" series; the table names β.
     live = lambda frame: set(frame[~frame["arm"].str.endswith(views.REFERENCE_TAG)].dropna()["arm"])  # noqa: E731
@@ -63,32 +66,32 @@ class Session:
 def test_stop_reports_how_far_the_run_got_and_each_arm_where_it_stopped(tiny_data, monkeypatch):
     student, other = Session("student"), Session("other student")
     # Batch 2: 80 steps an epoch, so that no arm finishes before the first update.
-    stream = momentum.compare_momentum(0.5, **{**SMALL, "epochs": 2, "batch_size": 2}, request=student)
+    stream = momentum.TAB.handler(0.5, **{**SMALL, "epochs": 2, "batch_size": 2}, request=student)
     training(stream)
-    live_table, status = panel.stopped_run(student)  # Stop read while the run is still live
+    live_table, status = panel.stop_run(student)  # Stop read while the run is still live
     assert status.startswith("**Stopped** after ") and "training steps" in status
     cells = [cell for cell in live_table["this run"] if cell != "—"]
     assert cells and all(cell.startswith("stopped") for cell in cells)
     assert not any(update[3].startswith("Done") for update in stream)  # the stream ends, unfinished
-    assert panel.stopped_run(other) == (gr.skip(), gr.skip())  # reported to that session only
+    assert panel.stop_run(other) == (gr.skip(), gr.skip())  # reported to that session only
 
 
 def test_stop_after_the_stream_closed_still_reports_it_and_a_finished_run_reports_nothing(tiny_data):
     student = Session("student")
     # Batch 2: 80 steps an epoch, so that the grid is still training when its stream closes.
-    stream = depth.depth_grid([1, 2], [1], **{**SMALL, "batch_size": 2}, request=student)
+    stream = depth.TAB.handler([1, 2], [1], **{**SMALL, "batch_size": 2}, request=student)
     training(stream)
     stream.close()  # Gradio may close the stream before Stop's own handler runs
-    table, status = panel.stopped_run(student)
+    table, status = panel.stop_run(student)
     assert status.startswith("**Stopped** after ")
     assert "training…" not in set(table["this run"]) and any(cell.startswith("stopped") for cell in table["this run"])
-    last(momentum.compare_momentum(0.5, **SMALL, request=student))
-    assert panel.stopped_run(student) == (gr.skip(), gr.skip())
+    last(momentum.TAB.handler(0.5, **SMALL, request=student))
+    assert panel.stop_run(student) == (gr.skip(), gr.skip())
 
 
 def test_a_run_nobody_reads_any_more_is_closed_and_frees_its_models(tiny_data, monkeypatch):
-    monkeypatch.setattr(panel, "ABANDONED_AFTER_S", 0.3)
-    stream = momentum.compare_momentum(0.5, **{**SMALL, "epochs": 2, "batch_size": 2}, request=Session("gone"))
+    monkeypatch.setattr(classroom_module, "ABANDONED_AFTER_S", 0.3)
+    stream = momentum.TAB.handler(0.5, **{**SMALL, "epochs": 2, "batch_size": 2}, request=Session("gone"))
     next(stream)
     deadline = time.monotonic() + 5
     while not classroom.running and time.monotonic() < deadline:
@@ -101,26 +104,26 @@ def test_a_run_nobody_reads_any_more_is_closed_and_frees_its_models(tiny_data, m
 
 
 def test_activations_compare_the_chosen_functions(tiny_data):
-    loss, accuracy, *_, session = last(activations.compare_activations(["tanh", "gelu"], **SMALL))
+    loss, accuracy, *_, session = last(activations.TAB.handler(["tanh", "gelu"], **SMALL))
     assert [r["config"]["activation"] for r in session["results"]["runs"]] == ["tanh", "gelu"]
     # gelu is one of the plot's fixed series, so it gets a colour.
     assert {"tanh", "gelu"} <= set(accuracy.dropna()["arm"]) and set(loss["arm"]) <= set(views.colour_map(activations.SERIES))
 
 
 def test_adaptive_lr_can_add_an_adam_arm(tiny_data):
-    *_, session = last(adaptive_lr.compare_adaptive_lr(True, **SMALL))
+    *_, session = last(adaptive_lr.TAB.handler(True, **SMALL))
     optimizers = [(r["config"]["optimizer"], r["config"]["lr"]) for r in session["results"]["runs"]]
     assert optimizers == [("sgd", 0.01), ("adadelta", 1.0), ("adam", 0.001)]
 
 
 def test_batchnorm_arms_differ_only_in_batch_norm(tiny_data):
-    *_, session = last(batchnorm.compare_batchnorm(**SMALL))
+    *_, session = last(batchnorm.TAB.handler(**SMALL))
     a, b = (r["config"] for r in session["results"]["runs"])
     assert {k for k in a if a[k] != b[k]} == {"label", "model_overrides", "batch_norm"}
 
 
 def test_batchnorm_init_control_reaches_both_arms_and_a_verdict_follows(tiny_data):
-    *_, status, session = last(batchnorm.compare_batchnorm(**SMALL, init="he"))
+    *_, status, session = last(batchnorm.TAB.handler(**SMALL, init="he"))
     assert [r["config"]["init"] for r in session["results"]["runs"]] == ["he", "he"]
     # Tiny settings are not the preset's, so the verdict can only cite the test set's own noise.
     assert "**Verdict:**" in status and "No seed spread was measured for these settings" in status
@@ -130,19 +133,19 @@ def test_batchnorm_init_control_reaches_both_arms_and_a_verdict_follows(tiny_dat
     "experiment, init, message", [("batchnorm", "xavier", "init must be one of default, he"), ("transfer", "he", "starts from pretrained weights")]
 )
 def test_an_init_the_model_cannot_take_is_refused(experiment, init, message):
-    with pytest.raises(gr.Error, match=message):
-        common.plan(common.get_experiment(experiment), "quick", init=init)
+    with pytest.raises(ValueError, match=message):
+        settings.checked_arms(settings.Settings.checked("quick", init=init).arms(get_experiment(experiment)))
 
 
 def test_the_preset_note_says_what_the_quick_regime_changes():
-    note = common.preset_note(common.get_experiment("momentum"), "quick")
+    note = settings.preset_note(get_experiment("momentum"), "quick")
     changes = note.split("changes**")[1].split(". ")[0]
     assert "training images 6,000 (report: all)" in changes and "init he (report: default)" in changes and "learning rate" not in changes
-    assert "report's settings" in common.preset_note(common.get_experiment("momentum"), "report")
+    assert "report's settings" in settings.preset_note(get_experiment("momentum"), "report")
 
 
 def test_depth_grid_fills_every_chosen_cell(tiny_data):
-    accuracy, seconds, table, status, session = last(depth.depth_grid([1, 2], [1, 3], **SMALL))
+    accuracy, seconds, table, status, session = last(depth.TAB.handler([1, 2], [1, 3], **SMALL))
     assert sorted(table[table["this run"].str.endswith("%")]["arm"]) == ["conv1-fc1", "conv1-fc3", "conv2-fc1", "conv2-fc3"]
     cells = [t.get_text() for t in accuracy.axes[0].texts]
     assert len(cells) == 4 and "…" not in cells
@@ -151,13 +154,13 @@ def test_depth_grid_fills_every_chosen_cell(tiny_data):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: momentum.compare_momentum(0.9, **{**SMALL, "epochs": 10**6}), "epochs must be between 1 and 30"),
-        (lambda: momentum.compare_momentum(1.5, **SMALL), "momentum must be between"),
-        (lambda: batchnorm.compare_batchnorm(**{**SMALL, "lr": float("nan")}), "lr must be between"),
-        (lambda: batchnorm.compare_batchnorm(**{**SMALL, "batch_size": "many"}), "batch_size must be a number"),
-        (lambda: depth.depth_grid(list(range(1, 51)), list(range(1, 51)), **SMALL), "Choose conv layer counts from 1 to 7"),
-        (lambda: activations.compare_activations(["swish"], **SMALL), "unknown: swish"),
-        (lambda: batchnorm.compare_batchnorm(**{**SMALL, "preset": "huge"}), "preset must be"),
+        (lambda: momentum.TAB.handler(0.9, **{**SMALL, "epochs": 10**6}), "epochs must be between 1 and 30"),
+        (lambda: momentum.TAB.handler(1.5, **SMALL), "momentum must be between"),
+        (lambda: batchnorm.TAB.handler(**{**SMALL, "lr": float("nan")}), "lr must be between"),
+        (lambda: batchnorm.TAB.handler(**{**SMALL, "batch_size": "many"}), "batch_size must be a number"),
+        (lambda: depth.TAB.handler(list(range(1, 51)), list(range(1, 51)), **SMALL), "Choose conv layer counts from 1 to 7"),
+        (lambda: activations.TAB.handler(["swish"], **SMALL), "unknown: swish"),
+        (lambda: batchnorm.TAB.handler(**{**SMALL, "preset": "huge"}), "preset must be"),
     ],
 )
 def test_out_of_bounds_requests_get_a_clear_error(call, message, tiny_data):
@@ -166,14 +169,14 @@ def test_out_of_bounds_requests_get_a_clear_error(call, message, tiny_data):
 
 
 def test_report_preset_on_a_cpu_is_refused_as_a_gpu_job(tiny_data, monkeypatch):
-    monkeypatch.setattr(common, "GPU_AVAILABLE", False)
+    monkeypatch.setattr(settings, "GPU_AVAILABLE", False)
     with pytest.raises(gr.Error, match="GPU job"):
-        next(momentum.compare_momentum(0.9, "report", 5, 50_000, 0.001, 10, 0))
+        next(momentum.TAB.handler(0.9, "report", 5, 50_000, 0.001, 10, 0))
 
 
 def test_a_first_click_on_a_fresh_host_shows_the_download_then_trains(slow_cifar_download, tmp_path, monkeypatch):
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "fresh-host"))
-    statuses = [update[3] for update in batchnorm.compare_batchnorm(**SMALL)]
+    statuses = [update[3] for update in batchnorm.TAB.handler(**SMALL)]
     assert any(s.startswith("Downloading CIFAR-10, ") and s.endswith("%…") for s in statuses), statuses[:5]
     assert statuses[-1].startswith("Done on")
 
@@ -191,7 +194,7 @@ def test_a_first_transfer_click_shows_the_imagenet_weights_downloading_then_trai
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "fresh-torch-home"))
     monkeypatch.setattr("training.data.urlopen", lambda url, timeout: SlowResponse(payload))
     monkeypatch.setattr(torch.hub, "HASH_REGEX", re.compile(r"(?!)"))  # the stand-in weights are not ImageNet's, whose hash the name holds
-    statuses = [update[3] for update in transfer.train_transfer(epochs=1)]
+    statuses = [update[3] for update in transfer.TAB.handler(epochs=1)]
     assert any(s.startswith("Downloading AlexNet's ImageNet weights, 2") and s.endswith("%…") for s in statuses), statuses[:3]
     assert statuses[-1].startswith("Done on")
     assert (tmp_path / "fresh-torch-home" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth").stat().st_size == len(payload)
@@ -217,7 +220,7 @@ def test_missing_data_stays_on_screen_escaped_and_is_a_message_not_a_traceback(t
         raise URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr("training.data.urlopen", offline)
-    shown = list(batchnorm.compare_batchnorm(**SMALL))
+    shown = list(batchnorm.TAB.handler(**SMALL))
     # The run ends with the instructions in the status, beside the controls, where they stay; the
     # reason's <urlopen error …> is text there, not a tag the browser swallows.
     status = shown[-1][3]
@@ -227,8 +230,8 @@ def test_missing_data_stays_on_screen_escaped_and_is_a_message_not_a_traceback(t
 
 
 def test_preset_values_follow_the_experiment():
-    assert common.preset_values("batchnorm", "report") == (2, 50_000, 0.001, 10, "default")
-    assert common.preset_values("transfer", "quick") == (2, 245, 0.001, 20, "default")
+    assert settings.preset_values("batchnorm", "report") == (2, 50_000, 0.001, 10, "default")
+    assert settings.preset_values("transfer", "quick") == (2, 245, 0.001, 20, "default")
 
 
 def test_activation_curves_show_sigmoids_small_slope():
@@ -322,7 +325,7 @@ CAT_PHOTO = Path(__file__).parent / "assets" / "cat.jpg"  # Chelsea, scikit-imag
 
 @pytest.fixture
 def no_default_model(monkeypatch):
-    monkeypatch.setattr(classifiers, "configured", uploads.ConfiguredModel("CIFAR10_MODEL_UNSET_IN_TESTS", TeachingCNN))
+    monkeypatch.setattr(classifiers, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL_UNSET_IN_TESTS", TeachingCNN))
 
 
 def test_classify_cifar10_without_any_model_says_how_to_get_one(no_default_model, tmp_path):
@@ -337,7 +340,7 @@ def test_classify_cifar10_without_any_model_says_how_to_get_one(no_default_model
 
 def test_the_embedded_classifier_answers_with_nothing_set(monkeypatch):
     monkeypatch.delenv("CIFAR10_MODEL", raising=False)
-    monkeypatch.setattr(classifiers, "configured", uploads.ConfiguredModel("CIFAR10_MODEL", classifiers.configured.model_classes, default=classifiers.configured.default))
+    monkeypatch.setattr(classifiers, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL", classifiers.cifar10_model.model_classes, default=classifiers.cifar10_model.default))
     photo, seen, probabilities, answered, filters, maps = final_cnn.classify_cifar10(str(CAT_PHOTO), final_cnn.DEFAULT, None)
     assert max(probabilities, key=probabilities.get) == "cat"
     predictions = load_file(classifiers.EMBEDDED_FOLDER / "cifar10" / "test_predictions.safetensors")
@@ -374,7 +377,7 @@ def test_classifying_mirrors_the_photo_when_the_accuracy_was_measured_so():
 
 
 def test_a_session_model_classifies_and_its_confusion_cells_show_their_test_images(tiny_data, no_default_model, tmp_path):
-    *_, session, per_class, download, choice = last(final_cnn.train_final_cnn(False, **SMALL))
+    *_, session, per_class, download, choice = last(final_cnn.TAB.handler(False, **SMALL))
     assert choice == final_cnn.SESSION and [run["label"] for run in session["results"]["runs"]] == ["final"]
     _, _, probabilities, answered, _, _ = final_cnn.classify_cifar10(save(Image.new("RGB", (50, 40), (200, 10, 10)), tmp_path / "red.png"), choice, session)
     assert len(probabilities) == 10 and "trained in this session (quick preset)" in answered
@@ -400,7 +403,7 @@ def test_a_click_on_the_confusion_matrix_picks_its_cell():
 
 
 def test_the_final_cnn_trains_the_report_recipe_beside_it_only_when_asked(tiny_data):
-    *_, session, _, _, _ = last(final_cnn.train_final_cnn(True, **SMALL))
+    *_, session, _, _, _ = last(final_cnn.TAB.handler(True, **SMALL))
     runs = {run["label"]: run["config"] for run in session["results"]["runs"]}
     assert list(runs) == ["final", "report recipe"]
     assert (runs["final"]["optimizer"], runs["report recipe"]["optimizer"]) == ("sgd", "adadelta")
@@ -420,7 +423,7 @@ def test_recorded_test_predictions_give_the_matrix_and_the_accuracy_without_the_
     save_file({"label": labels.byte(), "predicted": predicted.byte(), "confidence": torch.full((30,), 0.5).half()}, folder / TEST_PREDICTIONS)
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "no-data-here"))
     monkeypatch.setenv("CIFAR10_MODEL", str(folder))
-    monkeypatch.setattr(classifiers, "configured", uploads.ConfiguredModel("CIFAR10_MODEL", TeachingCNN))
+    monkeypatch.setattr(classifiers, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL", TeachingCNN))
     table = final_cnn.default_confusion()
     assert table["dog"].tolist() == [3, 1, 0, 0, 0, 3, 0, 0, 0, 0] and table.iloc[:, 1:].to_numpy().sum() == 30
     assert f"({26 / 30:.2%} on CIFAR-10's test set" in final_cnn.default_summary()
@@ -500,13 +503,13 @@ def recorded_batchnorm(monkeypatch):
 
 
 def test_reference_runs_are_listed_before_and_beside_a_live_run(tiny_data, recorded_batchnorm):
-    experiment = common.get_experiment("batchnorm")
+    experiment = get_experiment("batchnorm")
     before = views.results_table(experiment, None).set_index("arm")
     # Every arm of the report has a row before anyone trains, with the report's number.
     assert list(before.index) == ["no batch norm", "batch norm"]
     assert before.loc["batch norm", "reference run"] == "61.00% in 300 s"
     assert before.loc["batch norm", "this run"] == "—" and before.loc["batch norm", "report (Kaggle GPU)"] == "60.11% in 51 s"
-    loss, accuracy, table, *_ = last(batchnorm.compare_batchnorm(**SMALL))
+    loss, accuracy, table, *_ = last(batchnorm.TAB.handler(**SMALL))
     assert {"batch norm", "no batch norm"} <= set(loss.dropna()["arm"])
     assert table.set_index("arm").loc["no batch norm", "reference run"] == "—"
     # Where the reference run comes from is said once, beside the table, not in every cell.
@@ -515,15 +518,15 @@ def test_reference_runs_are_listed_before_and_beside_a_live_run(tiny_data, recor
 
 def test_the_table_notes_say_how_to_record_a_missing_reference_run_and_what_the_report_only_drew(monkeypatch):
     monkeypatch.setattr(views, "reference", lambda name: None)
-    notes = views.table_notes(common.get_experiment("transfer"))
+    notes = views.table_notes(get_experiment("transfer"))
     assert "none recorded yet (needs AlexNet's ImageNet weights); `python -m training reproduce --only transfer` records one." in notes
     assert 'the report calls this run "with fine tuning"' in notes
-    table = views.results_table(common.get_experiment("activations"), None)
+    table = views.results_table(get_experiment("activations"), None)
     assert list(table["report (Kaggle GPU)"]) == ["figure only", "—", "—"]
 
 
 def test_reference_curves_are_dashed_and_drawn_before_any_training(recorded_batchnorm):
-    experiment = common.get_experiment("batchnorm")
+    experiment = get_experiment("batchnorm")
     loss, accuracy = views.curves(experiment, None, views.plot_series(experiment))
     reference = loss[loss["arm"] == "batch norm" + views.REFERENCE_TAG]
     # DASH_POINTS points from epoch 0 to 2 on the straight line from 2.0 to 1.0, a gap after every second.
@@ -539,9 +542,9 @@ def test_reference_curves_are_dashed_and_drawn_before_any_training(recorded_batc
 
 
 def test_every_update_holds_every_series_in_one_colour_per_arm(tiny_data, recorded_batchnorm):
-    series = views.plot_series(common.get_experiment("batchnorm"))
+    series = views.plot_series(get_experiment("batchnorm"))
     expected = {*series, "batch norm" + views.REFERENCE_TAG}
-    updates = list(batchnorm.compare_batchnorm(**SMALL))
+    updates = list(batchnorm.TAB.handler(**SMALL))
     assert all(set(loss["arm"]) == set(accuracy["arm"]) == expected for loss, accuracy, *_ in updates)
     colours = views.colour_map(series)
     assert colours["batch norm"] == colours["batch norm" + views.REFERENCE_TAG] != colours["no batch norm"]
@@ -572,12 +575,12 @@ def test_the_caption_says_what_the_dashed_curves_are(monkeypatch):
 
 
 def test_loss_points_above_the_axis_are_left_out_and_ticks_keep_two_decimals(recorded_batchnorm):
-    experiment = common.get_experiment("batchnorm")
+    experiment = get_experiment("batchnorm")
     history = [{"type": "TrainStep", "epoch": 0.1, "train_loss": 12.0}, {"type": "TrainStep", "epoch": 1.0, "train_loss": 1.5}]
     recorder = type("Recorder", (), {"runs": {"batch norm": {"label": "batch norm", "history": history}}})()
     loss, _ = views.curves(experiment, recorder, views.plot_series(experiment))
-    assert views.loss_ceiling(common.get_experiment("batchnorm")) == 3.5 and views.loss_ceiling(common.get_experiment("transfer")) == 1.0
-    assert views.loss_ceiling(common.get_experiment("your-images")) == 3.5  # up to 10 classes of your own
+    assert views.loss_ceiling(get_experiment("batchnorm")) == 3.5 and views.loss_ceiling(get_experiment("transfer")) == 1.0
+    assert views.loss_ceiling(get_experiment("your-images")) == 3.5  # up to 10 classes of your own
     assert loss[loss["arm"] == "batch norm"].dropna()["train loss"].tolist() == [1.5]
     loss_plot, accuracy_plot = views.line_plots(experiment, views.plot_series(experiment))
     assert loss_plot.y_lim == [0, 3.5] and loss_plot.x_axis_format == loss_plot.y_axis_format == ".2~f"
