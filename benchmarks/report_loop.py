@@ -18,8 +18,9 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from training.data import CIFAR10_MEAN, CIFAR10_STD, balanced_subset, data_dir, load_cifar10
+from training.datasets import CIFAR10_MEAN, CIFAR10_STD, balanced_subset, load_cifar10
 from training.engine import Finished, TrainConfig, build_model, run
+from training.sources import data_dir
 
 
 def report_loop(indices: list[int], batch_size: int) -> float:

@@ -11,7 +11,7 @@ import gradio as gr
 
 from demo.gpu import ON_ZEROGPU, gpu_available
 from models import INITS, model_arguments
-from training.data import get_dataset, images_per_epoch
+from training.datasets import get_dataset, images_per_epoch
 from training.engine import TrainConfig, resolve_device
 from training.experiments import Experiment, get_experiment
 

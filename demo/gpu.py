@@ -26,7 +26,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from training.data import images_per_epoch
+from training.datasets import images_per_epoch
 from training.engine import TrainConfig
 
 ZEROGPU = tomllib.loads((Path(__file__).parent / "zerogpu.toml").read_text())

@@ -20,10 +20,10 @@ from demo.gpu import in_granted_call, training_device, was_refused
 from demo.trained import HeldModels
 from demo.views import curves, line_plots, plot_series, reference_caption, results_table, table_notes
 from models import INITS, WeightsUnavailableError, model_arguments
-from training.data import DatasetMissingError
 from training.engine import TrainConfig, device_name, resolve_device
 from training.experiments import Experiment, get_experiment
 from training.results import Recorder
+from training.sources import DatasetMissingError
 
 log = logging.getLogger(__name__)
 _active_lock = threading.Lock()

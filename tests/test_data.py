@@ -3,10 +3,8 @@ import torch
 from PIL import Image
 
 from conftest import write_folder
-from training.data import (
+from training.datasets import (
     CIFAR10_CLASSES,
-    BatchLoader,
-    DatasetMissingError,
     balanced_subset,
     folder_dataset,
     get_dataset,
@@ -14,10 +12,11 @@ from training.data import (
     load_cifar10,
     load_folder_splits,
     load_hymenoptera,
-    load_image_folder,
     load_splits,
-    random_crop_flip,
 )
+from training.images import load_image_folder
+from training.loader import BatchLoader, random_crop_flip
+from training.sources import DatasetMissingError
 
 
 def test_cifar_image_folder_decodes_to_uint8_tensors(tiny_root):
@@ -64,7 +63,7 @@ def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr("training.data.urlopen", offline)
+    monkeypatch.setattr("training.sources.urlopen", offline)
     with pytest.raises(DatasetMissingError) as error:
         load_hymenoptera("train", tmp_path, download=True)
     assert "network unreachable" in str(error.value)
@@ -166,7 +165,8 @@ def test_a_download_reports_its_progress_then_unpacks_and_loads(slow_cifar_downl
     then unpacking."""
     import time
 
-    from training.data import data_activity, prefetch
+    from training.datasets import prefetch
+    from training.sources import data_activity
 
     root = tmp_path / "fresh-host"
     monkeypatch.setenv("DATA_DIR", str(root))

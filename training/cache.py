@@ -32,9 +32,10 @@ from torch import nn
 
 from models import model_class
 from models.checkpoint import CheckpointError, load_pretrained
-from training.data import cache_dir, data_source
+from training.datasets import data_source
 from training.engine import TrainConfig, resolve_device, resolve_precision
 from training.runner import folder_name
+from training.sources import cache_dir
 
 log = logging.getLogger(__name__)
 

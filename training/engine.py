@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from models import INITS, create_model, model_arguments
-from training.data import BatchLoader, FeatureLoader, ImageTensors, balanced_subset, get_dataset, load_splits, normalize
+from training.datasets import ImageTensors, balanced_subset, get_dataset, load_splits
+from training.loader import BatchLoader, FeatureLoader, normalize
 
 OPTIMIZERS = ("sgd", "adadelta", "adam")
 LR_SCHEDULES = ("constant", "linear", "onecycle")
@@ -46,7 +47,7 @@ class TrainConfig:
     """One training run (one arm of a comparison)."""
 
     label: str = "run"  # the arm's name in plots, tables and saved folders
-    dataset: str = "cifar10"  # cifar10 | hymenoptera (ants vs bees) | a folder with one sub-folder of images per class (training.data.get_dataset)
+    dataset: str = "cifar10"  # cifar10 | hymenoptera (ants vs bees) | a folder with one sub-folder of images per class (training.datasets.get_dataset)
     model: str = "cnn-quick"  # a name from models.list_models()
     model_overrides: dict = field(default_factory=dict)  # constructor arguments changed from the preset
     init: str = "default"  # first weights of conv/linear layers: default (PyTorch's, as in the report) | he

@@ -23,11 +23,12 @@ import torch
 from safetensors.torch import save_file
 
 from models import WeightsUnavailableError
-from training.data import DatasetMissingError, load_splits
+from training.datasets import load_splits
 from training.engine import TrainConfig, predict
 from training.experiments import EXPERIMENTS, PRESETS, get_experiment
 from training.results import git_commit, provenance, thinned
 from training.runner import folder_name, print_table, run_experiment
+from training.sources import DatasetMissingError
 
 
 PRETRAINED_DIR = Path("pretrained")  # where embedded experiments are recorded, one folder each
