@@ -12,7 +12,7 @@ from demo.gpu import ON_ZEROGPU
 from demo.panel import MAX_STREAMS, warm_up
 from demo.photo_sets import MAX_TOTAL_BYTES
 from demo.settings import DEFAULT_PRESET, GPU_AVAILABLE
-from training.data import prefetch
+from training.datasets import prefetch
 
 HOST = "ZeroGPU" if ON_ZEROGPU else "a GPU" if GPU_AVAILABLE else "a CPU"
 ZEROGPU_NOTE = " Each Train borrows a GPU for the seconds its run needs, from your daily GPU quota." if ON_ZEROGPU else ""

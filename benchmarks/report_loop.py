@@ -18,7 +18,8 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
-from training.data import CIFAR10_MEAN, CIFAR10_STD, balanced_subset, data_dir, load_cifar10
+from training.datasets import CIFAR10_MEAN, CIFAR10_STD, balanced_subset, load_cifar10
+from training.sources import data_dir
 from training.config import TrainConfig
 from training.engine import Finished, build_model, run
 

@@ -12,10 +12,10 @@ import os
 import tempfile
 import time
 
-os.environ["CNNLAB_CACHE"] = tempfile.mkdtemp(prefix="cnnlab-cold-")  # before training.data reads it
+os.environ["CNNLAB_CACHE"] = tempfile.mkdtemp(prefix="cnnlab-cold-")  # before training.sources reads it
 
 from demo import activations, adaptive_lr, batchnorm, depth, final_cnn, momentum  # noqa: E402
-from training import data  # noqa: E402
+from training import datasets  # noqa: E402
 
 TABS = {
     "Activations": activations.compare_activations,
@@ -49,7 +49,7 @@ def full_run(handler) -> float:
 def main() -> None:
     print(f"first point, nothing cached (decode included): {first_point(momentum.compare_momentum):.1f} s")
     print(f"first point, data cached in memory:            {first_point(momentum.compare_momentum):.2f} s")
-    data._cache.clear()
+    datasets._cache.clear()
     print(f"first point, data cached on disk only:         {first_point(momentum.compare_momentum):.2f} s")
     for name, handler in TABS.items():
         print(f"{name:<24} first point {first_point(handler):5.2f} s, last update {full_run(handler):5.1f} s", flush=True)

@@ -28,7 +28,7 @@ from demo.jobs import REPLACED, UPDATES_PER_SECOND, Job, Ticket, Update, ordinal
 from models.alexnet import WeightsUnavailableError
 from training.cache import RunCache, run_key, shared_cache
 from training.config import TrainConfig
-from training.data import DatasetMissingError
+from training.sources import DatasetMissingError
 from training.experiments import Experiment
 from training.lru import BoundedLRU
 

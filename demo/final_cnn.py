@@ -19,7 +19,10 @@ from demo.panel import ComparisonPanel
 from demo.settings import GPU_AVAILABLE, Settings
 from demo.uploads import classify, image_upload, open_upload
 from demo.views import image_file
-from training.data import CIFAR10_DATASET, DatasetMissingError, model_input, square_rgb
+from training.datasets import CIFAR10_DATASET
+from training.images import square_rgb
+from training.loader import model_input
+from training.sources import DatasetMissingError
 from training.experiments import REPORT_RECIPE_ARM
 
 EXPLANATION = r"""
@@ -82,7 +85,7 @@ def tiles(maps: torch.Tensor, columns: int, scale: int):
     low = maps.amin(dim=(1, 2, 3), keepdim=True)
     high = maps.amax(dim=(1, 2, 3), keepdim=True)
     maps = torch.nn.functional.interpolate((maps - low) / (high - low + 1e-8), scale_factor=scale, mode="nearest")
-    from torchvision.utils import make_grid  # at first use: see training/data.py
+    from torchvision.utils import make_grid  # at first use: see training/sources.py
 
     grid = make_grid(maps, nrow=columns, padding=TILE_BORDER, pad_value=1.0)
     return enlarged(grid, 1)

@@ -25,7 +25,7 @@ import torch
 from demo.classroom import Update, classroom
 from models import gpu_steps_per_s
 from training.config import TrainConfig
-from training.data import images_per_epoch, register_dataset
+from training.datasets import images_per_epoch, register_dataset
 from training.experiments import get_experiment
 from training.lru import BoundedLRU
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from training.config import TrainConfig
-from training.data import images_per_epoch
+from training.datasets import images_per_epoch
 from training.engine import Finished, Started, device_name, resolve_device
 from training.experiments import Experiment
 from training.lessons import verdicts

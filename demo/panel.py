@@ -21,7 +21,8 @@ from demo.settings import DEFAULT_PRESET, Settings, check_budget, checked_arms, 
 from demo.views import results_table, table_notes
 from models import INITS, WeightsUnavailableError
 from training.config import TrainConfig, limits
-from training.data import DatasetMissingError, data_source, load_splits
+from training.datasets import data_source, load_splits
+from training.sources import DatasetMissingError
 from training.engine import resolve_device
 from training.experiments import Experiment, get_experiment
 

@@ -21,7 +21,8 @@ import torch
 
 from demo.uploads import PhotoError, read_photo
 from training.lru import BoundedLRU
-from training.data import FOLDER_STORED_SIZE, IMAGE_SUFFIXES, DatasetSpec, forget_dataset, hold_out, photo_dataset, register_dataset, square_rgb
+from training.datasets import FOLDER_STORED_SIZE, DatasetSpec, forget_dataset, hold_out, photo_dataset, register_dataset
+from training.images import IMAGE_SUFFIXES, square_rgb
 
 MIN_CLASSES, MAX_CLASSES = 2, 10
 MIN_PHOTOS_PER_CLASS = 5

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from demo.gpu import ON_ZEROGPU, gpu_available
 from training.config import TrainConfig, noted_settings, requested, validate
-from training.data import get_dataset, images_per_epoch
+from training.datasets import get_dataset, images_per_epoch
 from training.experiments import PRESETS, Experiment, get_experiment
 
 GPU_AVAILABLE = gpu_available()

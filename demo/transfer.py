@@ -8,7 +8,8 @@ from demo.panel import ComparisonPanel
 from demo.model_store import dropped_message
 from demo.uploads import ConfiguredModel, classify, image_upload, open_upload
 from models import AlexNetTransfer
-from training.data import HYMENOPTERA_DATASET, data_dir
+from training.datasets import HYMENOPTERA_DATASET
+from training.sources import data_dir
 
 EXPLANATION = r"""
 AlexNet learned its filters on 1.2 million ImageNet photos. To tell ants from bees with 245

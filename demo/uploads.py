@@ -19,7 +19,8 @@ from huggingface_hub import SpaceCard
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from models.checkpoint import ArchitectureMismatchError, CheckpointError, load_pretrained
-from training.data import DatasetSpec, model_input
+from training.datasets import DatasetSpec
+from training.loader import model_input
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000  # a 40-megapixel photo decodes to 120 MB; more is refused unread

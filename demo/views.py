@@ -20,7 +20,7 @@ from PIL import Image
 
 from demo.settings import DEFAULT_PRESET
 from demo.photo_sets import MAX_CLASSES
-from training.data import get_dataset
+from training.datasets import get_dataset
 from training.experiments import Experiment, get_experiment
 from training.lessons import member
 from training.results import Recorder, load_reference

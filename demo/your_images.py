@@ -22,7 +22,7 @@ from demo.views import curves, line_plots, plot_series, results_table
 from models import WeightsUnavailableError
 from models.alexnet import load_backbone
 from training.config import requested
-from training.data import load_splits
+from training.datasets import load_splits
 from training.engine import predict
 from training.experiments import get_experiment
 from training.runner import folder_name

@@ -24,7 +24,7 @@ class WeightsUnavailableError(RuntimeError):
 
 def load_backbone(weights_name: str | None) -> nn.Module:
     """torchvision's AlexNet, with its ImageNet weights from the torch hub cache or the network."""
-    from torchvision.models import AlexNet_Weights, alexnet  # here, not at import: see training/data.py
+    from torchvision.models import AlexNet_Weights, alexnet  # here, not at import: see training/sources.py
 
     if weights_name is None:
         return alexnet(weights=None)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torchvision.models import alexnet
 
-from training.data import CIFAR10_CLASSES
+from training.datasets import CIFAR10_CLASSES
 
 # Each class is a distinct colour with noise, so a small network learns it in a few steps.
 PALETTE = np.array([[(c * 37) % 256, (c * 91) % 256, (c * 151) % 256] for c in range(10)], dtype=np.float32)
@@ -106,7 +106,7 @@ def slow_cifar_download(cifar_batches_root, monkeypatch):
             time.sleep(0.05)
             return super().read(max(1, len(payload) // 20))
 
-    monkeypatch.setattr("training.data.urlopen", lambda url, timeout: SlowResponse(payload))
+    monkeypatch.setattr("training.sources.urlopen", lambda url, timeout: SlowResponse(payload))
 
 
 @pytest.fixture(scope="session")

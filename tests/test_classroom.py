@@ -118,7 +118,7 @@ def test_nothing_but_the_settings_changes_the_key(tiny_data):
 
 
 def test_a_sessions_own_photos_are_never_cached(tiny_data):
-    from training.data import ImageTensors, photo_dataset, register_dataset, forget_dataset
+    from training.datasets import ImageTensors, forget_dataset, photo_dataset, register_dataset
 
     spec = photo_dataset("session-photos", "photos", ("a", "b"), train_size=4)
     images = ImageTensors(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1, 0, 1]), spec)

@@ -29,7 +29,7 @@ def test_cli_writes_results_and_models(tiny_data, tmp_path, capsys):
 
 def test_cli_reports_missing_data_without_a_traceback(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
-    monkeypatch.setattr("training.data.urlopen", _offline_cifar)
+    monkeypatch.setattr("training.sources.urlopen", _offline_cifar)
     assert main(["momentum", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "error: CIFAR-10 was not found" in err and "Traceback" not in err

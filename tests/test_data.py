@@ -1,23 +1,25 @@
+import shutil
+
 import pytest
 import torch
 from PIL import Image
 
 from conftest import write_folder
-from training.data import (
+from training.datasets import (
     CIFAR10_CLASSES,
-    BatchLoader,
-    DatasetMissingError,
     balanced_subset,
+    data_source,
     folder_dataset,
     get_dataset,
     list_datasets,
     load_cifar10,
     load_folder_splits,
     load_hymenoptera,
-    load_image_folder,
     load_splits,
-    random_crop_flip,
 )
+from training.images import load_image_folder
+from training.loader import BatchLoader, random_crop_flip
+from training.sources import DatasetMissingError
 
 
 def test_cifar_image_folder_decodes_to_uint8_tensors(tiny_root):
@@ -64,7 +66,7 @@ def test_failed_download_is_a_clear_error(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
         raise OSError("network unreachable")
 
-    monkeypatch.setattr("training.data.urlopen", offline)
+    monkeypatch.setattr("training.sources.urlopen", offline)
     with pytest.raises(DatasetMissingError) as error:
         load_hymenoptera("train", tmp_path, download=True)
     assert "network unreachable" in str(error.value)
@@ -155,6 +157,35 @@ def test_a_folder_needs_two_classes(tmp_path, layout, message):
         get_dataset(str(tmp_path))
 
 
+@pytest.mark.parametrize("own_split", [False, True])
+def test_a_folder_datasets_source_changes_when_a_photo_is_added_to_one_class(tmp_path, own_split):
+    classes = tmp_path / "mine" / "train" if own_split else tmp_path / "mine"
+    write_folder(classes, ("a", "b"), 6, 40, ".png", seed=0)
+    if own_split:
+        write_folder(tmp_path / "mine" / "val", ("a", "b"), 2, 40, ".png", seed=1)
+    before = data_source(str(tmp_path / "mine"))
+    Image.new("RGB", (40, 40), (255, 0, 0)).save(classes / "b" / "extra.png")
+    assert before is not None and data_source(str(tmp_path / "mine")) != before
+
+
+@pytest.mark.parametrize("dataset, class_folder", [("cifar10", "cifar10/test/cat"), ("hymenoptera", "hymenoptera_data/train/bees")])
+def test_a_built_in_datasets_source_changes_when_a_photo_is_added_to_one_class(tiny_root, tmp_path, monkeypatch, dataset, class_folder):
+    shutil.copytree(tiny_root, tmp_path / "data")  # the shared fixture stays as it is
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    before = data_source(dataset)
+    Image.new("RGB", (32, 32), (255, 0, 0)).save(tmp_path / "data" / class_folder / "extra.png")
+    assert data_source(dataset) != before
+
+
+def test_cifar_batches_source_changes_when_a_batch_is_rewritten(cifar_batches_root, tmp_path, monkeypatch):
+    shutil.copytree(cifar_batches_root, tmp_path / "data")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    before = data_source("cifar10")
+    batch = tmp_path / "data" / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(batch.read_bytes()[:-1])
+    assert data_source("cifar10") != before
+
+
 def test_an_unknown_dataset_lists_the_registry():
     assert list_datasets() == ["cifar10", "hymenoptera"]
     with pytest.raises(ValueError, match=r"unknown dataset 'mnist'.*cifar10.*hymenoptera.*sub-folder"):
@@ -166,7 +197,8 @@ def test_a_download_reports_its_progress_then_unpacks_and_loads(slow_cifar_downl
     then unpacking."""
     import time
 
-    from training.data import data_activity, prefetch
+    from training.datasets import prefetch
+    from training.sources import data_activity
 
     root = tmp_path / "fresh-host"
     monkeypatch.setenv("DATA_DIR", str(root))

@@ -20,7 +20,7 @@ from demo import activations, adaptive_lr, batchnorm, classifiers, depth, final_
 from demo import classroom as classroom_module
 from training.experiments import get_experiment
 from models import AlexNetTransfer, TeachingCNN, create_model
-from training.data import CIFAR10_CLASSES, CIFAR10_DATASET
+from training.datasets import CIFAR10_CLASSES, CIFAR10_DATASET
 
 TABS = {tab.experiment_name: tab for tab in (activations.TAB, adaptive_lr.TAB, batchnorm.TAB, depth.TAB, final_cnn.TAB, momentum.TAB, transfer.TAB)}
 SMALL = dict(preset="quick", epochs=1, n_train=160, lr=0.01, batch_size=32, seed=0)
@@ -192,7 +192,7 @@ def test_a_first_transfer_click_shows_the_imagenet_weights_downloading_then_trai
             return super().read(len(payload) // 10 + 1)
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "fresh-torch-home"))
-    monkeypatch.setattr("training.data.urlopen", lambda url, timeout: SlowResponse(payload))
+    monkeypatch.setattr("training.sources.urlopen", lambda url, timeout: SlowResponse(payload))
     monkeypatch.setattr(torch.hub, "HASH_REGEX", re.compile(r"(?!)"))  # the stand-in weights are not ImageNet's, whose hash the name holds
     statuses = [update[3] for update in transfer.TAB.handler(epochs=1)]
     assert any(s.startswith("Downloading AlexNet's ImageNet weights, 2") and s.endswith("%…") for s in statuses), statuses[:3]
@@ -201,13 +201,13 @@ def test_a_first_transfer_click_shows_the_imagenet_weights_downloading_then_trai
 
 
 def test_a_download_whose_hash_does_not_match_its_name_is_refused_and_not_kept(tmp_path, monkeypatch):
-    from training.data import download_checkpoint
+    from training.sources import download_checkpoint
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     class Response(io.BytesIO):
         headers = {}  # no Content-Length: the status counts megabytes instead
 
-    monkeypatch.setattr("training.data.urlopen", lambda url, timeout: Response(b"not the weights"))
+    monkeypatch.setattr("training.sources.urlopen", lambda url, timeout: Response(b"not the weights"))
     with pytest.raises(OSError, match="corrupt"):
         download_checkpoint("https://example.org/weights-0123abcd.pth", "weights")
     assert not any((tmp_path / "hub" / "checkpoints").iterdir())
@@ -219,7 +219,7 @@ def test_missing_data_stays_on_screen_escaped_and_is_a_message_not_a_traceback(t
     def offline(*args, **kwargs):
         raise URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr("training.data.urlopen", offline)
+    monkeypatch.setattr("training.sources.urlopen", offline)
     shown = list(batchnorm.TAB.handler(**SMALL))
     # The run ends with the instructions in the status, beside the controls, where they stay; the
     # reason's <urlopen error …> is text there, not a tag the browser swallows.

@@ -217,7 +217,7 @@ def test_a_one_cycle_schedule_fits_runs_of_a_step_or_two(tiny_data):
 
 
 def test_flipped_evaluation_averages_each_image_with_its_mirror(tiny_data):
-    from training.data import load_cifar10
+    from training.datasets import load_cifar10
 
     test = load_cifar10("test")
     model = build_model(TINY, torch.device("cpu")).eval()

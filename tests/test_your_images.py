@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw
 from demo import photo_sets, your_images
 from demo.photo_sets import PhotoSetError
 from training.__main__ import main
-from training.data import _registered, forget_dataset, get_dataset
+from training.datasets import _registered, forget_dataset, get_dataset
 
 
 def shape_photo(kind: int, rng: np.random.Generator) -> bytes:

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 from models import INITS, WeightsUnavailableError
-from training.data import DatasetMissingError
 from training.experiments import EXPERIMENTS, PRESETS
 from training.results import git_commit, provenance
 from training.runner import folder_name, print_table, run_experiment
+from training.sources import DatasetMissingError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,7 +30,8 @@ from torch import nn
 
 from models import model_class
 from models.checkpoint import CheckpointError, load_pretrained
-from training.data import cache_dir, data_source
+from training.datasets import data_source
+from training.sources import cache_dir
 from training.config import TrainConfig
 from training.lru import BoundedLRU
 from training.engine import resolve_device, resolve_precision

@@ -35,7 +35,7 @@ class TrainConfig:
     """One training run (one arm of a comparison)."""
 
     label: str = "run"  # the arm's name in plots, tables and saved folders
-    dataset: str = "cifar10"  # cifar10 | hymenoptera (ants vs bees) | a folder with one sub-folder of images per class (training.data.get_dataset)
+    dataset: str = "cifar10"  # cifar10 | hymenoptera (ants vs bees) | a folder with one sub-folder of images per class (training.datasets.get_dataset)
     model: str = setting("cnn-quick", words="model", card=True)  # a name from models.list_models()
     model_overrides: dict = setting(default_factory=dict, words="model changes", card=("widths", "mode", "batch_norm"))  # constructor arguments changed from the preset
     init: str = setting("default", words="init")  # first weights of conv/linear layers: default (PyTorch's, as in the report) | he

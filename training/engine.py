@@ -23,7 +23,8 @@ from torch import nn
 
 from models import create_model, model_arguments
 from training.config import TrainConfig, validate
-from training.data import BatchLoader, FeatureLoader, ImageTensors, balanced_subset, get_dataset, load_splits, normalize
+from training.datasets import ImageTensors, balanced_subset, get_dataset, load_splits
+from training.loader import BatchLoader, FeatureLoader, normalize
 
 # The share of a one-cycle run spent warming the rate up from a tenth of `lr` (the rest decays it
 # to zero): a high rate from the first step would throw a freshly initialised network off course.

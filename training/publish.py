@@ -31,7 +31,8 @@ from models import AirbenchCNN, AlexNetTransfer, TeachingCNN
 from models.checkpoint import CheckpointError, load_pretrained
 from training.runner import folder_name
 from training.config import card_settings
-from training.data import DatasetMissingError, get_dataset
+from training.datasets import get_dataset
+from training.sources import DatasetMissingError
 from training.experiments import get_experiment
 from training.reproduce import PRETRAINED_DIR
 from training.results import validate_results

@@ -23,7 +23,8 @@ import torch
 from safetensors.torch import save_file
 
 from models import WeightsUnavailableError
-from training.data import DatasetMissingError, load_splits
+from training.datasets import load_splits
+from training.sources import DatasetMissingError
 from training.config import TrainConfig
 from training.engine import predict
 from training.experiments import EXPERIMENTS, PRESETS, get_experiment

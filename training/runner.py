@@ -13,7 +13,8 @@ from models import model_arguments
 from models.alexnet import backbone_url
 
 from training.config import TrainConfig
-from training.data import data_activity, download_checkpoint, load_splits
+from training.datasets import load_splits
+from training.sources import data_activity, download_checkpoint
 from training.engine import Event, Finished, Started, TrainStep, compare, device_name, model_overrides, resolve_device
 from training.experiments import Experiment, get_experiment
 from training.lessons import verdicts

@@ -1,0 +1,139 @@
+"""Batches on the training device: a decoded split moves there once, as uint8, and whole batches
+are cut, cropped, flipped and normalised there.
+
+After airbench: no per-sample `DataLoader` and no worker processes in the hot path. Every random
+draw (shuffle, crop, flip) comes from a CPU generator seeded by the run's seed, so two loaders
+with the same seed yield the same batches on any device.
+"""
+
+import torch
+from PIL import Image
+
+from training.datasets import DatasetSpec, ImageTensors
+from training.images import square_rgb
+
+
+def normalize(images: torch.Tensor, mean, std, dtype=torch.float32) -> torch.Tensor:
+    """uint8 B,C,H,W → normalised float, channels_last (the faster layout for convs on CPU and GPU)."""
+    m = torch.tensor(mean, device=images.device, dtype=dtype).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=images.device, dtype=dtype).view(1, -1, 1, 1)
+    x = images.to(dtype).div_(255).sub_(m).div_(s)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
+    top = (images.shape[-2] - size) // 2
+    left = (images.shape[-1] - size) // 2
+    return images[..., top : top + size, left : left + size]
+
+
+def model_input(image: Image.Image, spec: DatasetSpec) -> torch.Tensor:
+    """One PIL image as the normalised 1×3×crop×crop batch a model of this dataset expects."""
+    pixels = torch.from_numpy(square_rgb(image, spec.stored_size).copy()).permute(2, 0, 1)[None]
+    return normalize(center_crop(pixels, spec.crop_size), spec.mean, spec.std)
+
+
+def draw_crops(count: int, side: int, size: int, padding: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Random crop offsets and flips for a batch of `count` images of side `side`, drawn on the
+    CPU generator so that every device (and FeatureLoader) sees the same draws."""
+    dy = torch.randint(0, side + 2 * padding - size + 1, (count,), generator=generator)
+    dx = torch.randint(0, side + 2 * padding - size + 1, (count,), generator=generator)
+    flip = torch.rand(count, generator=generator) < 0.5
+    return dy, dx, flip
+
+
+def random_crop_flip(images: torch.Tensor, size: int, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Per-sample random crop (after zero padding) and horizontal flip of a whole batch, by gather."""
+    B, C, H, W = images.shape
+    if padding:
+        images = torch.nn.functional.pad(images, (padding,) * 4)
+    dy, dx, flip = (t.to(images.device) for t in draw_crops(B, H, size, padding, generator))
+    steps = torch.arange(size, device=images.device)
+    rows = (dy[:, None] + steps).view(B, 1, size, 1)
+    cols = torch.where(flip[:, None], dx[:, None] + size - 1 - steps, dx[:, None] + steps).view(B, 1, 1, size)
+    batch = torch.arange(B, device=images.device).view(B, 1, 1, 1)
+    channel = torch.arange(C, device=images.device).view(1, C, 1, 1)
+    return images[batch, channel, rows, cols]
+
+
+class BatchLoader:
+    """Epochs of (images, labels) batches from one `ImageTensors`, on `device`.
+
+    Training loaders shuffle, augment and drop a last incomplete batch (it would make one step
+    differ in size from all the others); evaluation loaders centre-crop in order.
+    """
+
+    def __init__(self, data: ImageTensors, batch_size: int, device: torch.device, train: bool, seed: int = 0, crop_padding: int | None = None):
+        self.data = data
+        self.crop_padding = data.spec.crop_padding if crop_padding is None else crop_padding
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.train = train
+        self.generator = torch.Generator().manual_seed(seed)
+        # The whole split moves to the device once, as uint8 (4× smaller than float).
+        self.images = data.images.to(self.device)
+        self.labels = data.labels.to(self.device)
+
+    def __len__(self) -> int:
+        n = len(self.data)
+        return max(1, n // self.batch_size) if self.train else -(-n // self.batch_size)
+
+    def batch_indices(self):
+        """One epoch's batches as index tensors: shuffled for training, in order for evaluation."""
+        n = len(self.data)
+        order = torch.randperm(n, generator=self.generator).to(self.device) if self.train else torch.arange(n, device=self.device)
+        for i in range(len(self)):
+            yield order[i * self.batch_size : (i + 1) * self.batch_size]
+
+    def __iter__(self):
+        spec = self.data.spec
+        for index in self.batch_indices():
+            images = self.images[index]
+            if self.train:
+                images = random_crop_flip(images, spec.crop_size, self.crop_padding, self.generator)
+            else:
+                images = center_crop(images, spec.crop_size)
+            yield normalize(images, spec.mean, spec.std), self.labels[index]
+
+
+class FeatureLoader(BatchLoader):
+    """Training batches of a frozen prefix's outputs instead of images, for feature extraction.
+
+    A frozen backbone maps the same image to the same features, so they are computed once (at
+    the first iteration, inside the arm's training clock), for each photo and its mirror image.
+    Batches then make exactly BatchLoader's draws (order, offsets, flips) and look the features
+    up, so training matches running the backbone every step. It applies where a training crop
+    is the whole stored image, so that flips are the only augmentation.
+    """
+
+    def __init__(self, prefix: torch.nn.Module, data: ImageTensors, batch_size: int, device: torch.device, seed: int, autocast: bool):
+        super().__init__(data, batch_size, device, train=True, seed=seed)
+        self.prefix = prefix
+        self.autocast = autocast
+        self.features: torch.Tensor | None = None  # 2 (as stored, mirrored), N, D
+
+    @staticmethod
+    def supports(spec: DatasetSpec) -> bool:
+        return spec.crop_size == spec.stored_size and spec.crop_padding == 0
+
+    @torch.no_grad()
+    def _compute_features(self) -> torch.Tensor:
+        spec = self.data.spec
+        views = []
+        for mirrored in (False, True):
+            chunks = []
+            for start in range(0, len(self.data), 64):
+                x = normalize(self.images[start : start + 64], spec.mean, spec.std)
+                x = x.flip(-1) if mirrored else x
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                    chunks.append(self.prefix(x).float())
+            views.append(torch.cat(chunks))
+        return torch.stack(views)
+
+    def __iter__(self):
+        if self.features is None:
+            self.features = self._compute_features()
+        spec = self.data.spec
+        for index in self.batch_indices():
+            _, _, flip = draw_crops(len(index), spec.stored_size, spec.crop_size, spec.crop_padding, self.generator)
+            yield self.features[flip.long().to(self.device), index], self.labels[index]
