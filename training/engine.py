@@ -15,7 +15,7 @@ import math
 import os
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -278,16 +278,6 @@ def evaluate(model: nn.Module, data: ImageTensors, device: torch.device, precisi
     return confusion_matrix(data.labels.to(device), predicted, len(data.spec.classes)).cpu()
 
 
-def _rng_state(device: torch.device):
-    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-
-
-def _set_rng_state(device: torch.device, state) -> None:
-    torch.set_rng_state(state[0])
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state[1], device)
-
-
 class ArmClock:
     """Training time of one arm, counting only its own steps.
 
@@ -321,9 +311,38 @@ class ArmClock:
         return self.seconds
 
 
-def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors, device: torch.device, precision: str) -> Iterator[Event | None]:
-    """Train one arm on already-subset data, yielding its events, and None after every step
-    (where a comparison may switch arms). Closing it stops training."""
+@dataclass
+class Arm:
+    """One arm built for training: the model, the forward pass its batches go through, its
+    optimizer, loader and schedule, and the steps after which it is evaluated."""
+
+    model: nn.Module
+    forward: Callable[[torch.Tensor], torch.Tensor]  # the model, or its layers after the frozen prefix whose features the loader serves
+    optimizer: torch.optim.Optimizer
+    loader: BatchLoader
+    schedule: torch.optim.lr_scheduler.LRScheduler | None
+    steps_per_epoch: int
+    total_steps: int
+    eval_steps: set[int]
+    label_smoothing: float
+    precision: str
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimizer step (and schedule step) on a batch; its loss, as computed."""
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            loss = nn.functional.cross_entropy(self.forward(x), y, label_smoothing=self.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.schedule is not None:
+            self.schedule.step()
+        return loss
+
+
+def build_arm(config: TrainConfig, train_data: ImageTensors, device: torch.device, precision: str) -> Arm:
+    """The arm's model (its first layer fitted to the data where it is computed from it), its
+    optimizer, its loader (cached features of a frozen prefix where the dataset allows), its
+    schedule and its evaluation steps."""
     model = build_model(config, device)
     if hasattr(model, "fit_whitening"):
         # A first layer computed from the data (airbench's whitening): from the arm's first
@@ -343,74 +362,115 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
     evals = max(1, round(config.evals_per_epoch * config.epochs))  # the last step is always evaluated
     schedule = make_schedule(config, optimizer, total_steps)
     eval_steps = {math.ceil(i * total_steps / evals) for i in range(1, evals + 1)}
-    yield Started(config.label, str(device), precision, sum(p.numel() for p in model.parameters() if p.requires_grad), total_steps)
+    return Arm(model, forward, optimizer, loader, schedule, steps_per_epoch, total_steps, eval_steps, config.label_smoothing, precision)
 
-    # Each arm owns its RNG stream (dropout), swapped in around its own steps.
+
+class LossTracker:
+    """The arm's training loss: its smoothed value for the events, and the early-stop rule,
+    which looks at the smallest batch loss of every EARLY_STOP_CHECK_STEPS steps.
+
+    The running statistics stay on the device: reading them only when an event or a check is
+    due avoids a GPU→CPU sync on every step.
+    """
+
+    def __init__(self, device: torch.device, loss_threshold: float | None):
+        self.loss_threshold = loss_threshold
+        self.ema = torch.zeros((), device=device)
+        self.window_min = torch.full((), math.inf, device=device)
+
+    def add(self, loss: torch.Tensor, step: int) -> bool:
+        """Count the batch loss of `step` (1 for the first); True where it stops training early."""
+        loss = loss.detach().float()
+        self.ema = LOSS_SMOOTHING * self.ema + (1 - LOSS_SMOOTHING) * loss
+        self.window_min = torch.minimum(self.window_min, loss)
+        if self.loss_threshold is None or step % EARLY_STOP_CHECK_STEPS != 0:
+            return False
+        below = self.window_min.item() < self.loss_threshold
+        self.window_min.fill_(math.inf)
+        return below
+
+    def smoothed(self, step: int) -> float:
+        """The moving average after `step` steps, bias-corrected (it starts from zero)."""
+        return (self.ema / (1 - LOSS_SMOOTHING**step)).item()
+
+
+def _rng_state(device: torch.device):
+    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def _set_rng_state(device: torch.device, state) -> None:
+    torch.set_rng_state(state[0])
+    if device.type == "cuda":
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def _seeded_rng_state(seed: int, device: torch.device):
+    """The RNG state an arm's stream (dropout) starts from: the seed's, on the CPU and the device."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(config.seed)
-        rng = _rng_state(device)
-    label = config.label
-    clock = ArmClock(device)
-    # Running loss statistics stay on the device: reading them only when an event is due
-    # avoids a GPU→CPU sync on every step.
-    ema = torch.zeros((), device=device)
-    window_min = torch.full((), math.inf, device=device)
-    step, stopped_early, last_event = 0, False, -math.inf
-    confusion, evaluated_at = None, -1
-    model.train()
-    for epoch in range(config.epochs):
-        batches = iter(loader)
-        for _ in range(steps_per_epoch):
-            _set_rng_state(device, rng)
-            clock.start()
-            x, y = next(batches)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                loss = nn.functional.cross_entropy(forward(x), y, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if schedule is not None:
-                schedule.step()
-            clock.stop()
-            rng = _rng_state(device)
-            step += 1
-            loss = loss.detach().float()
-            ema = LOSS_SMOOTHING * ema + (1 - LOSS_SMOOTHING) * loss
-            window_min = torch.minimum(window_min, loss)
-            if config.loss_threshold is not None and step % EARLY_STOP_CHECK_STEPS == 0:
-                stopped_early = window_min.item() < config.loss_threshold
-                window_min.fill_(math.inf)
-            evaluate_now = step in eval_steps or stopped_early
-            if evaluate_now or step % steps_per_epoch == 0 or time.perf_counter() - last_event >= config.event_interval_s:
-                last_event = time.perf_counter()
-                elapsed = clock.total()
-                smoothed = (ema / (1 - LOSS_SMOOTHING**step)).item()
-                yield TrainStep(label, step, step / steps_per_epoch, smoothed, elapsed, step * config.batch_size / elapsed)
-            if evaluate_now:
-                confusion, evaluated_at = evaluate(model, test_data, device, precision, config.test_time_flip), step
-                accuracy = confusion.diag().sum().item() / len(test_data)
-                yield Evaluation(label, step, step / steps_per_epoch, accuracy, clock.total())
-            if stopped_early:
-                break
-            yield None
-        if stopped_early:
-            break
+        torch.manual_seed(seed)
+        return _rng_state(device)
 
-    if evaluated_at != step:
-        confusion = evaluate(model, test_data, device, precision, config.test_time_flip)
-    elapsed = clock.total()
-    yield Finished(
-        label,
-        step,
-        confusion.diag().sum().item() / len(test_data),
-        elapsed,
-        step * config.batch_size / elapsed,
+
+def accuracy(confusion: torch.Tensor, test_data: ImageTensors) -> float:
+    """The share of the test images on the confusion matrix's diagonal."""
+    return confusion.diag().sum().item() / len(test_data)
+
+
+def finished(config: TrainConfig, model: nn.Module, steps: int, elapsed_s: float, stopped_early: bool, confusion: torch.Tensor, test_data: ImageTensors) -> Finished:
+    """The arm's closing event, from its final confusion matrix on the test set."""
+    return Finished(
+        config.label,
+        steps,
+        accuracy(confusion, test_data),
+        elapsed_s,
+        steps * config.batch_size / elapsed_s,
         stopped_early,
         (confusion.diag() / confusion.sum(dim=1).clamp(min=1)).tolist(),
         confusion.tolist(),
         list(test_data.spec.classes),
         model,
     )
+
+
+def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors, device: torch.device, precision: str) -> Iterator[Event | None]:
+    """Train one arm on already-subset data, yielding its events, and None after every step
+    (where a comparison may switch arms). Closing it stops training."""
+    arm = build_arm(config, train_data, device, precision)
+    yield Started(config.label, str(device), precision, sum(p.numel() for p in arm.model.parameters() if p.requires_grad), arm.total_steps)
+    # Each arm owns its RNG stream (dropout), swapped in around its own steps.
+    rng = _seeded_rng_state(config.seed, device)
+    label, steps_per_epoch = config.label, arm.steps_per_epoch
+    clock = ArmClock(device)
+    losses = LossTracker(device, config.loss_threshold)
+    step, stopped_early, last_event = 0, False, -math.inf
+    confusion, evaluated_at = None, -1
+    arm.model.train()
+    for epoch in range(config.epochs):
+        batches = iter(arm.loader)
+        for _ in range(steps_per_epoch):
+            _set_rng_state(device, rng)
+            clock.start()
+            loss = arm.train_step(*next(batches))
+            clock.stop()
+            rng = _rng_state(device)
+            step += 1
+            stopped_early = losses.add(loss, step)
+            evaluate_now = step in arm.eval_steps or stopped_early
+            if evaluate_now or step % steps_per_epoch == 0 or time.perf_counter() - last_event >= config.event_interval_s:
+                last_event = time.perf_counter()
+                elapsed = clock.total()
+                yield TrainStep(label, step, step / steps_per_epoch, losses.smoothed(step), elapsed, step * config.batch_size / elapsed)
+            if evaluate_now:
+                confusion, evaluated_at = evaluate(arm.model, test_data, device, precision, config.test_time_flip), step
+                yield Evaluation(label, step, step / steps_per_epoch, accuracy(confusion, test_data), clock.total())
+            if stopped_early:
+                break
+            yield None
+        if stopped_early:
+            break
+    if evaluated_at != step:
+        confusion = evaluate(arm.model, test_data, device, precision, config.test_time_flip)
+    yield finished(config, arm.model, step, clock.total(), stopped_early, confusion, test_data)
 
 
 def prepare_data(config: TrainConfig) -> tuple[ImageTensors, ImageTensors]:
