@@ -27,7 +27,8 @@ from models import model_arguments
 from models.alexnet import WeightsUnavailableError, backbone_url
 from training.cache import CachedRun, RunCache, run_key, shared_cache
 from training.data import DatasetMissingError, data_activity, download_checkpoint, images_per_epoch, load_splits
-from training.engine import Finished, Started, TrainConfig, device_name, model_overrides, resolve_device
+from training.devices import device_name, resolve_device
+from training.engine import Finished, Started, TrainConfig, model_overrides
 from training.experiments import Experiment
 from training.lessons import verdicts
 from training.results import Recorder

@@ -12,7 +12,8 @@ import gradio as gr
 from demo.gpu import ON_ZEROGPU, gpu_available
 from models import INITS, model_arguments
 from training.data import get_dataset, images_per_epoch
-from training.engine import TrainConfig, resolve_device
+from training.devices import resolve_device
+from training.engine import TrainConfig
 from training.experiments import Experiment, get_experiment
 
 GPU_AVAILABLE = gpu_available()

@@ -21,7 +21,8 @@ from demo.trained import HeldModels
 from demo.views import curves, line_plots, plot_series, reference_caption, results_table, table_notes
 from models import INITS, WeightsUnavailableError, model_arguments
 from training.data import DatasetMissingError
-from training.engine import TrainConfig, device_name, resolve_device
+from training.devices import device_name, resolve_device
+from training.engine import TrainConfig
 from training.experiments import Experiment, get_experiment
 from training.results import Recorder
 

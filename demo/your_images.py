@@ -24,7 +24,7 @@ from demo.views import line_plots, plot_series, results_table
 from models import WeightsUnavailableError
 from models.alexnet import load_backbone
 from training.data import load_splits
-from training.engine import predict
+from training.evaluation import predict
 from training.experiments import get_experiment
 from training.runner import folder_name
 

@@ -20,7 +20,8 @@ from demo.classroom import REPLACED, Classroom
 from models import create_model
 from training import cache as cache_module
 from training.cache import RunCache, run_key
-from training.engine import TrainConfig, resolve_precision
+from training.devices import resolve_precision
+from training.engine import TrainConfig
 from training.experiments import get_experiment
 
 SMALL = dict(preset="quick", epochs=1, n_train=160, lr=0.01, batch_size=32, seed=0)

@@ -33,7 +33,8 @@ from torch import nn
 from models import model_class
 from models.checkpoint import CheckpointError, load_pretrained
 from training.data import cache_dir, data_source
-from training.engine import TrainConfig, resolve_device, resolve_precision
+from training.devices import resolve_device, resolve_precision
+from training.engine import TrainConfig
 from training.runner import folder_name
 
 log = logging.getLogger(__name__)

@@ -8,12 +8,12 @@ architectures match. Arms are interleaved in lockstep, one step each in turn, so
 grows all curves together and a run stopped at any moment still compares equal numbers of
 steps (one after another, a stopped run would leave the last arms untrained).
 Each arm keeps its own RNG state (dropout) and its own clock (elapsed time counts only its
-own steps), so an arm's numbers do not depend on which arms run beside it.
+own steps; both in `training.devices`), so an arm's numbers do not depend on which arms run
+beside it. It is evaluated on the test set by `training.evaluation`.
 """
 
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
@@ -23,6 +23,8 @@ from torch import nn
 
 from models import INITS, create_model, model_arguments
 from training.data import BatchLoader, FeatureLoader, ImageTensors, balanced_subset, get_dataset, load_splits, normalize
+from training.devices import ArmClock, resolve_device, resolve_precision, rng_state, seeded_rng_state, set_rng_state
+from training.evaluation import accuracy, evaluate
 
 OPTIMIZERS = ("sgd", "adadelta", "adam")
 LR_SCHEDULES = ("constant", "linear", "onecycle")
@@ -118,39 +120,6 @@ class Finished:
 Event = Started | TrainStep | Evaluation | Finished
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
-
-
-def device_name(device: torch.device) -> str:
-    """A human name for the device, for labelling measured numbers."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
-    return f"{model or 'CPU'}, {torch.get_num_threads()} threads"
-
-
-def native_bf16(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    # Without AVX512-BF16 or AMX, bf16 on a CPU is emulated and slower than fp32.
-    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    if name == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
-    if name not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, got {name!r}")
-    return name
-
-
 def validate(config: TrainConfig) -> None:
     """Reject settings that cannot train, with a message naming the setting."""
     if config.optimizer not in OPTIMIZERS:
@@ -239,78 +208,6 @@ def build_model(config: TrainConfig, device: torch.device) -> nn.Module:
     return model.to(device=device, memory_format=torch.channels_last)
 
 
-def eval_batch_size(data: ImageTensors, device: torch.device) -> int:
-    # Evaluation keeps no activations for backward, so a GPU takes large batches (4096 CIFAR
-    # images). A CPU is fastest when a batch's activations stay in cache: 2,000 CIFAR test
-    # images took 0.38 s in batches of 256 and 0.77 s in batches of 2048 (2 cores, bf16).
-    pixels = 2**22 if device.type == "cuda" else 2**18
-    return max(1, pixels // data.spec.crop_size**2)
-
-
-@torch.no_grad()
-def predict(model: nn.Module, data: ImageTensors, device: torch.device, precision: str, flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each image's predicted class and the probability `model` gives it, on `device`; with
-    `flip`, a prediction averages the logits of the image and of its mirror image."""
-    was_training = model.training
-    model.eval()
-    predicted, confidence = [], []
-    for x, _ in BatchLoader(data, eval_batch_size(data, device), device, train=False):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits = model(x).float()
-            if flip:
-                logits = (logits + model(x.flip(-1)).float()) / 2
-        top = logits.softmax(dim=1).max(dim=1)
-        confidence.append(top.values)
-        predicted.append(top.indices)
-    model.train(was_training)
-    return torch.cat(predicted), torch.cat(confidence)
-
-
-def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Counts of (true class, predicted class) pairs as a num_classes × num_classes matrix."""
-    k = num_classes
-    return torch.bincount(labels * k + predicted, minlength=k * k).view(k, k)
-
-
-def evaluate(model: nn.Module, data: ImageTensors, device: torch.device, precision: str, flip: bool = False) -> torch.Tensor:
-    """The confusion matrix (true × predicted) of `model` on `data` (see `predict`)."""
-    predicted, _ = predict(model, data, device, precision, flip)
-    return confusion_matrix(data.labels.to(device), predicted, len(data.spec.classes)).cpu()
-
-
-class ArmClock:
-    """Training time of one arm, counting only its own steps.
-
-    On a GPU, steps run asynchronously, so each step is bracketed by CUDA events and the total
-    is read (one sync) only when an event is due; on a CPU the wall clock is exact.
-    """
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.seconds = 0.0
-        self.pending: list[tuple] = []
-
-    def start(self) -> None:
-        if self.cuda:
-            self.pending.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
-            self.pending[-1][0].record()
-        else:
-            self.started = time.perf_counter()
-
-    def stop(self) -> None:
-        if self.cuda:
-            self.pending[-1][1].record()
-        else:
-            self.seconds += time.perf_counter() - self.started
-
-    def total(self) -> float:
-        if self.pending:
-            self.pending[-1][1].synchronize()
-            self.seconds += sum(begin.elapsed_time(end) for begin, end in self.pending) / 1000
-            self.pending.clear()
-        return self.seconds
-
-
 @dataclass
 class Arm:
     """One arm built for training: the model, the forward pass its batches go through, its
@@ -394,42 +291,11 @@ class LossTracker:
         return (self.ema / (1 - LOSS_SMOOTHING**step)).item()
 
 
-def _rng_state(device: torch.device):
-    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-
-
-def _set_rng_state(device: torch.device, state) -> None:
-    torch.set_rng_state(state[0])
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state[1], device)
-
-
-def _seeded_rng_state(seed: int, device: torch.device):
-    """The RNG state an arm's stream (dropout) starts from: the seed's, on the CPU and the device."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        return _rng_state(device)
-
-
-def accuracy(confusion: torch.Tensor, test_data: ImageTensors) -> float:
-    """The share of the test images on the confusion matrix's diagonal."""
-    return confusion.diag().sum().item() / len(test_data)
-
-
 def finished(config: TrainConfig, model: nn.Module, steps: int, elapsed_s: float, stopped_early: bool, confusion: torch.Tensor, test_data: ImageTensors) -> Finished:
     """The arm's closing event, from its final confusion matrix on the test set."""
-    return Finished(
-        config.label,
-        steps,
-        accuracy(confusion, test_data),
-        elapsed_s,
-        steps * config.batch_size / elapsed_s,
-        stopped_early,
-        (confusion.diag() / confusion.sum(dim=1).clamp(min=1)).tolist(),
-        confusion.tolist(),
-        list(test_data.spec.classes),
-        model,
-    )
+    per_class = (confusion.diag() / confusion.sum(dim=1).clamp(min=1)).tolist()
+    test_acc, images_per_s = accuracy(confusion, test_data), steps * config.batch_size / elapsed_s
+    return Finished(config.label, steps, test_acc, elapsed_s, images_per_s, stopped_early, per_class, confusion.tolist(), list(test_data.spec.classes), model)
 
 
 def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors, device: torch.device, precision: str) -> Iterator[Event | None]:
@@ -438,7 +304,7 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
     arm = build_arm(config, train_data, device, precision)
     yield Started(config.label, str(device), precision, sum(p.numel() for p in arm.model.parameters() if p.requires_grad), arm.total_steps)
     # Each arm owns its RNG stream (dropout), swapped in around its own steps.
-    rng = _seeded_rng_state(config.seed, device)
+    rng = seeded_rng_state(config.seed, device)
     label, steps_per_epoch = config.label, arm.steps_per_epoch
     clock = ArmClock(device)
     losses = LossTracker(device, config.loss_threshold)
@@ -448,11 +314,11 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
     for epoch in range(config.epochs):
         batches = iter(arm.loader)
         for _ in range(steps_per_epoch):
-            _set_rng_state(device, rng)
+            set_rng_state(device, rng)
             clock.start()
             loss = arm.train_step(*next(batches))
             clock.stop()
-            rng = _rng_state(device)
+            rng = rng_state(device)
             step += 1
             stopped_early = losses.add(loss, step)
             evaluate_now = step in arm.eval_steps or stopped_early

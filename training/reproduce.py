@@ -24,7 +24,8 @@ from safetensors.torch import save_file
 
 from models import WeightsUnavailableError
 from training.data import DatasetMissingError, load_splits
-from training.engine import TrainConfig, predict
+from training.engine import TrainConfig
+from training.evaluation import predict
 from training.experiments import EXPERIMENTS, PRESETS, get_experiment
 from training.results import git_commit, provenance, thinned
 from training.runner import folder_name, print_table, run_experiment

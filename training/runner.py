@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 from tqdm import tqdm
 
-from training.engine import Event, Finished, Started, TrainConfig, TrainStep, compare, device_name, resolve_device
+from training.devices import device_name, resolve_device
+from training.engine import Event, Finished, Started, TrainConfig, TrainStep, compare
 from training.experiments import Experiment, get_experiment
 from training.lessons import verdicts
 from training.results import Recorder
