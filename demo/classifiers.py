@@ -26,7 +26,7 @@ from demo.uploads import ConfiguredModel
 from models import AirbenchCNN, TeachingCNN
 from training.data import CIFAR10_CLASSES, DatasetMissingError, load_cifar10
 from training.evaluation import confusion_matrix, predict
-from training.reproduce import PRETRAINED_DIR, TEST_PREDICTIONS
+from training.results import PRETRAINED_DIR, TEST_PREDICTIONS
 
 EMBEDDED_FOLDER = Path(__file__).resolve().parent.parent / PRETRAINED_DIR / "classifier"
 EMBEDDED_ARM = "cifar10"
