@@ -224,8 +224,9 @@ class Arm:
     label_smoothing: float
     precision: str
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def train_step(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """One optimizer step (and schedule step) on a batch; its loss, as computed."""
+        x, y = inputs, labels
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             loss = nn.functional.cross_entropy(self.forward(x), y, label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
@@ -291,7 +292,7 @@ class LossTracker:
         return (self.ema / (1 - LOSS_SMOOTHING**step)).item()
 
 
-def finished(config: TrainConfig, model: nn.Module, steps: int, elapsed_s: float, stopped_early: bool, confusion: torch.Tensor, test_data: ImageTensors) -> Finished:
+def finished_event(config: TrainConfig, model: nn.Module, steps: int, elapsed_s: float, stopped_early: bool, confusion: torch.Tensor, test_data: ImageTensors) -> Finished:
     """The arm's closing event, from its final confusion matrix on the test set."""
     per_class = (confusion.diag() / confusion.sum(dim=1).clamp(min=1)).tolist()
     test_acc, images_per_s = accuracy(confusion, test_data), steps * config.batch_size / elapsed_s
@@ -336,7 +337,7 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
             break
     if evaluated_at != step:
         confusion = evaluate(arm.model, test_data, device, precision, config.test_time_flip)
-    yield finished(config, arm.model, step, clock.total(), stopped_early, confusion, test_data)
+    yield finished_event(config, arm.model, step, clock.total(), stopped_early, confusion, test_data)
 
 
 def prepare_data(config: TrainConfig) -> tuple[ImageTensors, ImageTensors]:

@@ -1,9 +1,10 @@
 """A trained model's predictions on a test split and the confusion matrix they make.
 
-Evaluation runs without gradients, in batches as large as the device takes well, in the arm's
-precision. With the test-time flip (as airbench evaluates) each prediction averages the logits
-of an image and of its mirror image. The engine evaluates with `evaluate`; the app shows which
-test images land in each cell from `predict` and `confusion_matrix`.
+Evaluation runs without gradients, in batches as large as the device takes well, in the
+precision asked for. With the test-time flip (as airbench evaluates) each prediction averages
+the logits of an image and of its mirror image. The engine evaluates with `evaluate`; the app
+and `reproduce` call `predict` and `confusion_matrix` themselves, to know which test images land
+in each cell of the matrix.
 """
 
 import torch
