@@ -42,7 +42,7 @@ from demo.views import REFERENCE_TAG  # noqa: E402
 
 WEAK_HOST = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 # The app as a host without native bf16 runs it: `precision=auto` then resolves to fp32.
-SERVER = "import runpy, training.engine as engine; engine.native_bf16 = lambda device: False; runpy.run_path('app.py', run_name='__main__')"
+SERVER = "import runpy, training.devices as devices; devices.native_bf16 = lambda device: False; runpy.run_path('app.py', run_name='__main__')"
 TABS = ["/compare_activations", "/compare_momentum", "/compare_adaptive_lr", "/compare_batchnorm", "/depth_grid", "/train_final_cnn", "/train_transfer"]
 # The shared settings' positions after each tab's own inputs, and those inputs' defaults.
 OWN_INPUTS = {"/compare_activations": [["relu", "sigmoid", "tanh"]], "/compare_momentum": [0.9], "/compare_adaptive_lr": [False], "/compare_batchnorm": [], "/depth_grid": [[1, 3, 5], [1, 2, 3]], "/train_final_cnn": [False], "/train_transfer": []}

@@ -15,7 +15,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from training.config import TrainConfig
-from training.engine import build_model, native_bf16, resolve_device
+from training.devices import native_bf16, resolve_device
+from training.engine import build_model
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:

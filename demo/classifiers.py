@@ -25,8 +25,8 @@ from torch import nn
 from demo.uploads import ConfiguredModel
 from models import AirbenchCNN, TeachingCNN
 from training.datasets import CIFAR10_CLASSES, load_cifar10
-from training.engine import confusion_matrix, predict
-from training.reproduce import PRETRAINED_DIR, TEST_PREDICTIONS
+from training.evaluation import confusion_matrix, predict
+from training.results import PRETRAINED_DIR, TEST_PREDICTIONS
 from training.sources import DatasetMissingError
 
 EMBEDDED_FOLDER = Path(__file__).resolve().parent.parent / PRETRAINED_DIR / "classifier"

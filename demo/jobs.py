@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 
 from training.config import TrainConfig
 from training.datasets import images_per_epoch
-from training.engine import Finished, Started, device_name, resolve_device
+from training.devices import device_name, resolve_device
+from training.engine import Finished, Started
 from training.experiments import Experiment
 from training.lessons import verdicts
 from training.results import Recorder

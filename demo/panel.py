@@ -23,7 +23,7 @@ from models import INITS, WeightsUnavailableError
 from training.config import TrainConfig, limits
 from training.datasets import data_source, load_splits
 from training.sources import DatasetMissingError
-from training.engine import resolve_device
+from training.devices import resolve_device
 from training.experiments import Experiment, get_experiment
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ from models import WeightsUnavailableError
 from models.alexnet import load_backbone
 from training.config import requested
 from training.datasets import load_splits
-from training.engine import predict
+from training.evaluation import predict
 from training.experiments import get_experiment
 from training.runner import folder_name
 

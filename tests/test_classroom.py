@@ -21,7 +21,7 @@ from models import create_model
 from training import cache as cache_module
 from training.cache import RunCache, run_key
 from training.config import TrainConfig
-from training.engine import resolve_precision
+from training.devices import resolve_precision
 from training.experiments import get_experiment
 
 SMALL = dict(preset="quick", epochs=1, n_train=160, lr=0.01, batch_size=32, seed=0)

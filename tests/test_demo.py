@@ -413,7 +413,7 @@ def test_the_final_cnn_trains_the_report_recipe_beside_it_only_when_asked(tiny_d
 def test_recorded_test_predictions_give_the_matrix_and_the_accuracy_without_the_dataset(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
-    from training.reproduce import TEST_PREDICTIONS
+    from training.results import TEST_PREDICTIONS
 
     folder = tmp_path / "classifier" / "cifar10"
     create_model("cnn-tiny").save_pretrained(folder)

@@ -17,12 +17,11 @@ from training.engine import (
     TrainStep,
     build_model,
     compare,
-    evaluate,
     make_optimizer,
     make_schedule,
-    predict,
     run,
 )
+from training.evaluation import evaluate, predict
 from training.experiments import EXPERIMENTS
 
 TINY = TrainConfig(model="cnn-tiny", init="he", batch_size=16, epochs=2, lr=0.01, momentum=0.9, device="cpu", precision="fp32")

@@ -15,7 +15,7 @@ from demo import uploads
 from models import AirbenchCNN, AlexNetTransfer, TeachingCNN
 from training import publish
 from training.__main__ import main
-from training.reproduce import TEST_PREDICTIONS
+from training.results import TEST_PREDICTIONS
 
 
 @pytest.fixture(scope="module")

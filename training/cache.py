@@ -34,7 +34,7 @@ from training.datasets import data_source
 from training.sources import cache_dir
 from training.config import TrainConfig
 from training.lru import BoundedLRU
-from training.engine import resolve_device, resolve_precision
+from training.devices import resolve_device, resolve_precision
 from training.runner import folder_name
 
 log = logging.getLogger(__name__)
@@ -157,9 +157,10 @@ class RunCache:
     def put(self, key: str, results: dict, models: dict[str, nn.Module]) -> bool:
         """Store a finished run; False when it could not be written (the disk full, say), which
         costs only a later training: the run itself is already with its students."""
-        # Not kept in memory here: the sessions that trained the run hold its models already, and a
-        # soak of 50 distinct runs grew the server by 19% while the last 8 were kept. A replay reads
-        # the run back once and keeps it, for the replays after it.
+        # Not kept in memory here: the sessions that trained the run hold its models already, and
+        # keeping every run as it is written would keep the models of the last LOADED_ENTRIES runs
+        # alive after their sessions let them go, though most runs are never replayed. A replay
+        # reads the run back once and keeps it, for the replays after it.
         run = CachedRun(results, {label: model.cpu() for label, model in models.items()}, datetime.datetime.now(datetime.UTC))
         if (self.folder / key).is_dir():
             return True

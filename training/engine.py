@@ -8,14 +8,14 @@ architectures match. Arms are interleaved in lockstep, one step each in turn, so
 grows all curves together and a run stopped at any moment still compares equal numbers of
 steps (one after another, a stopped run would leave the last arms untrained).
 Each arm keeps its own RNG state (dropout) and its own clock (elapsed time counts only its
-own steps), so an arm's numbers do not depend on which arms run beside it.
+own steps; both in `training.devices`), so an arm's numbers do not depend on which arms run
+beside it. It is evaluated on the test set by `training.evaluation`.
 """
 
 import math
 import os
-import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -25,6 +25,8 @@ from models import create_model, model_arguments
 from training.config import TrainConfig, validate
 from training.datasets import ImageTensors, balanced_subset, get_dataset, load_splits
 from training.loader import BatchLoader, FeatureLoader, normalize
+from training.devices import ArmClock, resolve_device, resolve_precision, rng_state, seeded_rng_state, set_rng_state
+from training.evaluation import accuracy, evaluate
 
 # The share of a one-cycle run spent warming the rate up from a tenth of `lr` (the rest decays it
 # to zero): a high rate from the first step would throw a freshly initialised network off course.
@@ -84,39 +86,6 @@ class Finished:
 Event = Started | TrainStep | Evaluation | Finished
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but no CUDA GPU is available; use 'auto' or 'cpu'")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
-    return torch.device(name)
-
-
-def device_name(device: torch.device) -> str:
-    """A human name for the device, for labelling measured numbers."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
-    return f"{model or 'CPU'}, {torch.get_num_threads()} threads"
-
-
-def native_bf16(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    # Without AVX512-BF16 or AMX, bf16 on a CPU is emulated and slower than fp32.
-    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    if name == "auto":
-        return "bf16" if native_bf16(device) else "fp32"
-    if name not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, got {name!r}")
-    return name
-
-
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     """The optimizer over the model's trainable parameters, its batch-norm ones in a group of
     their own when `norm_lr_scale` sets them a different rate."""
@@ -172,91 +141,39 @@ def build_model(config: TrainConfig, device: torch.device) -> nn.Module:
     return model.to(device=device, memory_format=torch.channels_last)
 
 
-def eval_batch_size(data: ImageTensors, device: torch.device) -> int:
-    # Evaluation keeps no activations for backward, so a GPU takes large batches (4096 CIFAR
-    # images). A CPU is fastest when a batch's activations stay in cache: 2,000 CIFAR test
-    # images took 0.38 s in batches of 256 and 0.77 s in batches of 2048 (2 cores, bf16).
-    pixels = 2**22 if device.type == "cuda" else 2**18
-    return max(1, pixels // data.spec.crop_size**2)
+@dataclass
+class Arm:
+    """One arm built for training: the model, the forward pass its batches go through, its
+    optimizer, loader and schedule, and the steps after which it is evaluated."""
+
+    model: nn.Module
+    forward: Callable[[torch.Tensor], torch.Tensor]  # the model, or its layers after the frozen prefix whose features the loader serves
+    optimizer: torch.optim.Optimizer
+    loader: BatchLoader
+    schedule: torch.optim.lr_scheduler.LRScheduler | None
+    steps_per_epoch: int
+    total_steps: int
+    eval_steps: set[int]
+    label_smoothing: float
+    precision: str
+
+    def train_step(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One optimizer step (and schedule step) on a batch; its loss, as computed."""
+        x, y = inputs, labels
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            loss = nn.functional.cross_entropy(self.forward(x), y, label_smoothing=self.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.schedule is not None:
+            self.schedule.step()
+        return loss
 
 
-@torch.no_grad()
-def predict(model: nn.Module, data: ImageTensors, device: torch.device, precision: str, flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each image's predicted class and the probability `model` gives it, on `device`; with
-    `flip`, a prediction averages the logits of the image and of its mirror image."""
-    was_training = model.training
-    model.eval()
-    predicted, confidence = [], []
-    for x, _ in BatchLoader(data, eval_batch_size(data, device), device, train=False):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits = model(x).float()
-            if flip:
-                logits = (logits + model(x.flip(-1)).float()) / 2
-        top = logits.softmax(dim=1).max(dim=1)
-        confidence.append(top.values)
-        predicted.append(top.indices)
-    model.train(was_training)
-    return torch.cat(predicted), torch.cat(confidence)
-
-
-def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Counts of (true class, predicted class) pairs as a num_classes × num_classes matrix."""
-    k = num_classes
-    return torch.bincount(labels * k + predicted, minlength=k * k).view(k, k)
-
-
-def evaluate(model: nn.Module, data: ImageTensors, device: torch.device, precision: str, flip: bool = False) -> torch.Tensor:
-    """The confusion matrix (true × predicted) of `model` on `data` (see `predict`)."""
-    predicted, _ = predict(model, data, device, precision, flip)
-    return confusion_matrix(data.labels.to(device), predicted, len(data.spec.classes)).cpu()
-
-
-def _rng_state(device: torch.device):
-    return torch.get_rng_state(), torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-
-
-def _set_rng_state(device: torch.device, state) -> None:
-    torch.set_rng_state(state[0])
-    if device.type == "cuda":
-        torch.cuda.set_rng_state(state[1], device)
-
-
-class ArmClock:
-    """Training time of one arm, counting only its own steps.
-
-    On a GPU, steps run asynchronously, so each step is bracketed by CUDA events and the total
-    is read (one sync) only when an event is due; on a CPU the wall clock is exact.
-    """
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.seconds = 0.0
-        self.pending: list[tuple] = []
-
-    def start(self) -> None:
-        if self.cuda:
-            self.pending.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
-            self.pending[-1][0].record()
-        else:
-            self.started = time.perf_counter()
-
-    def stop(self) -> None:
-        if self.cuda:
-            self.pending[-1][1].record()
-        else:
-            self.seconds += time.perf_counter() - self.started
-
-    def total(self) -> float:
-        if self.pending:
-            self.pending[-1][1].synchronize()
-            self.seconds += sum(begin.elapsed_time(end) for begin, end in self.pending) / 1000
-            self.pending.clear()
-        return self.seconds
-
-
-def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors, device: torch.device, precision: str) -> Iterator[Event | None]:
-    """Train one arm on already-subset data, yielding its events, and None after every step
-    (where a comparison may switch arms). Closing it stops training."""
+def build_arm(config: TrainConfig, train_data: ImageTensors, device: torch.device, precision: str) -> Arm:
+    """The arm's model (its first layer fitted to the data where it is computed from it), its
+    optimizer, its loader (cached features of a frozen prefix where the dataset allows), its
+    schedule and its evaluation steps."""
     model = build_model(config, device)
     if hasattr(model, "fit_whitening"):
         # A first layer computed from the data (airbench's whitening): from the arm's first
@@ -276,74 +193,84 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
     evals = max(1, round(config.evals_per_epoch * config.epochs))  # the last step is always evaluated
     schedule = make_schedule(config, optimizer, total_steps)
     eval_steps = {math.ceil(i * total_steps / evals) for i in range(1, evals + 1)}
-    yield Started(config.label, str(device), precision, sum(p.numel() for p in model.parameters() if p.requires_grad), total_steps)
+    return Arm(model, forward, optimizer, loader, schedule, steps_per_epoch, total_steps, eval_steps, config.label_smoothing, precision)
 
+
+class LossTracker:
+    """The arm's training loss: its smoothed value for the events, and the early-stop rule,
+    which looks at the smallest batch loss of every EARLY_STOP_CHECK_STEPS steps.
+
+    The running statistics stay on the device: reading them only when an event or a check is
+    due avoids a GPU→CPU sync on every step.
+    """
+
+    def __init__(self, device: torch.device, loss_threshold: float | None):
+        self.loss_threshold = loss_threshold
+        self.ema = torch.zeros((), device=device)
+        self.window_min = torch.full((), math.inf, device=device)
+
+    def add(self, loss: torch.Tensor, step: int) -> bool:
+        """Count the batch loss of `step` (1 for the first); True where it stops training early."""
+        loss = loss.detach().float()
+        self.ema = LOSS_SMOOTHING * self.ema + (1 - LOSS_SMOOTHING) * loss
+        self.window_min = torch.minimum(self.window_min, loss)
+        if self.loss_threshold is None or step % EARLY_STOP_CHECK_STEPS != 0:
+            return False
+        below = self.window_min.item() < self.loss_threshold
+        self.window_min.fill_(math.inf)
+        return below
+
+    def smoothed(self, step: int) -> float:
+        """The moving average after `step` steps, bias-corrected (it starts from zero)."""
+        return (self.ema / (1 - LOSS_SMOOTHING**step)).item()
+
+
+def finished_event(config: TrainConfig, model: nn.Module, steps: int, elapsed_s: float, stopped_early: bool, confusion: torch.Tensor, test_data: ImageTensors) -> Finished:
+    """The arm's closing event, from its final confusion matrix on the test set."""
+    per_class = (confusion.diag() / confusion.sum(dim=1).clamp(min=1)).tolist()
+    test_acc, images_per_s = accuracy(confusion, test_data), steps * config.batch_size / elapsed_s
+    return Finished(config.label, steps, test_acc, elapsed_s, images_per_s, stopped_early, per_class, confusion.tolist(), list(test_data.spec.classes), model)
+
+
+def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors, device: torch.device, precision: str) -> Iterator[Event | None]:
+    """Train one arm on already-subset data, yielding its events, and None after every step
+    (where a comparison may switch arms). Closing it stops training."""
+    arm = build_arm(config, train_data, device, precision)
+    yield Started(config.label, str(device), precision, sum(p.numel() for p in arm.model.parameters() if p.requires_grad), arm.total_steps)
     # Each arm owns its RNG stream (dropout), swapped in around its own steps.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(config.seed)
-        rng = _rng_state(device)
-    label = config.label
+    rng = seeded_rng_state(config.seed, device)
+    label, steps_per_epoch = config.label, arm.steps_per_epoch
     clock = ArmClock(device)
-    # Running loss statistics stay on the device: reading them only when an event is due
-    # avoids a GPU→CPU sync on every step.
-    ema = torch.zeros((), device=device)
-    window_min = torch.full((), math.inf, device=device)
+    losses = LossTracker(device, config.loss_threshold)
     step, stopped_early, last_event = 0, False, -math.inf
     confusion, evaluated_at = None, -1
-    model.train()
+    arm.model.train()
     for epoch in range(config.epochs):
-        batches = iter(loader)
+        batches = iter(arm.loader)
         for _ in range(steps_per_epoch):
-            _set_rng_state(device, rng)
+            set_rng_state(device, rng)
             clock.start()
-            x, y = next(batches)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                loss = nn.functional.cross_entropy(forward(x), y, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if schedule is not None:
-                schedule.step()
+            loss = arm.train_step(*next(batches))
             clock.stop()
-            rng = _rng_state(device)
+            rng = rng_state(device)
             step += 1
-            loss = loss.detach().float()
-            ema = LOSS_SMOOTHING * ema + (1 - LOSS_SMOOTHING) * loss
-            window_min = torch.minimum(window_min, loss)
-            if config.loss_threshold is not None and step % EARLY_STOP_CHECK_STEPS == 0:
-                stopped_early = window_min.item() < config.loss_threshold
-                window_min.fill_(math.inf)
-            evaluate_now = step in eval_steps or stopped_early
+            stopped_early = losses.add(loss, step)
+            evaluate_now = step in arm.eval_steps or stopped_early
             if evaluate_now or step % steps_per_epoch == 0 or time.perf_counter() - last_event >= config.event_interval_s:
                 last_event = time.perf_counter()
                 elapsed = clock.total()
-                smoothed = (ema / (1 - LOSS_SMOOTHING**step)).item()
-                yield TrainStep(label, step, step / steps_per_epoch, smoothed, elapsed, step * config.batch_size / elapsed)
+                yield TrainStep(label, step, step / steps_per_epoch, losses.smoothed(step), elapsed, step * config.batch_size / elapsed)
             if evaluate_now:
-                confusion, evaluated_at = evaluate(model, test_data, device, precision, config.test_time_flip), step
-                accuracy = confusion.diag().sum().item() / len(test_data)
-                yield Evaluation(label, step, step / steps_per_epoch, accuracy, clock.total())
+                confusion, evaluated_at = evaluate(arm.model, test_data, device, precision, config.test_time_flip), step
+                yield Evaluation(label, step, step / steps_per_epoch, accuracy(confusion, test_data), clock.total())
             if stopped_early:
                 break
             yield None
         if stopped_early:
             break
-
     if evaluated_at != step:
-        confusion = evaluate(model, test_data, device, precision, config.test_time_flip)
-    elapsed = clock.total()
-    yield Finished(
-        label,
-        step,
-        confusion.diag().sum().item() / len(test_data),
-        elapsed,
-        step * config.batch_size / elapsed,
-        stopped_early,
-        (confusion.diag() / confusion.sum(dim=1).clamp(min=1)).tolist(),
-        confusion.tolist(),
-        list(test_data.spec.classes),
-        model,
-    )
+        confusion = evaluate(arm.model, test_data, device, precision, config.test_time_flip)
+    yield finished_event(config, arm.model, step, clock.total(), stopped_early, confusion, test_data)
 
 
 def prepare_data(config: TrainConfig) -> tuple[ImageTensors, ImageTensors]:

@@ -34,8 +34,7 @@ from training.config import card_settings
 from training.datasets import get_dataset
 from training.sources import DatasetMissingError
 from training.experiments import get_experiment
-from training.reproduce import PRETRAINED_DIR
-from training.results import validate_results
+from training.results import PRETRAINED_DIR, validate_results
 
 PUBLISHABLE = {"final": "final", "classifier": "cifar10", "transfer": "fine tuning", "your-images": "fine tuning"}  # experiment → the arm published by default
 MODEL_CLASSES = {"final": TeachingCNN, "classifier": AirbenchCNN, "transfer": AlexNetTransfer, "your-images": AlexNetTransfer}

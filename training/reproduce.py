@@ -26,14 +26,10 @@ from models import WeightsUnavailableError
 from training.datasets import load_splits
 from training.sources import DatasetMissingError
 from training.config import TrainConfig
-from training.engine import predict
+from training.evaluation import predict
 from training.experiments import EXPERIMENTS, PRESETS, get_experiment
-from training.results import git_commit, provenance, thinned
+from training.results import PRETRAINED_DIR, TEST_PREDICTIONS, git_commit, provenance, thinned
 from training.runner import folder_name, print_table, run_experiment
-
-
-PRETRAINED_DIR = Path("pretrained")  # where embedded experiments are recorded, one folder each
-TEST_PREDICTIONS = "test_predictions.safetensors"  # label, predicted: N uint8 classes; confidence: N float16
 
 
 def save_test_predictions(model: torch.nn.Module, config: TrainConfig, folder: Path) -> None:

@@ -4,6 +4,11 @@ Schema: {"experiment", "preset", "device", "device_name", "seed", "runs": [{"lab
 "history", "test_acc", "train_time_s", ...}]}; `test_acc` is a fraction (0–1) and `config`
 holds the arm's settings with its model's constructor arguments flattened in, so that arms can
 be told apart by `batch_norm`, `momentum`, `activation`, `optimizer`, `n_conv`, `n_fc`, `mode`.
+
+Recorded results live in two places, named here for the CLI that writes them and the app that
+reads them: reference runs in REFERENCE_DIR, one JSON each, and the experiments whose model
+ships with the app in PRETRAINED_DIR, one folder each, whose arms keep their test-set
+predictions in TEST_PREDICTIONS (training/reproduce.py).
 """
 
 import datetime
@@ -108,6 +113,8 @@ def thinned(results: dict, max_loss_points: int = 1000) -> dict:
 
 
 REFERENCE_DIR = Path(__file__).parent.parent / "results" / "reference"
+PRETRAINED_DIR = Path("pretrained")  # where embedded experiments are recorded, one folder each
+TEST_PREDICTIONS = "test_predictions.safetensors"  # label, predicted: N uint8 classes; confidence: N float16
 RUN_KEYS = {"label": str, "config": dict, "history": list, "test_acc": float, "train_time_s": float}
 PROVENANCE_KEYS = ("device_name", "torch", "git_commit", "date", "wall_time_s")
 

@@ -15,7 +15,8 @@ from models.alexnet import backbone_url
 from training.config import TrainConfig
 from training.datasets import load_splits
 from training.sources import data_activity, download_checkpoint
-from training.engine import Event, Finished, Started, TrainStep, compare, device_name, model_overrides, resolve_device
+from training.devices import device_name, resolve_device
+from training.engine import Event, Finished, Started, TrainStep, compare, model_overrides
 from training.experiments import Experiment, get_experiment
 from training.lessons import verdicts
 from training.results import Recorder
