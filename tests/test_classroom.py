@@ -23,8 +23,8 @@ from training.cache import RunCache, run_key
 from training.config import TrainConfig
 from training.devices import resolve_precision
 from training.experiments import get_experiment
+from handlers import SMALL, Session, last
 
-SMALL = dict(preset="quick", epochs=1, n_train=160, lr=0.01, batch_size=32, seed=0)
 EXPERIMENT = get_experiment("batchnorm")
 
 
@@ -38,18 +38,6 @@ def settle() -> None:
     deadline = time.monotonic() + 30
     while (room.running or room._by_key) and time.monotonic() < deadline:
         time.sleep(0.02)
-
-
-def last(stream):
-    update = None
-    for update in stream:
-        pass
-    return update
-
-
-class Session:
-    def __init__(self, session_hash: str):
-        self.session_hash = session_hash
 
 
 # --- the key --------------------------------------------------------------------------------

@@ -1,0 +1,224 @@
+"""Classifying photos: uploads of every kind, the CIFAR-10 and ants-vs-bees classifiers, the confusion matrix and its cells."""
+
+import json
+import time
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from demo import classifiers, final_cnn, transfer, uploads, views
+from models import AlexNetTransfer, TeachingCNN, create_model
+from training.datasets import CIFAR10_CLASSES, CIFAR10_DATASET
+from handlers import SMALL, last
+
+
+def save(image: Image.Image, path, **kwargs):
+    image.save(path, **kwargs)
+    return str(path)
+
+
+def odd_images(folder):
+    rgba = Image.new("RGBA", (40, 30), (255, 0, 0, 0))
+    palette = Image.new("P", (20, 20))
+    palette.info["transparency"] = 0
+    sixteen = Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16)
+    exif = Image.Image.getexif(Image.new("RGB", (1, 1)))
+    exif[0x0112] = 6  # rotate 90°: a 40×20 sensor image is shown 20×40
+    frames = [Image.new("RGB", (16, 16), c) for c in ((0, 255, 0), (0, 0, 255))]
+    gif = folder / "animated.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=100)
+    return {
+        "grayscale": (save(Image.new("L", (33, 33), 128), folder / "gray.png"), (128, 128, 128)),
+        "alpha": (save(rgba, folder / "alpha.png"), (255, 255, 255)),
+        "palette": (save(palette, folder / "palette.png"), (255, 255, 255)),
+        "16-bit": (save(sixteen, folder / "sixteen.png"), None),
+        "cmyk": (save(Image.new("CMYK", (30, 30), (0, 0, 0, 0)), folder / "cmyk.jpg"), None),
+        "exif": (save(Image.new("RGB", (40, 20), (10, 20, 30)), folder / "rotated.jpg", exif=exif), None),
+        "gif": (str(gif), (0, 255, 0)),
+    }
+
+
+def test_odd_but_valid_uploads_become_rgb(tmp_path):
+    for name, (path, corner) in odd_images(tmp_path).items():
+        image = uploads.open_upload(path)
+        assert image.mode == "RGB", name
+        if corner:
+            assert image.getpixel((0, 0)) == corner, name
+    assert uploads.open_upload(odd_images(tmp_path)["exif"][0]).size == (20, 40)
+    sixteen = np.asarray(uploads.open_upload(odd_images(tmp_path)["16-bit"][0]))
+    assert sixteen.max() > 200  # scaled down, not clipped to white
+
+
+def test_bad_uploads_get_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    Image.new("L", (8000, 6000)).save(tmp_path / "bomb.png")  # 48 megapixels, tiny file
+    for name in ("notes.txt", "broken.png"):
+        with pytest.raises(gr.Error, match="not an image this app can read"):
+            uploads.open_upload(str(tmp_path / name))
+    with pytest.raises(gr.Error, match="megapixels"):
+        uploads.open_upload(str(tmp_path / "bomb.png"))
+    monkeypatch.setattr(uploads, "MAX_UPLOAD_BYTES", 10)
+    with pytest.raises(gr.Error, match="over 0 MB|smaller image"):
+        uploads.open_upload(str(tmp_path / "notes.txt"))
+    with pytest.raises(gr.Error, match="Upload an image first"):
+        uploads.open_upload(None)
+
+
+CAT_PHOTO = Path(__file__).parent / "assets" / "cat.jpg"  # Chelsea, scikit-image's cat (CC0, Stefan van der Walt)
+
+
+@pytest.fixture
+def no_default_model(monkeypatch):
+    monkeypatch.setattr(classifiers, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL_UNSET_IN_TESTS", TeachingCNN))
+
+
+def test_classify_cifar10_without_any_model_says_how_to_get_one(no_default_model, tmp_path):
+    photo = save(Image.new("RGB", (32, 32)), tmp_path / "a.png")
+    with pytest.raises(gr.Error, match="No default model could be loaded: CIFAR10_MODEL_UNSET_IN_TESTS is not set. Train one below"):
+        final_cnn.classify_cifar10(photo, final_cnn.DEFAULT, None)
+    with pytest.raises(gr.Error, match="No model has been trained in this session yet"):
+        final_cnn.classify_cifar10(photo, final_cnn.SESSION, None)
+    with pytest.raises(gr.Error, match="model must be"):
+        final_cnn.classify_cifar10(photo, "the best one", None)
+
+
+def test_the_embedded_classifier_answers_with_nothing_set(monkeypatch):
+    monkeypatch.delenv("CIFAR10_MODEL", raising=False)
+    monkeypatch.setattr(classifiers, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL", classifiers.cifar10_model.model_classes, default=classifiers.cifar10_model.default))
+    photo, seen, probabilities, answered, filters, maps = final_cnn.classify_cifar10(str(CAT_PHOTO), final_cnn.DEFAULT, None)
+    assert max(probabilities, key=probabilities.get) == "cat"
+    predictions = load_file(classifiers.EMBEDDED_FOLDER / "cifar10" / "test_predictions.safetensors")
+    accuracy = (predictions["label"] == predictions["predicted"]).float().mean().item()  # fp32, as the matrix shows
+    recorded = json.loads((classifiers.EMBEDDED_FOLDER / "results.json").read_text())["runs"][0]["test_acc"]  # bf16, at the end of training
+    assert abs(accuracy - recorded) < 0.002
+    assert answered.startswith("**Answering: the embedded classifier") and f"{accuracy:.2%} on CIFAR-10's test set" in answered
+    photo, seen, filters, maps = (np.asarray(Image.open(path)) for path in (photo, seen, filters, maps))
+    assert max(photo.shape) <= 512 and seen.shape == (192, 192, 3)  # 32×32, each pixel 6×6
+    # 24 first-layer (whitening) filters of 2×2, 8 to a row, each enlarged to 48 px, with 4-pixel borders.
+    assert filters.shape == (3 * 48 + 4 * 4, 8 * 48 + 9 * 4, 3)
+    assert maps.shape[2] == 3
+    table = final_cnn.default_confusion()
+    assert table[final_cnn.CORNER].tolist() == list(CIFAR10_CLASSES) and table.iloc[:, 1:].to_numpy().sum() == 10_000
+
+
+def test_an_image_shown_is_written_once_and_never_rewritten_under_a_reader(tmp_path, monkeypatch):
+    monkeypatch.setattr(views, "SHOWN_DIR", tmp_path)
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    path = Path(views.image_file(pixels))
+    written = path.stat().st_mtime_ns
+    time.sleep(0.01)
+    assert views.image_file(pixels.copy()) == str(path) and path.stat().st_mtime_ns == written
+    assert np.array_equal(np.asarray(Image.open(path)), pixels)
+    assert views.image_file(pixels[::-1].copy()) != str(path)
+
+
+def test_classifying_mirrors_the_photo_when_the_accuracy_was_measured_so():
+    model = create_model("cnn-tiny").eval()
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
+    mirrored = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    plain, both = uploads.classify(model, image, CIFAR10_DATASET), uploads.classify(model, image, CIFAR10_DATASET, flip=True)
+    assert plain != both and both == pytest.approx(uploads.classify(model, mirrored, CIFAR10_DATASET, flip=True), abs=1e-6)
+
+
+def test_a_session_model_classifies_and_its_confusion_cells_show_their_test_images(tiny_data, no_default_model, tmp_path):
+    *_, session, per_class, download, choice = last(final_cnn.TAB.handler(False, **SMALL))
+    assert choice == final_cnn.SESSION and [run["label"] for run in session["results"]["runs"]] == ["final"]
+    _, _, probabilities, answered, _, _ = final_cnn.classify_cifar10(save(Image.new("RGB", (50, 40), (200, 10, 10)), tmp_path / "red.png"), choice, session)
+    assert len(probabilities) == 10 and "trained in this session (quick preset)" in answered
+    table, summary = final_cnn.show_confusion(choice, session)
+    recorded = session["results"]["runs"][0]["confusion"]
+    assert table.iloc[:, 1:].to_numpy().tolist() == recorded and "trained in this session" in summary
+    for true_class, predicted_class in (("cat", "cat"), ("cat", "dog")):
+        gallery, note, matrix = final_cnn.browse_cell(true_class, predicted_class, choice, session)
+        count = matrix.loc[matrix[final_cnn.CORNER] == true_class, final_cnn.SHORT_NAMES[CIFAR10_CLASSES.index(predicted_class)]].item()
+        assert len(gallery) == count and note.startswith(f"**{count}** test images of a cat")
+        assert all(np.asarray(Image.open(image)).shape == (128, 128, 3) and caption.endswith(predicted_class) for image, caption in gallery)
+        confidences = [int(caption.split("%")[0]) for _, caption in gallery]
+        assert confidences == sorted(confidences, reverse=True)
+    assert matrix.iloc[:, 1:].to_numpy().sum() == 60  # the tiny test set: 6 images per class
+    with pytest.raises(gr.Error, match="classes must be CIFAR-10's"):
+        final_cnn.browse_cell("cat", "lion", choice, session)
+
+
+def test_a_click_on_the_confusion_matrix_picks_its_cell():
+    click = lambda row, column: final_cnn.select_cell(gr.SelectData(None, {"index": [row, column], "value": 0}))  # noqa: E731
+    assert click(3, 1 + 5) == ("cat", "dog")
+    assert all(isinstance(value, type(gr.skip())) for value in click(3, 0))  # the class-name column
+
+
+def test_the_final_cnn_trains_the_report_recipe_beside_it_only_when_asked(tiny_data):
+    *_, session, _, _, _ = last(final_cnn.TAB.handler(True, **SMALL))
+    runs = {run["label"]: run["config"] for run in session["results"]["runs"]}
+    assert list(runs) == ["final", "report recipe"]
+    assert (runs["final"]["optimizer"], runs["report recipe"]["optimizer"]) == ("sgd", "adadelta")
+    assert runs["final"]["widths"] == runs["report recipe"]["widths"] and runs["final"]["seed"] == runs["report recipe"]["seed"]
+
+
+def test_recorded_test_predictions_give_the_matrix_and_the_accuracy_without_the_dataset(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    from training.results import TEST_PREDICTIONS
+
+    folder = tmp_path / "classifier" / "cifar10"
+    create_model("cnn-tiny").save_pretrained(folder)
+    labels = torch.arange(10).repeat_interleave(3)
+    predicted = labels.clone()
+    predicted[:4] = 5  # three airplanes and a car called dogs
+    save_file({"label": labels.byte(), "predicted": predicted.byte(), "confidence": torch.full((30,), 0.5).half()}, folder / TEST_PREDICTIONS)
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "no-data-here"))
+    monkeypatch.setenv("CIFAR10_MODEL", str(folder))
+    monkeypatch.setattr(classifiers, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL", TeachingCNN))
+    table = final_cnn.default_confusion()
+    assert table["dog"].tolist() == [3, 1, 0, 0, 0, 3, 0, 0, 0, 0] and table.iloc[:, 1:].to_numpy().sum() == 30
+    assert f"({26 / 30:.2%} on CIFAR-10's test set" in final_cnn.default_summary()
+
+
+def test_configured_model_prefers_the_variable_over_its_default(tmp_path, monkeypatch):
+    for name in ("a", "b"):
+        create_model("cnn-tiny").save_pretrained(tmp_path / name)
+    monkeypatch.delenv("CNNLAB_TEST_MODEL", raising=False)
+    fallback = uploads.ConfiguredModel("CNNLAB_TEST_MODEL", TeachingCNN, default=str(tmp_path / "a"))
+    assert fallback.get() is not None and fallback.source == str(tmp_path / "a")
+    monkeypatch.setenv("CNNLAB_TEST_MODEL", str(tmp_path / "b"))
+    chosen = uploads.ConfiguredModel("CNNLAB_TEST_MODEL", TeachingCNN, default=str(tmp_path / "a"))
+    assert chosen.get() is not None and chosen.source == str(tmp_path / "b")
+
+
+def test_configured_model_loads_a_folder_and_reports_a_corrupt_one(tmp_path, monkeypatch, imagenet_weights):
+    model = AlexNetTransfer(mode="fine_tuning")
+    model.save_pretrained(tmp_path / "good")
+    monkeypatch.setenv("ANTS_BEES_MODEL", str(tmp_path / "good"))
+    configured = uploads.ConfiguredModel("ANTS_BEES_MODEL", AlexNetTransfer)
+    monkeypatch.setattr(transfer, "ants_bees_model", configured)
+    result = transfer.classify_ants_bees(save(Image.new("RGB", (300, 200), (250, 200, 0)), tmp_path / "bee.png"))
+    assert set(result) == {"ants", "bees"} and sum(result.values()) == pytest.approx(1.0, abs=1e-5)
+
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text((tmp_path / "good" / "config.json").read_text())
+    (tmp_path / "bad" / "model.safetensors").write_bytes(b"garbage")
+    monkeypatch.setenv("ANTS_BEES_MODEL", str(tmp_path / "bad"))
+    broken = uploads.ConfiguredModel("ANTS_BEES_MODEL", AlexNetTransfer)
+    assert broken.get() is None and "corrupt" in broken.message
+
+
+def test_final_cnn_download_is_a_loadable_checkpoint(tmp_path):
+    import zipfile
+
+    model = create_model("cnn-tiny")
+    archive = final_cnn.saved_model_file(model)
+    zipfile.ZipFile(archive).extractall(tmp_path)
+    loaded = type(model).from_pretrained(tmp_path, strict=True)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_transfer_examples_come_from_the_validation_photos(tiny_data):
+    photos = transfer.example_photos()
+    assert len(photos) == 4 and all("/val/" in p for p in photos)
+
+
