@@ -192,6 +192,8 @@ class ComparisonPanel:
             with gr.Column(scale=3):
                 gr.Markdown(f"### {experiment.title}\n{lesson.explanation}\n\n**The report found:** {experiment.finding}", latex_delimiters=LATEX)
                 self.own = lesson.controls()
+                if len(self.own) != len(lesson.own_parameters):
+                    raise TypeError(f"{type(lesson).__name__}.controls() lays out {len(self.own)} inputs for the {len(lesson.own_parameters)} parameters its arms() takes after the settings")
             with gr.Column(scale=2):
                 self.preset = gr.Radio(["quick", "report"], value=DEFAULT_PRESET, label="Preset", info="quick: about a minute on a 2-core CPU · report: the report's settings (a GPU job)")
                 self.epochs = gr.Slider(*limits("epochs"), value=epochs, step=1, label="Epochs")
@@ -215,7 +217,7 @@ class ComparisonPanel:
         if lesson.caption():
             gr.Markdown(lesson.caption())
         self.table = gr.Dataframe(results_table(experiment, None), label="Results", interactive=False)
-        gr.Markdown(" ".join(filter(None, [table_notes(experiment), experiment.notes])))
+        gr.Markdown(table_notes(experiment))
         self.session = gr.State()
 
     @property

@@ -6,8 +6,10 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+from app import TABS
 from demo.classroom import classroom
-from test_demo import odd_images
+from demo.lesson import lesson_tabs
+from test_classify import odd_images
 
 
 @pytest.fixture(scope="module")
@@ -18,10 +20,7 @@ def client(app_url):
 SMALL = {"epochs": 1, "n_train": 160, "batch_size": 32}
 
 
-@pytest.mark.parametrize(
-    "api_name",
-    ["/compare_activations", "/compare_momentum", "/compare_adaptive_lr", "/compare_batchnorm", "/depth_grid", "/train_final_cnn", "/train_transfer"],
-)
+@pytest.mark.parametrize("api_name", [f"/{tab.api_name}" for tab in lesson_tabs(TABS)])
 def test_every_training_endpoint_answers_with_its_defaults(client, api_name):
     outputs = client.predict(api_name=api_name)
     table = next(o for o in outputs if isinstance(o, dict) and "arm" in o.get("headers", []))

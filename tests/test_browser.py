@@ -17,11 +17,12 @@ import pytest
 from PIL import Image
 from playwright.sync_api import expect
 
+import app
 from demo.views import DASH_POINTS
 from models import AlexNetTransfer
 
 CHROMIUM = "/usr/bin/chromium"
-TABS = ["Activations", "Momentum", "Adaptive learning rate", "Batch normalization", "Depth", "Final CNN", "Transfer learning", "Your images"]
+TABS = [tab.title for tab in app.TABS]
 
 if not shutil.which(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
