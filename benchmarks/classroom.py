@@ -38,14 +38,16 @@ from gradio_client import Client, handle_file
 
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
+from app import TABS as APP_TABS  # noqa: E402
+from demo.lesson import lesson_tabs  # noqa: E402
 from demo.views import REFERENCE_TAG  # noqa: E402
 
 WEAK_HOST = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 # The app as a host without native bf16 runs it: `precision=auto` then resolves to fp32.
 SERVER = "import runpy, training.devices as devices; devices.native_bf16 = lambda device: False; runpy.run_path('app.py', run_name='__main__')"
-TABS = ["/compare_activations", "/compare_momentum", "/compare_adaptive_lr", "/compare_batchnorm", "/depth_grid", "/train_final_cnn", "/train_transfer"]
+TABS = [f"/{tab.api_name}" for tab in lesson_tabs(APP_TABS)]
 # The shared settings' positions after each tab's own inputs, and those inputs' defaults.
-OWN_INPUTS = {"/compare_activations": [["relu", "sigmoid", "tanh"]], "/compare_momentum": [0.9], "/compare_adaptive_lr": [False], "/compare_batchnorm": [], "/depth_grid": [[1, 3, 5], [1, 2, 3]], "/train_final_cnn": [False], "/train_transfer": []}
+OWN_INPUTS = {f"/{tab.api_name}": [list(p.default) if isinstance(p.default, tuple) else p.default for p in tab.own_parameters] for tab in lesson_tabs(APP_TABS)}
 ARRIVALS_S = 60  # the class clicks within this minute (--arrivals)
 SOAK_SETTINGS = {"epochs": 1, "n_train": 1000}  # a small momentum run, a few seconds
 

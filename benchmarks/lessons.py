@@ -28,12 +28,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app import TABS  # noqa: E402
+from demo.lesson import lesson_tabs  # noqa: E402
 from training.experiments import get_experiment  # noqa: E402
 from training.lessons import LESSONS_FILE, margin, preset_arms  # noqa: E402
 from training.results import git_commit  # noqa: E402
 
 WEAK_HOST = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-LESSON_EXPERIMENTS = ("batchnorm", "momentum", "adaptive-lr", "activations", "architecture", "final")
+# Every lesson tab's experiment that states a lesson of the report, in the tab bar's order.
+LESSON_EXPERIMENTS = tuple(tab.experiment_name for tab in lesson_tabs(TABS) if tab.experiment.lessons)
 
 
 def environment(precision: str) -> dict:

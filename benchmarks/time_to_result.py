@@ -14,17 +14,13 @@ import time
 
 os.environ["CNNLAB_CACHE"] = tempfile.mkdtemp(prefix="cnnlab-cold-")  # before training.sources reads it
 
-from demo import activations, adaptive_lr, batchnorm, depth, final_cnn, momentum  # noqa: E402
+from app import TABS  # noqa: E402
+from demo import momentum  # noqa: E402
+from demo.lesson import lesson_tabs  # noqa: E402
 from training import datasets  # noqa: E402
 
-TABS = {
-    "Activations": activations.compare_activations,
-    "Momentum": momentum.compare_momentum,
-    "Adaptive learning rate": adaptive_lr.compare_adaptive_lr,
-    "Batch normalization": batchnorm.compare_batchnorm,
-    "Depth": depth.depth_grid,
-    "Final CNN": final_cnn.train_final_cnn,
-}
+# The lesson tabs that train on CIFAR-10 (Transfer learning needs AlexNet's ImageNet weights).
+CIFAR10_TABS = {tab.title: tab.handler for tab in lesson_tabs(TABS) if tab.experiment.base["quick"].dataset == "cifar10"}
 
 
 def first_point(handler) -> float:
@@ -47,11 +43,11 @@ def full_run(handler) -> float:
 
 
 def main() -> None:
-    print(f"first point, nothing cached (decode included): {first_point(momentum.compare_momentum):.1f} s")
-    print(f"first point, data cached in memory:            {first_point(momentum.compare_momentum):.2f} s")
+    print(f"first point, nothing cached (decode included): {first_point(momentum.TAB.handler):.1f} s")
+    print(f"first point, data cached in memory:            {first_point(momentum.TAB.handler):.2f} s")
     datasets._cache.clear()
-    print(f"first point, data cached on disk only:         {first_point(momentum.compare_momentum):.2f} s")
-    for name, handler in TABS.items():
+    print(f"first point, data cached on disk only:         {first_point(momentum.TAB.handler):.2f} s")
+    for name, handler in CIFAR10_TABS.items():
         print(f"{name:<24} first point {first_point(handler):5.2f} s, last update {full_run(handler):5.1f} s", flush=True)
 
 
