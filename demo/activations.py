@@ -36,7 +36,7 @@ after the first, by 2.4 after the last (68.16% vs 65.76%), and sigmoid never lef
 each layer's output about a third of its input's variance; ReLU then zeroes the negative half, tanh
 passes small inputs almost unchanged, so a ReLU network's signal starts far smaller (a likely reason; we
 measured the shrinking for ReLU, in the Batch normalization tab, not for tanh). Under the He init, made
-for ReLU, ReLU led (71.96% vs 67.24% in an earlier recording), and the quick preset uses it. The report
+for ReLU, ReLU leads: the quick preset uses it (the verdict gives its measured seed spread). The report
 saw ReLU ahead; its network's widths are not given, and ours are a guess.
 """
 

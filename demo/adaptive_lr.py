@@ -28,9 +28,8 @@ Where this matters most is a network whose gradients differ in scale from layer 
 PyTorch's default init (the report's) the signal, and with it the gradient, shrinks at every layer
 (see the Batch normalization tab): one learning rate is then too small for the first layers, while
 Adadelta's step for each weight is set by that weight's own gradients. With the He init the scales
-even out and constant-rate SGD catches up: at the report's settings, after 1,000 steps, SGD 33.55% and
-Adadelta 29.20% with He init, against 10.00% and 27.50% with the default init (measured on a 2-core AVX2
-CPU in fp32). Try it under *Initial weights*. At report length with the default init (the dashed
+even out and constant-rate SGD catches up (docs/lessons.md has the measurement): try it under
+*Initial weights*. At report length with the default init (the dashed
 reference run) Adadelta leads 52.05% to 30.96%, as the report found, but our constant-rate SGD sits
 at chance for two epochs where the report's reached 51.24% after five; the report does not give its
 network's widths, and ours may differ.

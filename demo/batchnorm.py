@@ -35,8 +35,8 @@ The He init ($2/n_\text{in}$) keeps the scale by itself: choose **he** under *In
 most of the gap goes (quick preset, fp32, seeds 0–2: +30.9, +26.6 and +27.5 points with the default
 init; +2.5, +7.0 and +7.2 with He).
 At the report's settings our reference run reproduces the report's gap with the default init
-(50.45% without, 68.50% with batch norm after 2 epochs); an earlier recording with the He init
-showed none (62.13% vs 61.67%). The report saw the large gap without naming the cause.
+(50.45% without, 68.50% with batch norm after 2 epochs). The report saw the large gap without naming
+the cause.
 """
 
 SIGNAL_MODEL = "cnn-report"  # the report's 5-conv/3-fc network

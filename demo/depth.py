@@ -31,8 +31,8 @@ report's own init and two epochs, accuracy peaked at 3 conv × 1 fc (62.95%); th
 barely ahead of the 1-conv ones (+0.5 points on average) and fell with every fc layer added (58.79%,
 54.90%, 50.45%). The report's init shrinks the signal at every layer (the Batch normalization tab
 measures it), so the deeper a network, the slower it starts: after one epoch 5 conv × 3 fc was at
-37.55%, 1 conv × 1 fc at 51.74%. Under the He init the 5-conv cells led by 11.4 points (an earlier
-recording), and the quick preset uses it. The report's peak at 5 × 3 we did not reproduce.
+37.55%, 1 conv × 1 fc at 51.74%. Under the He init, which the quick preset uses, the
+5-conv cells lead (the verdict gives the measured seed spread). The report's peak at 5 × 3 we did not reproduce.
 """
 
 CONV_CHOICES = list(range(1, 8))
