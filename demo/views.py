@@ -197,8 +197,9 @@ def results_table(experiment: Experiment, recorder: Recorder | None, stopped: bo
 
 
 def table_notes(experiment: Experiment) -> str:
-    """What the table's short cells stand for: the report's notes and where the reference run
-    comes from (kept out of the cells, so that the columns that compare stay in view)."""
+    """What the table's short cells stand for: the report's notes, where the reference run comes
+    from, and the experiment's own notes (kept out of the cells, so that the columns that compare
+    stay in view)."""
     notes = [f"*Report, {r.arm}:* {r.note}." for r in experiment.report if r.note]
     recorded = reference(experiment.name)
     if recorded:
@@ -210,7 +211,7 @@ def table_notes(experiment: Experiment) -> str:
         )
     else:
         notes.append(f"*Reference run:* none recorded yet{REFERENCE_NEEDS.get(experiment.name, '')}; `python -m training reproduce --only {experiment.name}` records one.")
-    return " ".join(notes)
+    return " ".join([*notes, *([experiment.notes] if experiment.notes else [])])
 
 
 # Tick labels with at most two decimals ("~" drops trailing zeros), however odd the data's values.
@@ -252,9 +253,8 @@ def image_file(pixels: np.ndarray | Image.Image) -> str:
 
     Returned as an array, Gradio would write it into its cache again on every answer, in place
     (`gradio.processing_utils.save_pil_to_cache`), so a student downloading it while another is
-    shown the same image (a model's first-layer filters; an example photo) gets half a file: the
-    classroom load test (benchmarks/classroom.py) hit it. A file is copied into Gradio's cache
-    once, under a temporary name and renamed."""
+    shown the same image (a model's first-layer filters; an example photo) would get half a file.
+    A file is copied into Gradio's cache once, under a temporary name and renamed."""
     image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
     digest = hashlib.sha256(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()[:32]
     path = SHOWN_DIR / f"{digest}.png"

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from models import AirbenchCNN, AlexNetTransfer, TeachingCNN, WeightsUnavailableError, create_model, list_models, model_arguments
+from models import AirbenchCNN, AlexNetTransfer, TeachingCNN, WeightsUnavailableError, create_model, gpu_steps_per_s, list_models, model_arguments
 from models.checkpoint import load_pretrained
 
 
@@ -20,6 +20,11 @@ def test_every_registered_model_trains_one_step_without_nans(name, imagenet_weig
     assert torch.isfinite(loss)
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_has_a_gpu_speed_to_price_a_zerogpu_request_by(name):
+    assert gpu_steps_per_s(name) > 0
 
 
 def test_final_architecture_follows_the_report():
