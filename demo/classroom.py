@@ -108,7 +108,7 @@ class Classroom:
             else:
                 ticket = Ticket(session, self._job_for(key, job, experiment, configs, preset))
                 ticket.job.tickets.add(ticket)
-        return self._remember(ticket)
+            return self._remember(ticket)
 
     def _job_for(self, key: str | None, job: Job | None, experiment: Experiment, configs: list[TrainConfig], preset: str) -> Job:
         """The job an identical request already has, moved up if a student now wants a warm-up, or

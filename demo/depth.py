@@ -129,7 +129,7 @@ class Depth(Lesson):
             panel.hidden_until_trained.append(reference_row)
         return [accuracy, seconds]
 
-    def frames(self, updates, *own):
+    def frames(self, updates):
         drawn = -1
         for update, session in updates:
             runs = update.recorder.runs if update.recorder else {}

@@ -95,8 +95,8 @@ class Lesson:
         table = results_table(self.experiment, update.recorder, stopped=update.stopped)
         return *curves(self.experiment, update.recorder, self.plot_series), table, update.status, session
 
-    def frames(self, updates: Iterator, *own) -> Iterator[tuple]:
-        """The outputs at each (update, session result) of a run; `own`: the tab's own controls' values."""
+    def frames(self, updates: Iterator) -> Iterator[tuple]:
+        """The outputs at each (update, session result) of a run."""
         for update, session in updates:
             yield self.frame(update, session)
 

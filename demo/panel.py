@@ -15,7 +15,7 @@ from dataclasses import replace
 import gradio as gr
 
 from demo.classroom import QueueFull, TrainingFailed, Update, classroom
-from demo.gpu import on_zerogpu_gpu, updates_on_gpu, was_refused
+from demo.gpu import ON_ZEROGPU, on_zerogpu_gpu, updates_on_gpu, was_refused
 from demo.model_store import HeldModels
 from demo.settings import DEFAULT_PRESET, Settings, check_budget, checked_arms, preset_controls, preset_note, preset_values
 from demo.views import results_table, table_notes
@@ -63,7 +63,8 @@ def run_updates(experiment: Experiment, configs: list[TrainConfig], preset: str,
         check_budget(configs, "cuda")
         yield from updates_on_gpu(experiment.name, configs, preset, session, in_memory_datasets(configs))
         return
-    configs = [replace(c, device="cpu" if on_cpu else c.device) for c in configs]
+    # A ZeroGPU Space's own process trains on its CPU: it must never touch CUDA.
+    configs = [replace(c, device="cpu" if on_cpu or ON_ZEROGPU else c.device) for c in configs]
     check_budget(configs, resolve_device(configs[0].device).type)
     yield from classroom.follow(classroom.request(experiment, configs, preset, session))
 
@@ -91,26 +92,33 @@ def training_updates(experiment: Experiment, configs: list[TrainConfig], preset:
         raise gr.Error(str(error)) from None
 
 
-def lesson_arms(lesson, *args, **kwargs) -> list[TrainConfig]:
-    """The arms a lesson's Train request makes (its own controls' values, then the shared
-    settings, by position or name), checked, or a gr.Error that says what is allowed."""
-    values = lesson.signature.bind_partial(*args, **kwargs).arguments
-    own = [values.get(p.name, p.default) for p in lesson.own_parameters]
+def bound_arguments(lesson, args: tuple, kwargs: dict) -> dict:
+    """A call of a lesson's Train handler, by name, defaults filled in."""
+    call = lesson.signature.bind(*args, **kwargs)
+    call.apply_defaults()
+    return call.arguments
+
+
+def arms_requested(lesson, arguments: dict) -> list[TrainConfig]:
+    """The arms a lesson's Train request makes, checked, or a gr.Error that says what is allowed."""
     try:
-        settings = Settings.checked(**{p.name: values[p.name] for p in SHARED if p.name in values})
-        return checked_arms(lesson.arms(settings, *own))
+        settings = Settings.checked(**{p.name: arguments[p.name] for p in SHARED if p.name in arguments})
+        return checked_arms(lesson.arms(settings, *[arguments[p.name] for p in lesson.own_parameters]))
     except ValueError as error:
         raise gr.Error(str(error)) from None
 
 
+def lesson_arms(lesson, *args, **kwargs) -> list[TrainConfig]:
+    """The arms a lesson's Train handler would train for these arguments (its own controls'
+    values, then the shared settings, by position or name)."""
+    return arms_requested(lesson, bound_arguments(lesson, args, kwargs))
+
+
 def train_lesson(lesson, on_cpu: bool, *args, **kwargs) -> Iterator[tuple]:
     """A lesson's Train handler: its arms from the request, trained, drawn by the lesson."""
-    values = lesson.signature.bind(*args, **kwargs)
-    values.apply_defaults()
-    arguments = values.arguments
-    configs = lesson_arms(lesson, *args, **kwargs)
-    updates = training_updates(lesson.experiment, configs, arguments["preset"], arguments["progress"], arguments["request"], on_cpu)
-    yield from lesson.frames(updates, *[arguments[p.name] for p in lesson.own_parameters])
+    arguments = bound_arguments(lesson, args, kwargs)
+    configs = arms_requested(lesson, arguments)
+    yield from lesson.frames(training_updates(lesson.experiment, configs, arguments["preset"], arguments["progress"], arguments["request"], on_cpu))
 
 
 def training_handler(lesson, on_cpu: bool = False):
