@@ -2,9 +2,11 @@
 
 import io
 import re
+import threading
 import time
 import zipfile
 
+import gradio as gr
 import httpx
 import numpy as np
 import pytest
@@ -12,9 +14,10 @@ import torch
 from gradio_client import Client, handle_file
 from PIL import Image, ImageDraw
 
-from demo import photo_sets, your_images
+from demo import jobs, panel, photo_sets, your_images
 from demo.photo_sets import PhotoSetError
 from training.__main__ import main
+from handlers import Session, last
 from training.datasets import _registered, forget_dataset, get_dataset
 
 
@@ -207,3 +210,26 @@ def test_closing_the_session_lets_its_photos_go(app_url, tmp_path, monkeypatch):
     while name in _registered and time.monotonic() < deadline:
         time.sleep(0.1)
     assert name not in _registered
+
+
+def test_stop_reports_how_far_a_run_on_your_photos_got_and_its_stream_ends_on_that_report(tmp_path, monkeypatch):
+    released, original = threading.Event(), jobs.fetch_data
+
+    def held_at_its_data(configs, poll_s):  # the run waits at its data until the test has pressed Stop
+        while not released.wait(0.05):
+            yield "Waiting for the test"
+        yield from original(configs, poll_s)
+
+    monkeypatch.setattr(jobs, "fetch_data", held_at_its_data)
+    photographer = Session("photographer")
+    stream = your_images.train_your_images(shapes_zip(tmp_path / "p.zip"), your_images.NETWORKS[1], 1, 0, progress=lambda *a, **k: None, request=photographer)
+    *_, dataset = next(stream)
+    try:
+        table, status = panel.stop_run(photographer)
+        released.set()
+        assert status.startswith("**Stopped**") and set(table["this run"]) <= {"—", "stopped before its first step"}
+        *_, last_status, _, _ = last(stream)
+        assert last_status.endswith(status) and "Took 12 photos" in last_status
+        assert panel.stop_run(photographer) == (gr.skip(), gr.skip())  # nothing left to stop
+    finally:
+        forget_dataset(dataset)
