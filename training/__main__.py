@@ -40,12 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         help="train on this dataset instead of the experiment's: cifar10, hymenoptera, or a folder with one sub-folder of images per class "
         "(split 80/20 into train and validation, or its own train/ and val/)",
     )
+    parser.add_argument("--no-instruments", action="store_true", help="do not read the layers' gradients, steps and outputs as the arms train")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--save-dir", type=Path, help="save results.json and each trained model here (save_pretrained format, one folder per arm); publish reads it")
     args = parser.parse_args(argv)
     commit, start = git_commit(), time.perf_counter()
     try:
-        changes = {"dataset": args.dataset} if args.dataset else {}
+        changes = ({"dataset": args.dataset} if args.dataset else {}) | ({"instruments": False} if args.no_instruments else {})
         results, models = run_experiment(args.experiment, args.preset, args.seed, args.device, args.precision, args.init, **changes)
     except (DatasetMissingError, WeightsUnavailableError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

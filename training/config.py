@@ -60,6 +60,7 @@ class TrainConfig:
     event_interval_s: float = 0.25  # least seconds between two training-loss events of one arm
     cache_frozen_features: bool = True  # feature extraction: run the frozen backbone once, not every step
     test_time_flip: bool = setting(False, words="flipped test images", card=True)  # evaluate on each test image and its mirror image, averaging the two predictions
+    instruments: bool = True  # read each layer's gradient, steps and output every few steps (training.instruments); costs a few percent of training
 
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}

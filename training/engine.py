@@ -16,7 +16,8 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 from torch import nn
@@ -27,6 +28,7 @@ from training.datasets import ImageTensors, balanced_subset, get_dataset, load_s
 from training.loader import BatchLoader, FeatureLoader, normalize
 from training.devices import ArmClock, resolve_device, resolve_precision, rng_state, seeded_rng_state, set_rng_state
 from training.evaluation import accuracy, evaluate
+from training.instruments import Instruments, LayerReading, StepWatch
 
 # The share of a one-cycle run spent warming the rate up from a tenth of `lr` (the rest decays it
 # to zero): a high rate from the first step would throw a freshly initialised network off course.
@@ -70,6 +72,13 @@ class Evaluation:
 
 
 @dataclass
+class Reading:
+    arm: str
+    step: int
+    layers: list[LayerReading]  # every layer with weights, in the network's order (training.instruments)
+
+
+@dataclass
 class Finished:
     arm: str
     steps: int
@@ -83,7 +92,7 @@ class Finished:
     model: nn.Module = field(repr=False)
 
 
-Event = Started | TrainStep | Evaluation | Finished
+Event = Started | TrainStep | Evaluation | Reading | Finished
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -156,15 +165,21 @@ class Arm:
     eval_steps: set[int]
     label_smoothing: float
     precision: str
+    instruments: Instruments | None  # None: the arm's inside is not read
 
-    def train_step(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """One optimizer step (and schedule step) on a batch; its loss, as computed."""
+    def train_step(self, inputs: torch.Tensor, labels: torch.Tensor, watch: StepWatch | None = None) -> torch.Tensor:
+        """One optimizer step (and schedule step) on a batch, watched by the instruments where
+        `watch` is given; its loss, as computed."""
         x, y = inputs, labels
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        with watch.forward() if watch else nullcontext(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             loss = nn.functional.cross_entropy(self.forward(x), y, label_smoothing=self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if watch:
+            watch.before_update()
         self.optimizer.step()
+        if watch:
+            watch.after_update()
         if self.schedule is not None:
             self.schedule.step()
         return loss
@@ -193,7 +208,8 @@ def build_arm(config: TrainConfig, train_data: ImageTensors, device: torch.devic
     evals = max(1, round(config.evals_per_epoch * config.epochs))  # the last step is always evaluated
     schedule = make_schedule(config, optimizer, total_steps)
     eval_steps = {math.ceil(i * total_steps / evals) for i in range(1, evals + 1)}
-    return Arm(model, forward, optimizer, loader, schedule, steps_per_epoch, total_steps, eval_steps, config.label_smoothing, precision)
+    instruments = Instruments(model, total_steps) if config.instruments else None
+    return Arm(model, forward, optimizer, loader, schedule, steps_per_epoch, total_steps, eval_steps, config.label_smoothing, precision, instruments)
 
 
 class LossTracker:
@@ -249,11 +265,14 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
         batches = iter(arm.loader)
         for _ in range(steps_per_epoch):
             set_rng_state(device, rng)
+            watch = arm.instruments.probe(step + 1) if arm.instruments else None
             clock.start()
-            loss = arm.train_step(*next(batches))
+            loss = arm.train_step(*next(batches), watch)
             clock.stop()
             rng = rng_state(device)
             step += 1
+            if watch and watch.readings:
+                yield Reading(label, step, watch.readings)
             stopped_early = losses.add(loss, step)
             evaluate_now = step in arm.eval_steps or stopped_early
             if evaluate_now or step % steps_per_epoch == 0 or time.perf_counter() - last_event >= config.event_interval_s:
@@ -328,3 +347,8 @@ def run(config: TrainConfig) -> Iterator[Event]:
 def event_record(event: Event) -> dict:
     """An event as a JSON-ready dict (the trained model left out)."""
     return {"type": type(event).__name__} | {f.name: getattr(event, f.name) for f in fields(event) if f.name != "model"}
+
+
+def reading_records(event: Reading) -> list[dict]:
+    """A reading as the JSON records of its layers, `{step, layer, grad_norm, update_ratio, ...}`."""
+    return [{"step": event.step, **asdict(layer)} for layer in event.layers]

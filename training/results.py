@@ -1,7 +1,10 @@
 """Collect a comparison's events into the results JSON that the CLI writes and the app reads.
 
 Schema: {"experiment", "preset", "device", "device_name", "seed", "runs": [{"label", "config",
-"history", "test_acc", "train_time_s", ...}]}; `test_acc` is a fraction (0–1) and `config`
+"history", "instruments", "test_acc", "train_time_s", ...}]}; `instruments` holds the arm's
+readings inside the network, one record {step, layer, grad_norm, update_ratio, step_cosine,
+travelled, act_std, dead_share} per layer and reading (training.instruments; empty when they
+are off, and absent from runs recorded before them); `test_acc` is a fraction (0–1) and `config`
 holds the arm's settings with its model's constructor arguments flattened in, so that arms can
 be told apart by `batch_norm`, `momentum`, `activation`, `optimizer`, `n_conv`, `n_fc`, `mode`.
 
@@ -21,7 +24,7 @@ import torch
 
 from models import model_arguments
 from training.config import TrainConfig
-from training.engine import Evaluation, Event, Finished, Started, TrainStep, event_record, model_overrides
+from training.engine import Evaluation, Event, Finished, Reading, Started, TrainStep, event_record, model_overrides, reading_records
 
 
 def describe(config: TrainConfig) -> dict:
@@ -32,7 +35,7 @@ class Recorder:
     """Feed it every event of a comparison; it keeps each arm's history and final numbers."""
 
     def __init__(self, configs: list[TrainConfig]):
-        self.runs = {c.label: {"label": c.label, "config": describe(c), "history": []} for c in configs}
+        self.runs = {c.label: {"label": c.label, "config": describe(c), "history": [], "instruments": []} for c in configs}
         self.models = {}
         self.device = None
         self.precision = None
@@ -46,6 +49,8 @@ class Recorder:
             run["parameters"] = event.parameters
         elif isinstance(event, TrainStep | Evaluation):
             run["history"].append(event_record(event))
+        elif isinstance(event, Reading):
+            run["instruments"] += reading_records(event)
         elif isinstance(event, Finished):
             record = event_record(event)
             del record["type"], record["arm"]
@@ -64,7 +69,7 @@ class Recorder:
     def snapshot(self) -> "Recorder":
         """A copy that later events leave as it is, for readers in other threads (the models are shared)."""
         copy = Recorder([])
-        copy.runs = {label: {**run, "history": list(run["history"])} for label, run in self.runs.items()}
+        copy.runs = {label: {**run, "history": list(run["history"]), "instruments": list(run.get("instruments", []))} for label, run in self.runs.items()}
         copy.models = dict(self.models)
         copy.device, copy.precision = self.device, self.precision
         return copy

@@ -1,0 +1,249 @@
+"""What each experiment's instruments say: the metric its tab plots by layer, and the numbers
+(gauges) read from its arms' instrument records (training.instruments), each with the sentence
+a tab prints and the direction the literature expects, which benchmarks/lessons.py checks at
+every seed and precision.
+
+A layer's value is the median over the run's readings (a single batch's reading is noisy), except
+where a gauge says otherwise. Records come as each arm's list, by the arm's label.
+"""
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from training.lessons import member
+
+Runs = dict[str, list[dict]]  # arm label → its instrument records
+# The longest plot title a 400-pixel screen shows whole.
+TITLE_CHARACTERS = 36
+
+
+def short_name(layer: str, position: dict[str, int]) -> str:
+    """"conv 2" or "fc 1": a layer's kind and its place among the layers of that kind."""
+    kind = "conv" if "conv" in layer or layer.startswith("features.") else "fc"
+    position[kind] = position.get(kind, 0) + 1
+    return f"{kind} {position[kind]}"
+
+
+def layer_order(records: list[dict]) -> dict[str, str]:
+    """Each layer's short name, in the network's order."""
+    position: dict[str, int] = {}
+    layers = list(dict.fromkeys(record["layer"] for record in records))
+    return {layer: short_name(layer, position) for layer in layers}
+
+
+def profile(records: list[dict], metric: str, last: bool = False) -> dict[str, float]:
+    """Each layer's median `metric` over the readings (`last`: at the last reading only), by
+    short name in the network's order; layers without a value are left out."""
+    if last and records:
+        final = records[-1]["step"]
+        records = [record for record in records if record["step"] == final]
+    names = layer_order(records)
+    values: dict[str, list[float]] = {}
+    for record in records:
+        if record[metric] is not None:
+            values.setdefault(names[record["layer"]], []).append(record[metric])
+    return {name: statistics.median(values[name]) for name in names.values() if name in values}
+
+
+def arm_records(runs: Runs, name: str) -> list[dict] | None:
+    """The records of the first arm that counts under `name` (training.lessons.member)."""
+    return next((records for label, records in runs.items() if member(label, name) and records), None)
+
+
+def at(layer: int | str, metric: str, name: str, last: bool = False) -> Callable[[Runs], float | None]:
+    """An arm's `metric` at a layer: by index (0: the first, -1: the last) or short name ("conv 5")."""
+
+    def read(runs: Runs) -> float | None:
+        records = arm_records(runs, name)
+        values = profile(records, metric, last) if records else {}
+        if isinstance(layer, str):
+            return values.get(layer)
+        return list(values.values())[layer] if values else None
+
+    return read
+
+
+def ratio(top: Callable[[Runs], float | None], bottom: Callable[[Runs], float | None]) -> Callable[[Runs], float | None]:
+    def read(runs: Runs) -> float | None:
+        a, b = top(runs), bottom(runs)
+        return a / b if a is not None and b else None
+
+    return read
+
+
+def largest(metric: str, name: str, layers: str = "", but_last: bool = False) -> Callable[[Runs], float | None]:
+    """An arm's largest `metric` at its last reading over its layers: those whose short name
+    starts with `layers`, the last layer left out where `but_last`."""
+
+    def read(runs: Runs) -> float | None:
+        records = arm_records(runs, name)
+        values = list((profile(records, metric, last=True) if records else {}).items())
+        values = [v for layer, v in values[: -1 if but_last else None] if layer.startswith(layers)]
+        return max(values) if values else None
+
+    return read
+
+
+def times(value: float) -> str:
+    """A ratio as a student reads it: "1/300 of", "80% of", "5.2×"."""
+    if value < 0.5:
+        return f"1/{1 / value:.0f} of" if value < 0.1 else f"1/{1 / value:.1f} of"
+    if value < 1:
+        return f"{value:.0%} of"
+    return f"{value:.0f}×" if value >= 10 else f"{value:.1f}×"
+
+
+@dataclass(frozen=True)
+class Gauge:
+    """One number read from the arms' records, with its sentence and expected direction."""
+
+    name: str  # its row in the readings table
+    read: Callable[[Runs], float | None]
+    sentence: Callable[[float], str]  # what the tab prints for the value
+    expected: str = ""  # the direction the literature expects, as the table states it ("< 1"); empty: none
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """An experiment's view inside the network: one metric by layer per arm, and its gauges."""
+
+    metric: str  # the LayerReading field its plot shows by layer, each layer's median over the readings
+    title: str  # the plot's title, short enough for a phone's width (TITLE_CHARACTERS)
+    log: bool  # plotted as log₁₀ (values spanning decades)
+    how_to_read: str  # one or two sentences under the plot
+    gauges: tuple[Gauge, ...]
+
+    def numbers(self, runs: Runs) -> dict[str, float | None]:
+        return {gauge.name: gauge.read(runs) for gauge in self.gauges}
+
+    def sentences(self, runs: Runs) -> list[str]:
+        return [gauge.sentence(value) for gauge, value in zip(self.gauges, self.numbers(runs).values()) if value is not None]
+
+
+ACTIVATIONS = Instrument(
+    "grad_norm",
+    "Gradient by layer (log₁₀)",
+    True,
+    "Each point is the size of the loss gradient for one layer's weights; one step down is ten times less. "
+    "Through sigmoid each layer passes back at most a quarter of the gradient it gets (σ′ ≤ 1/4), so the first layers get least; "
+    "ReLU passes it whole (its slope is 1 or 0), but a unit that is zero on every image passes nothing: it is dead.",
+    (
+        Gauge("sigmoid ÷ relu: gradient at conv 1", ratio(at(0, "grad_norm", "sigmoid"), at(0, "grad_norm", "relu")), lambda v: f"sigmoid: the first conv layer got {times(v)} ReLU's gradient.", "< 1"),
+        Gauge("tanh ÷ relu: gradient at conv 1", ratio(at(0, "grad_norm", "tanh"), at(0, "grad_norm", "relu")), lambda v: f"tanh: the first conv layer got {times(v)} ReLU's gradient."),
+        Gauge("relu: dead share, largest conv layer (last reading)", largest("dead_share", "relu", "conv"), lambda v: f"relu: {v:.0%} of the channels of its most affected conv layer were dead at the last reading."),
+    ),
+)
+
+MOMENTUM = Instrument(
+    "step_cosine",
+    "Do successive steps agree?",
+    False,
+    "Each point is the cosine between one step of a layer's weights and the step before: near 1 the steps point the same way and add up, "
+    "near 0 or below they zig-zag and cancel. Momentum averages the gradients, so its steps agree, and its weights travel farther for the same number of steps.",
+    (
+        Gauge("no momentum: step cosine at conv 1", at(0, "step_cosine", "no momentum"), lambda v: f"no momentum: successive steps of the first conv layer had a median cosine of {v:+.2f}."),
+        Gauge("momentum: step cosine at conv 1", at(0, "step_cosine", "momentum"), lambda v: f"momentum: {v:+.2f}.", "near 1, above no momentum's"),
+        Gauge(
+            "momentum ÷ no momentum: distance travelled by conv 1",
+            ratio(at(0, "travelled", "momentum", last=True), at(0, "travelled", "no momentum", last=True)),
+            lambda v: f"So momentum's first conv layer travelled {times(v)} the distance plain SGD's did from its initial weights.",
+            "> 1",
+        ),
+    ),
+)
+
+ADAPTIVE_LR = Instrument(
+    "update_ratio",
+    "Step ‖ΔW‖/‖W‖ by layer (log₁₀)",
+    True,
+    "Each point is how far one step moved a layer's weights, relative to their size; one step down is ten times smaller. "
+    "A constant rate moves every layer by its gradient times 0.01; Adadelta scales each weight's step by its own running history, "
+    "so layers whose gradients are small still take real steps.",
+    (
+        Gauge("adadelta ÷ constant lr: step size at conv 1", ratio(at(0, "update_ratio", "adadelta"), at(0, "update_ratio", "constant lr")), lambda v: f"Adadelta's steps in the first conv layer were {times(v)} constant-rate SGD's.", "> 1"),
+        Gauge("adadelta ÷ constant lr: step size at the last layer", ratio(at(-1, "update_ratio", "adadelta"), at(-1, "update_ratio", "constant lr")), lambda v: f"In the last layer: {times(v)}.", "> 1, less than at conv 1"),
+    ),
+)
+
+BATCHNORM = Instrument(
+    "act_std",
+    "Output scale by layer (log₁₀)",
+    True,
+    "Each point is the spread of one layer's outputs on a training batch (after its norm and activation). "
+    "Under the report's init every layer shrinks the signal, so without batch norm the deep layers' outputs are tiny and learn slowly; "
+    "batch norm rescales every layer's input to one scale.",
+    (
+        Gauge("no batch norm: last conv ÷ conv 1 output scale", ratio(at("conv 5", "act_std", "no batch norm"), at(0, "act_std", "no batch norm")), lambda v: f"Without batch norm the fifth conv layer's outputs were {times(v)} the first's.", "< 1"),
+        Gauge("batch norm: last conv ÷ conv 1 output scale", ratio(at("conv 5", "act_std", "batch norm"), at(0, "act_std", "batch norm")), lambda v: f"With batch norm: {times(v)}.", "≈ 1"),
+    ),
+)
+
+
+def depth_ratio(runs: Runs) -> float | None:
+    """The gradient reaching the first layer of the deepest cells over the shallowest's, each the
+    mean over the cells' fully-connected counts (cells are labelled "conv5-fc2")."""
+    by_depth: dict[int, list[float]] = {}
+    for label, records in runs.items():
+        value = at(0, "grad_norm", label)({label: records})
+        if value is not None:
+            by_depth.setdefault(int(label.split("-")[0].removeprefix("conv")), []).append(value)
+    if len(by_depth) < 2:
+        return None
+    return statistics.fmean(by_depth[max(by_depth)]) / statistics.fmean(by_depth[min(by_depth)])
+
+
+DEPTH = Instrument(
+    "grad_norm",
+    "Gradient at conv 1 by depth (log₁₀)",
+    True,
+    "Each point is the size of the loss gradient for the first conv layer's weights in one cell; one step down is ten times less. "
+    "The gradient reaches the first layer back through every layer above it, and each layer can shrink it (or grow it) on the way.",
+    (Gauge("deepest ÷ shallowest: gradient at conv 1", depth_ratio, lambda v: f"The deepest cells' first layer got {times(v)} the gradient of the shallowest cells'."),),
+)
+
+FINAL = Instrument(
+    "update_ratio",
+    "Step ‖ΔW‖/‖W‖ by layer (log₁₀)",
+    True,
+    "Each point is how far one step moved a layer's weights, relative to their size; one step down is ten times smaller. "
+    "The fast recipe's one-cycle schedule and high rate move every layer far more per step than Adadelta at its default rate.",
+    (Gauge("fast ÷ report recipe: step size at conv 1", ratio(at(0, "update_ratio", "final"), at(0, "update_ratio", "report recipe")), lambda v: f"The fast recipe's steps in the first conv layer were {times(v)} the report recipe's."),),
+)
+
+TRANSFER = Instrument(
+    "travelled",
+    "Moved from W₀, ‖W − W₀‖/‖W₀‖",
+    False,
+    "Each point is how far a layer's weights are from where they started, relative to their size (0: untouched). "
+    "Feature extraction trains only the new head; fine tuning trains every layer, but its ImageNet features are already good, so they move little.",
+    (
+        Gauge("feature extraction: backbone's farthest layer", largest("travelled", "feature extraction", but_last=True), lambda v: f"Feature extraction: the backbone moved {v:.3g} (frozen).", "0"),
+        Gauge(
+            "fine tuning: conv 1 ÷ head, distance travelled",
+            ratio(at(0, "travelled", "fine tuning", last=True), at(-1, "travelled", "fine tuning", last=True)),
+            lambda v: f"Fine tuning: the first conv layer moved {times(v)} the distance the new head moved.",
+            "< 1",
+        ),
+    ),
+)
+
+# Each experiment's instrument, by name: the tab of an experiment shows it, benchmarks/lessons.py reads its gauges.
+INSTRUMENTS = {
+    "activations": ACTIVATIONS,
+    "momentum": MOMENTUM,
+    "adaptive-lr": ADAPTIVE_LR,
+    "batchnorm": BATCHNORM,
+    "architecture": DEPTH,
+    "final": FINAL,
+    "transfer": TRANSFER,
+    "your-images": TRANSFER,
+}
+
+
+# What an experiment without an instrument of its own shows: the gradient each layer gets.
+GRADIENTS = Instrument("grad_norm", ACTIVATIONS.title, True, "Each point is the size of the loss gradient for one layer's weights; one step down is ten times less.", ())
+
+
+def instrument_of(experiment_name: str) -> Instrument:
+    return INSTRUMENTS.get(experiment_name, GRADIENTS)
