@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from demo.instruments import InstrumentView
 from demo.panel import GRADIO_PARAMETERS, SHARED, ComparisonPanel, training_handler
 from demo.settings import DEFAULT_PRESET, Settings
 from demo.views import curves, line_plots, plot_series, reference_caption, results_table
@@ -40,6 +41,11 @@ class Lesson:
     def plot_series(self) -> tuple[str, ...]:
         """The arms the plots can show, one colour each, fixed when the tab is built."""
         return self.series or plot_series(self.experiment)
+
+    @functools.cached_property
+    def instrument(self) -> InstrumentView:
+        """The view inside the network beside the curves (training.readings names what it reads)."""
+        return InstrumentView(self.experiment_name, self.plot_series)
 
     @property
     def chooses_init(self) -> bool:

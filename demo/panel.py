@@ -15,6 +15,7 @@ from dataclasses import replace
 import gradio as gr
 
 from demo.classroom import QueueFull, TrainingFailed, Update, classroom
+from demo.instruments import Drawing
 from demo.gpu import ON_ZEROGPU, on_zerogpu_gpu, updates_on_gpu, was_refused
 from demo.model_store import HeldModels
 from demo.settings import DEFAULT_PRESET, Settings, check_budget, checked_arms, preset_controls, preset_note, preset_values
@@ -115,10 +116,25 @@ def lesson_arms(lesson, *args, **kwargs) -> list[TrainConfig]:
 
 
 def train_lesson(lesson, on_cpu: bool, *args, **kwargs) -> Iterator[tuple]:
-    """A lesson's Train handler: its arms from the request, trained, drawn by the lesson."""
+    """A lesson's Train handler: its arms from the request, trained, drawn by the lesson, with
+    its instrument after the lesson's own outputs."""
     arguments = bound_arguments(lesson, args, kwargs)
     configs = arms_requested(lesson, arguments)
-    yield from lesson.frames(training_updates(lesson.experiment, configs, arguments["preset"], arguments["progress"], arguments["request"], on_cpu))
+    updates = training_updates(lesson.experiment, configs, arguments["preset"], arguments["progress"], arguments["request"], on_cpu)
+    latest = []
+
+    def remembered():
+        for item in updates:
+            latest[:] = item[:1]
+            yield item
+
+    source = remembered()
+    frames, drawing = lesson.frames(source), Drawing(lesson.instrument)
+    try:
+        for frame in frames:
+            yield *frame, *drawing.frame(latest[0])
+    finally:  # a closed stream closes the run's, which leaves the run
+        frames.close(), source.close(), updates.close()
 
 
 def training_handler(lesson, on_cpu: bool = False):
@@ -224,6 +240,8 @@ class ComparisonPanel:
             self.figures = lesson.plots(self)
         if lesson.caption():
             gr.Markdown(lesson.caption())
+        instrument_column, *self.instrument_outputs = lesson.instrument.build()
+        self.hidden_until_trained.append(instrument_column)
         self.table = gr.Dataframe(results_table(experiment, None), label="Results", interactive=False)
         gr.Markdown(table_notes(experiment))
         self.session = gr.State()
@@ -236,7 +254,7 @@ class ComparisonPanel:
         """Train, its endpoint, the CPU fallback, Stop and the preset's controls."""
         lesson = self.lesson
         controls = [self.preset, self.epochs, self.n_train, self.lr, self.batch_size, self.init, self.preset_note]
-        outputs = [*self.figures, self.table, self.status, self.session, *extra_outputs]
+        outputs = [*self.figures, self.table, self.status, self.session, *extra_outputs, *self.instrument_outputs]
         quick = (functools.partial(quick_preset, lesson.experiment.name), None, controls)
         self.buttons.wire(lesson.handler, lesson.cpu_handler, [*self.own, *self.settings], outputs, lesson.api_name, [self.table, self.status], before_cpu=quick)
         for block in self.hidden_until_trained:

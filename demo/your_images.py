@@ -14,6 +14,7 @@ import gradio as gr
 import torch
 
 from demo import photo_sets
+from demo.instruments import Drawing, InstrumentView
 from demo.panel import RunButtons, reveal, training_updates
 from demo.photo_sets import MAX_CLASSES, MIN_CLASSES, MIN_PHOTOS_PER_CLASS, PhotoSetError
 from demo.model_store import dropped_message
@@ -45,6 +46,7 @@ NETWORKS = ("AlexNet (ImageNet weights)", "small CNN from scratch")
 SCRATCH_ARM = "small CNN from scratch"
 EXPERIMENT = get_experiment("your-images")
 SERIES = plot_series(EXPERIMENT, (SCRATCH_ARM,))
+INSTRUMENT = InstrumentView(EXPERIMENT.name, SERIES)
 MAX_EPOCHS = 10
 ROWS = MAX_CLASSES  # photo rows laid out; "Add a class" shows the next hidden one
 
@@ -99,12 +101,12 @@ def read_and_train(archive, network, epochs, seed, rows, progress, request, on_c
             load_backbone("IMAGENET1K_V1")
         except WeightsUnavailableError as error:
             raise gr.Error(f"{error}\n\nOr choose \"{NETWORKS[1]}\" under Network: it needs no downloaded weights.") from None
-    summary = photos.summary()
+    summary, drawing = photos.summary(), Drawing(INSTRUMENT)
     for update, result in training_updates(EXPERIMENT, session_arms(session, network, epochs, seed), "quick", progress, request, on_cpu):
         if update.finished:
             result = {**result, "spec": spec}  # classifying needs its classes, not the photos
         table = results_table(EXPERIMENT, update.recorder, stopped=update.stopped)
-        yield *curves(EXPERIMENT, update.recorder, SERIES), table, f"{summary}\n\n{update.status}", result, spec.name
+        yield *curves(EXPERIMENT, update.recorder, SERIES), table, f"{summary}\n\n{update.status}", result, spec.name, *drawing.frame(update)
 
 
 def train_your_images(archive=None, network=NETWORKS[0], epochs=3, seed=0, rows=None, progress=gr.Progress(), request: gr.Request = None):
@@ -251,12 +253,14 @@ class YourImages:
         status = gr.Markdown()
         with gr.Row(visible=False) as plots:  # empty until the first Train: there is no reference run of your photos
             loss_plot, accuracy_plot = line_plots(EXPERIMENT, SERIES)
+        instrument_column, *instrument = INSTRUMENT.build()
         table = gr.Dataframe(results_table(EXPERIMENT, None), label="Results", interactive=False)
         session, rows_given = gr.State(), gr.State([])
         upload, arm, download, label, wrong = try_section()
         buttons.train.click(reveal, None, plots, api_visibility="private")
+        buttons.train.click(reveal, None, instrument_column, api_visibility="private")
         runs = buttons.wire(
-            train_your_images, train_your_images_on_cpu, [archive, network, epochs, seed, rows_given], [loss_plot, accuracy_plot, table, status, session, dataset],
+            train_your_images, train_your_images_on_cpu, [archive, network, epochs, seed, rows_given], [loss_plot, accuracy_plot, table, status, session, dataset, *instrument],
             "train_your_images", [table, status], before=(collect_rows, boxes, rows_given),
         )
         for run in runs:

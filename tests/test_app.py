@@ -78,7 +78,7 @@ def test_out_of_bounds_api_calls_get_clear_errors(client):
 def test_a_model_trained_in_one_session_classifies_there_and_nowhere_else(client, tmp_path):
     photo = handle_file(odd_images(tmp_path)["grayscale"][0])
     trainer, stranger = Client(client.src, verbose=False), Client(client.src, verbose=False)
-    *_, choice = trainer.predict(False, "quick", 1, 160, 0.01, 32, 0, api_name="/train_final_cnn")
+    *_, choice, _instrument, _sentences = trainer.predict(False, "quick", 1, 160, 0.01, 32, 0, api_name="/train_final_cnn")
     assert choice == "trained in this session"
     _, seen, label, answered, filters, maps = trainer.predict(photo, choice, api_name="/classify_cifar10")
     assert len(label["confidences"]) == 3 and seen and filters and maps and "trained in this session" in answered

@@ -206,6 +206,40 @@ def test_every_tab_opens_with_something_to_read_at_desktop_and_phone_widths(page
             page.screenshot(path=shots / f"{tab.lower().replace(' ', '-')}-{width}.png", full_page=True)
 
 
+@pytest.fixture
+def page_with_run_cache(tiny_root, torch_home, tmp_path):
+    """The app with its run cache on, as a classroom server keeps it: an identical Train replays."""
+    server, url = serve({"DATA_DIR": str(tiny_root), "TORCH_HOME": str(torch_home), "CNNLAB_CACHE": str(tmp_path / "cache"), "CNNLAB_RUN_CACHE_MB": "512"})
+    with browser_page(url) as page:
+        yield page
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_the_instrument_draws_each_arm_inside_the_network_live_and_on_replay_at_phone_width(page_with_run_cache, tmp_path):
+    page = page_with_run_cache
+    shots = Path(os.environ.get("CNNLAB_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    expect.set_options(timeout=30_000)
+    page.get_by_role("tab", name="Momentum").click()
+    page.set_viewport_size({"width": 400, "height": 850})
+    instrument = page.locator(".vega-embed", has=page.locator("text", has_text="Do successive steps agree?"))
+    expect(instrument).to_have_count(0)  # no reference run holds readings: it waits for a Train
+    for attempt, done in (("trained", "Done on"), ("replayed", "replayed")):
+        visible(page.get_by_role("button", name="Train")).click()
+        visible(page.get_by_text(done)).first.wait_for(timeout=60_000)
+        expect(instrument).to_have_count(1)
+        # One line per arm, each in its own colour, across the network's layers.
+        drawn = lines(instrument)
+        assert len({stroke for stroke, n in drawn if stroke and n}) == 2, f"{attempt}: {drawn}"
+        box = instrument.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 400, f"{attempt}: the instrument runs off a phone's screen: {box}"
+        # The measured sentence beside it, computed from this run.
+        expect(visible(page.get_by_text(re.compile(r"had a median cosine of [+-]\d\.\d\d")))).to_have_count(1)
+    instrument.scroll_into_view_if_needed()
+    page.screenshot(path=shots / "momentum-instrument-400.png", full_page=True)
+
+
 def test_stop_says_the_run_stopped_and_where_each_arm_got_to(page):
     expect.set_options(timeout=30_000)
     page.get_by_role("tab", name="Momentum").click()

@@ -127,7 +127,7 @@ def test_classifying_mirrors_the_photo_when_the_accuracy_was_measured_so():
 
 
 def test_a_session_model_classifies_and_its_confusion_cells_show_their_test_images(tiny_data, no_default_model, tmp_path):
-    *_, session, per_class, download, choice = last(final_cnn.TAB.handler(False, **SMALL))
+    *_, session, per_class, download, choice, _, _ = last(final_cnn.TAB.handler(False, **SMALL))
     assert choice == final_cnn.SESSION and [run["label"] for run in session["results"]["runs"]] == ["final"]
     _, _, probabilities, answered, _, _ = final_cnn.classify_cifar10(save(Image.new("RGB", (50, 40), (200, 10, 10)), tmp_path / "red.png"), choice, session)
     assert len(probabilities) == 10 and "trained in this session (quick preset)" in answered
@@ -153,7 +153,7 @@ def test_a_click_on_the_confusion_matrix_picks_its_cell():
 
 
 def test_the_final_cnn_trains_the_report_recipe_beside_it_only_when_asked(tiny_data):
-    *_, session, _, _, _ = last(final_cnn.TAB.handler(True, **SMALL))
+    *_, session, _, _, _, _, _ = last(final_cnn.TAB.handler(True, **SMALL))
     runs = {run["label"]: run["config"] for run in session["results"]["runs"]}
     assert list(runs) == ["final", "report recipe"]
     assert (runs["final"]["optimizer"], runs["report recipe"]["optimizer"]) == ("sgd", "adadelta")

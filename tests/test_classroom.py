@@ -126,9 +126,12 @@ def test_an_identical_request_is_replayed_at_once_with_the_same_curves_and_model
     started = time.perf_counter()
     again = list(batchnorm.TAB.handler(**SMALL))
     assert len(again) == 1 and time.perf_counter() - started < 5
-    loss, accuracy, table, status, session = again[0]
+    loss, accuracy, table, status, session, instrument, sentences = again[0]
     assert "the same run finished at" in status and "replayed" in status and "**Verdict:**" in status
     assert loss.equals(first[-1][0]) and accuracy.equals(first[-1][1]) and table.equals(first[-1][2])
+    # The readings inside the network come back with the run: the same plot, the same sentences.
+    assert instrument.value == first[-1][5].value and sentences == first[-1][6] and "Without batch norm" in sentences
+    assert {arm for _, value, arm in instrument.value["data"] if value is not None} == {"no batch norm", "batch norm"}  # NaN is sent as None
     trained, replayed = first[-1][4]["models"], session["models"]
     for arm in trained:
         assert all(torch.equal(a, b) for a, b in zip(trained[arm].state_dict().values(), replayed[arm].state_dict().values()))

@@ -50,7 +50,7 @@ def test_the_toy_tab_is_served_with_an_endpoint_named_after_its_own_control_then
 
 
 def test_its_handler_trains_both_arms_to_a_verdict(tiny_data, toy):
-    *_, status, session = list(toy.handler(16, "quick", epochs=1, n_train=160, batch_size=32))[-1]
+    *_, status, session, _, _ = list(toy.handler(16, "quick", epochs=1, n_train=160, batch_size=32))[-1]
     assert status.startswith("Done") and "**Verdict:**" in status
     assert [run["config"]["width"] for run in session["results"]["runs"]] == [16, 16]
 
@@ -62,5 +62,5 @@ def test_the_command_line_offers_it(tiny_data, toy, capsys):
 
 def test_the_warm_up_trains_exactly_what_a_default_click_asks_for(tiny_data, run_cache, toy):
     warm_up([toy]).join(120)
-    *_, status, _ = list(toy.handler())[-1]
+    *_, status, _, _, _ = list(toy.handler())[-1]
     assert "replayed" in status

@@ -19,7 +19,7 @@ from handlers import SMALL, last, Session
 
 def test_momentum_streams_paired_curves_and_a_results_table(tiny_data):
     updates = list(momentum.TAB.handler(0.5, **{**SMALL, "epochs": 2}))
-    loss, accuracy, table, status, session = updates[-1]
+    loss, accuracy, table, status, session, *_instrument = updates[-1]
     # The plots draw the β arm as the tab's fixed "momentum" series; the table names β.
     live = lambda frame: set(frame[~frame["arm"].str.endswith(views.REFERENCE_TAG)].dropna()["arm"])  # noqa: E731
     assert live(loss) == live(accuracy) == {"no momentum", "momentum"}
@@ -81,26 +81,26 @@ def test_a_run_nobody_reads_any_more_is_closed_and_frees_its_models(tiny_data, m
 
 
 def test_activations_compare_the_chosen_functions(tiny_data):
-    loss, accuracy, *_, session = last(activations.TAB.handler(["tanh", "gelu"], **SMALL))
+    loss, accuracy, _, _, session, *_instrument = last(activations.TAB.handler(["tanh", "gelu"], **SMALL))
     assert [r["config"]["activation"] for r in session["results"]["runs"]] == ["tanh", "gelu"]
     # gelu is one of the plot's fixed series, so it gets a colour.
     assert {"tanh", "gelu"} <= set(accuracy.dropna()["arm"]) and set(loss["arm"]) <= set(views.colour_map(activations.SERIES))
 
 
 def test_adaptive_lr_can_add_an_adam_arm(tiny_data):
-    *_, session = last(adaptive_lr.TAB.handler(True, **SMALL))
+    *_, session, _, _ = last(adaptive_lr.TAB.handler(True, **SMALL))
     optimizers = [(r["config"]["optimizer"], r["config"]["lr"]) for r in session["results"]["runs"]]
     assert optimizers == [("sgd", 0.01), ("adadelta", 1.0), ("adam", 0.001)]
 
 
 def test_batchnorm_arms_differ_only_in_batch_norm(tiny_data):
-    *_, session = last(batchnorm.TAB.handler(**SMALL))
+    *_, session, _, _ = last(batchnorm.TAB.handler(**SMALL))
     a, b = (r["config"] for r in session["results"]["runs"])
     assert {k for k in a if a[k] != b[k]} == {"label", "model_overrides", "batch_norm"}
 
 
 def test_batchnorm_init_control_reaches_both_arms_and_a_verdict_follows(tiny_data):
-    *_, status, session = last(batchnorm.TAB.handler(**SMALL, init="he"))
+    *_, status, session, _, _ = last(batchnorm.TAB.handler(**SMALL, init="he"))
     assert [r["config"]["init"] for r in session["results"]["runs"]] == ["he", "he"]
     # Tiny settings are not the preset's, so the verdict can only cite the test set's own noise.
     assert "**Verdict:**" in status and "No seed spread was measured for these settings" in status
@@ -122,10 +122,14 @@ def test_the_preset_note_says_what_the_quick_regime_changes():
 
 
 def test_depth_grid_fills_every_chosen_cell(tiny_data):
-    accuracy, seconds, table, status, session = last(depth.TAB.handler([1, 2], [1, 3], **SMALL))
+    accuracy, seconds, table, status, session, instrument, sentences = last(depth.TAB.handler([1, 2], [1, 3], **SMALL))
     assert sorted(table[table["this run"].str.endswith("%")]["arm"]) == ["conv1-fc1", "conv1-fc3", "conv2-fc1", "conv2-fc3"]
     cells = [t.get_text() for t in accuracy.axes[0].texts]
     assert len(cells) == 4 and "…" not in cells
+    # Its instrument: the first layer's gradient of every cell, by conv count, one line per fc count.
+    drawn = {(conv, fc) for conv, value, fc in instrument.value["data"] if value is not None}
+    assert drawn == {("1", "1 fc"), ("1", "3 fc"), ("2", "1 fc"), ("2", "3 fc")} and instrument.sort == ["1", "2"]
+    assert "The deepest cells' first layer got" in sentences
 
 
 @pytest.mark.parametrize(

@@ -123,9 +123,13 @@ def run_to_the_end(*args):
 
 
 def test_training_on_a_zip_classifies_shows_mistakes_downloads_and_publishes(tmp_path, imagenet_weights):
-    loss, accuracy, table, status, session, dataset = run_to_the_end(shapes_zip(tmp_path / "p.zip", per_class=8), your_images.NETWORKS[0], 1, 0)
+    loss, accuracy, table, status, session, dataset, instrument, sentences = run_to_the_end(shapes_zip(tmp_path / "p.zip", per_class=8), your_images.NETWORKS[0], 1, 0)
     try:
         assert list(table["arm"]) == ["feature extraction", "fine tuning"] and all(table["this run"].str.endswith("%"))
+        # Inside the network: feature extraction's backbone did not move at all; fine tuning's did.
+        assert "Feature extraction: the backbone moved 0 (frozen)." in sentences and "Fine tuning: the first conv layer moved" in sentences
+        moved = {(layer, arm): value for layer, value, arm in instrument.value["data"] if value is not None}
+        assert moved[("conv 1", "feature extraction")] == 0 < moved[("conv 1", "fine tuning")] and moved[("fc 3", "feature extraction")] > 0
         assert list(table.columns) == ["arm", "this run", "train time (s)", "images/s"]  # no report or reference figure for your photos
         assert "Took 16 photos" in status and "Done on" in status
         assert session["spec"].classes == ("circle", "square") and set(session["models"]) == {"feature extraction", "fine tuning"}
@@ -154,14 +158,14 @@ def test_without_imagenet_weights_the_tab_says_how_and_offers_the_small_cnn(tmp_
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(Exception, match="small CNN from scratch"):
         run_to_the_end(shapes_zip(tmp_path / "p.zip"), your_images.NETWORKS[0], 1, 0)
-    *_, table, status, session, dataset = run_to_the_end(shapes_zip(tmp_path / "q.zip"), your_images.NETWORKS[1], 1, 0)
+    *_, table, status, session, dataset, _, _ = run_to_the_end(shapes_zip(tmp_path / "q.zip"), your_images.NETWORKS[1], 1, 0)
     forget_dataset(dataset)
     assert list(table["arm"]) == ["feature extraction", "fine tuning", "small CNN from scratch"] and set(session["models"]) == {"small CNN from scratch"}
 
 
 def test_photos_of_the_oldest_session_go_first_and_its_model_still_classifies(tmp_path, monkeypatch):
     monkeypatch.setattr(photo_sets._held, "max_items", 2)
-    *_, session, dataset = run_to_the_end(shapes_zip(tmp_path / "p.zip"), your_images.NETWORKS[1], 1, 0)
+    *_, session, dataset, _, _ = run_to_the_end(shapes_zip(tmp_path / "p.zip"), your_images.NETWORKS[1], 1, 0)
     others = [photo_sets.register(photo_sets.from_zip(shapes_zip(tmp_path / f"{i}.zip")), f"other-{i}", 0).name for i in range(2)]
     try:
         assert dataset not in _registered and all(name in _registered for name in others)
@@ -228,7 +232,7 @@ def test_stop_reports_how_far_a_run_on_your_photos_got_and_its_stream_ends_on_th
         table, status = panel.stop_run(photographer)
         released.set()
         assert status.startswith("**Stopped**") and set(table["this run"]) <= {"—", "stopped before its first step"}
-        *_, last_status, _, _ = last(stream)
+        *_, last_status, _, _, _, _ = last(stream)
         assert last_status.endswith(status) and "Took 12 photos" in last_status
         assert panel.stop_run(photographer) == (gr.skip(), gr.skip())  # nothing left to stop
     finally:
