@@ -1,16 +1,19 @@
 """Do the quick presets teach the report's lessons at every seed, in both precisions, in time?
 
-    python benchmarks/lessons.py [--experiments batchnorm ...] [--seeds 0 1 2 3 4] [--precisions fp32 bf16] [--write]
-    python benchmarks/lessons.py --table     # the table of the runs kept in results/lessons.json
+    python benchmarks/lessons.py [--experiments batchnorm ...] [--seeds 0 1 2 3 4] [--precisions fp32 bf16] [--write] [--write-readings]
+    python benchmarks/lessons.py --table     # the tables of the runs kept in results/lessons.json and results/readings.json
 
 Runs `python -m training EXP --preset quick` once per experiment, seed and precision, as a
 student would, and prints each lesson's margin (test-accuracy points, see
-`training.experiments.Lesson`), the comparison's training time and the whole command's wall time.
+`training.experiments.Lesson`), the comparison's training time, the whole command's wall time, and
+what the tab's instrument reads inside the network (its gauges, training.readings).
 fp32 runs emulate the weakest host we target (2 cores, AVX2, no bf16) with
 ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2; bf16 runs use this machine's own ISA, since a
 host without native bf16 would never pick it (`--precision auto` gives fp32 there).
-`--write` keeps the runs in results/lessons.json, where the app's verdicts read the spread.
-Needs DATA_DIR with the real CIFAR-10; run it on an otherwise idle machine.
+`--write` keeps the runs in results/lessons.json, where the app's verdicts read the spread;
+`--write-readings` keeps only their readings, in results/readings.json.
+Needs DATA_DIR with the real CIFAR-10; run it on an otherwise idle machine (readings alone do not
+depend on the machine's load).
 """
 
 import argparse
@@ -32,8 +35,12 @@ from app import TABS  # noqa: E402
 from demo.lesson import lesson_tabs  # noqa: E402
 from training.experiments import get_experiment  # noqa: E402
 from training.lessons import LESSONS_FILE, margin, preset_arms  # noqa: E402
+from training.readings import instrument_of  # noqa: E402
 from training.results import git_commit  # noqa: E402
 
+# The instruments' readings of the same runs (training.readings), kept apart from the margins and
+# times: they can be recorded on a busy machine, since no reading depends on the time.
+READINGS_FILE = ROOT / "results" / "readings.json"
 WEAK_HOST = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 # Every lesson tab's experiment that states a lesson of the report, in the tab bar's order.
 LESSON_EXPERIMENTS = tuple(tab.experiment_name for tab in lesson_tabs(TABS) if tab.experiment.lessons)
@@ -50,11 +57,12 @@ def cpu_capability(precision: str) -> str:
     return subprocess.run(command, env=environment(precision), capture_output=True, text=True, check=True).stdout.strip()
 
 
-def run_once(experiment: str, seed: int, precision: str, init: str | None = None) -> dict:
-    """One CLI run; its accuracies, training time, wall time and CPU capability."""
+def run_once(experiment: str, seed: int, precision: str, init: str | None = None, extra: tuple[str, ...] = ()) -> dict:
+    """One CLI run (`extra`: more of its arguments); its accuracies, training times, instrument
+    readings, wall time and CPU capability."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "results.json"
-        command = [sys.executable, "-m", "training", experiment, "--preset", "quick", "--device", "cpu", "--seed", str(seed), "--precision", precision, "--out", str(out)] + (["--init", init] if init else [])
+        command = [sys.executable, "-m", "training", experiment, "--preset", "quick", "--device", "cpu", "--seed", str(seed), "--precision", precision, "--out", str(out)] + (["--init", init] if init else []) + list(extra)
         start = time.perf_counter()
         subprocess.run(command, cwd=ROOT, env=environment(precision), check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - start
@@ -67,6 +75,7 @@ def run_once(experiment: str, seed: int, precision: str, init: str | None = None
         "accuracies": {run["label"]: run["test_acc"] for run in runs},
         "train_times_s": {run["label"]: round(run["train_time_s"], 2) for run in runs},
         "train_time_s": round(sum(run["train_time_s"] for run in runs), 1),
+        "readings": {name: value if value is None else float(f"{value:.4g}") for name, value in instrument_of(experiment).numbers({run["label"]: run["instruments"] for run in runs}).items()},
         "wall_time_s": round(wall, 1),
     }
 
@@ -100,6 +109,23 @@ def summary_table(experiments: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def readings_table(experiments: dict[str, dict]) -> str:
+    """Markdown: one row per gauge of each tab's instrument (training.readings), one column per
+    seed × precision, then the range and the direction the literature expects."""
+    columns = sorted({(run["precision"], run["seed"]) for entry in experiments.values() for run in entry["runs"]}, key=lambda c: (c[0] != "fp32", c))
+    header = ["reading"] + [f"{p} s{s}" for p, s in columns] + ["min", "max", "expected"]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name, entry in experiments.items():
+        runs = {(run["precision"], run["seed"]): run.get("readings", {}) for run in entry["runs"]}
+        for gauge in instrument_of(name).gauges:
+            values = {column: readings.get(gauge.name) for column, readings in runs.items()}
+            present = [v for v in values.values() if v is not None]
+            cells = [f"{values[c]:.3g}" if values.get(c) is not None else "–" for c in columns]
+            spread = [f"{min(present):.3g}", f"{max(present):.3g}"] if present else ["–", "–"]
+            lines.append(f"| {name}: {gauge.name} | " + " | ".join(cells) + " | " + " | ".join(spread) + f" | {gauge.expected or '–'} |")
+    return "\n".join(lines)
+
+
 def arm_table(experiments: dict[str, dict], name: str = "final") -> str:
     """Markdown: each arm's own test accuracy and training time (its clock counts only its own
     steps) per seed and precision; the final CNN's quick preset is judged by its own arm."""
@@ -117,6 +143,21 @@ def arm_table(experiments: dict[str, dict], name: str = "final") -> str:
     return "\n".join(lines)
 
 
+def write_readings(experiments: dict[str, dict]) -> None:
+    """Merge the runs' readings into READINGS_FILE, keeping other seeds' and precisions'."""
+    recorded = json.loads(READINGS_FILE.read_text()) if READINGS_FILE.exists() else {"experiments": {}}
+    for name, entry in experiments.items():
+        runs = [{key: run[key] for key in ("seed", "precision", "cpu_capability", "readings")} for run in entry["runs"]]
+        new = {(run["precision"], run["seed"]) for run in runs}
+        kept = [run for run in recorded["experiments"].get(name, {}).get("runs", []) if (run["precision"], run["seed"]) not in new]
+        recorded["experiments"][name] = {"preset": "quick", "runs": kept + runs}
+    recorded["host"] = os.environ.get("CNNLAB_HOST", "a 2-core AMD EPYC without AVX-512 (fp32 runs as AVX2, the weakest host we target)")
+    recorded["git_commit"] = git_commit()
+    recorded["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    READINGS_FILE.write_text(json.dumps(recorded, indent=1, ensure_ascii=False) + "\n")
+    print(f"written to {READINGS_FILE}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiments", nargs="+", default=list(LESSON_EXPERIMENTS), choices=LESSON_EXPERIMENTS)
@@ -124,6 +165,7 @@ def main() -> int:
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     parser.add_argument("--init", choices=("default", "he"), help="run the presets with this init instead of their own (not with --write)")
     parser.add_argument("--write", action="store_true", help=f"merge the runs into {LESSONS_FILE.relative_to(ROOT)}")
+    parser.add_argument("--write-readings", action="store_true", help=f"merge only the runs' instrument readings into {READINGS_FILE.relative_to(ROOT)}")
     parser.add_argument("--table", action="store_true", help=f"only print the table of the runs kept in {LESSONS_FILE.relative_to(ROOT)}")
     args = parser.parse_args()
     if args.init and args.write:
@@ -131,6 +173,8 @@ def main() -> int:
     if args.table:
         recorded = json.loads(LESSONS_FILE.read_text())["experiments"]
         print(summary_table(recorded) + "\n\n" + arm_table(recorded))
+        if READINGS_FILE.exists():
+            print("\n" + readings_table(json.loads(READINGS_FILE.read_text())["experiments"]))
         return 0
     experiments = {}
     for name in args.experiments:
@@ -144,7 +188,9 @@ def main() -> int:
                 runs.append(run)
         experiments[name] = {"preset": "quick", "arms": preset_arms(name, "quick"), "runs": runs}
     print()
-    print(summary_table(experiments) + "\n\n" + arm_table(experiments))
+    print(summary_table(experiments) + "\n\n" + arm_table(experiments) + "\n\n" + readings_table(experiments))
+    if args.write_readings:
+        write_readings(experiments)
     if args.write:
         recorded = json.loads(LESSONS_FILE.read_text()) if LESSONS_FILE.exists() else {"experiments": {}}
         for name, entry in experiments.items():

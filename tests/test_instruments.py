@@ -3,6 +3,7 @@ right, that they change nothing about training, and that the records reach the J
 and the readings (training.readings)."""
 
 import json
+from pathlib import Path
 from dataclasses import replace
 
 import pytest
@@ -138,7 +139,7 @@ def test_a_profile_is_each_layers_median_in_the_networks_order():
     assert profile(records, "grad_norm", last=True) == {"conv 1": 2.0, "conv 2": 6.0}
 
 
-@pytest.mark.parametrize("value, words", [(1 / 300, "1/300 of"), (0.25, "1/4.0 of"), (0.8, "80% of"), (5.24, "5.2×"), (31.7, "32×")])
+@pytest.mark.parametrize("value, words", [(4.29e-7, "1/2,300,000 of"), (1 / 300, "1/300 of"), (1 / 31, "1/31 of"), (0.25, "1/4.0 of"), (0.8, "80% of"), (5.24, "5.2×"), (31.7, "32×")])
 def test_a_ratio_reads_as_a_student_says_it(value, words):
     assert times(value) == words
 
@@ -156,3 +157,34 @@ def test_each_instrument_reads_every_gauge_from_its_experiments_arms(name):
     numbers = instrument.numbers(runs)
     assert numbers and None not in numbers.values()
     assert len(instrument.sentences(runs)) == len(instrument.gauges)
+
+
+# What the tabs say of their readings (training.readings' texts, docs/lessons.md), as the recorded
+# quick-preset runs must show it at every seed (results/readings.json, benchmarks/lessons.py).
+STATED = {
+    "sigmoid ÷ relu: gradient at conv 1": lambda v: v < 1e-3,
+    "momentum: step cosine at conv 1": lambda v: v > 0.8,
+    "no momentum: step cosine at conv 1": lambda v: abs(v) < 0.2,
+    "momentum ÷ no momentum: distance travelled by conv 1": lambda v: v > 2,
+    "adadelta ÷ constant lr: step size at conv 1": lambda v: v > 100,
+    "adadelta ÷ constant lr: step size at the last layer": lambda v: 1 < v < 100,
+    "no batch norm: last conv ÷ conv 1 output scale": lambda v: v < 0.1,
+    "batch norm: last conv ÷ conv 1 output scale": lambda v: 0.8 < v < 1.25,
+    "deepest ÷ shallowest: gradient at conv 1": lambda v: 0.8 < v < 1.25,
+    "fast ÷ report recipe: step size at conv 1": lambda v: 0.5 < v < 1,
+}
+
+
+def test_the_recorded_readings_show_what_the_tabs_say_at_every_seed():
+    recorded = json.loads((Path(__file__).parent.parent / "results" / "readings.json").read_text())["experiments"]
+    checked = set()
+    for name, entry in recorded.items():
+        gauges = {gauge.name for gauge in INSTRUMENTS[name].gauges}
+        assert {run["seed"] for run in entry["runs"] if run["precision"] == "fp32"} == {0, 1, 2, 3, 4}, name
+        for run in entry["runs"]:
+            assert set(run["readings"]) == gauges, f"{name}: re-record its readings, its gauges changed"
+            for gauge, value in run["readings"].items():
+                if gauge in STATED:
+                    assert STATED[gauge](value), f"{name} seed {run['seed']} {run['precision']}: {gauge} = {value}"
+                    checked.add(gauge)
+    assert checked == set(STATED)

@@ -88,7 +88,10 @@ def largest(metric: str, name: str, layers: str = "", but_last: bool = False) ->
 def times(value: float) -> str:
     """A ratio as a student reads it: "1/300 of", "80% of", "5.2×"."""
     if value < 0.5:
-        return f"1/{1 / value:.0f} of" if value < 0.1 else f"1/{1 / value:.1f} of"
+        share = 1 / value
+        if share >= 100:  # two significant digits: "1/2,300,000", not "1/2331002"
+            return f"1/{float(f'{share:.2g}'):,.0f} of"
+        return f"1/{share:.0f} of" if share > 10 else f"1/{share:.1f} of"
     if value < 1:
         return f"{value:.0%} of"
     return f"{value:.0f}×" if value >= 10 else f"{value:.1f}×"
@@ -158,7 +161,7 @@ ADAPTIVE_LR = Instrument(
     "Step ‖ΔW‖/‖W‖ by layer (log₁₀)",
     True,
     "Each point is how far one step moved a layer's weights, relative to their size; one step down is ten times smaller. "
-    "A constant rate moves every layer by its gradient times 0.01; Adadelta scales each weight's step by its own running history, "
+    "Constant-rate SGD moves every weight by its gradient times the rate; Adadelta scales each weight's step by the running size of its own gradients and steps, "
     "so layers whose gradients are small still take real steps.",
     (
         Gauge("adadelta ÷ constant lr: step size at conv 1", ratio(at(0, "update_ratio", "adadelta"), at(0, "update_ratio", "constant lr")), lambda v: f"Adadelta's steps in the first conv layer were {times(v)} constant-rate SGD's.", "> 1"),
@@ -198,7 +201,9 @@ DEPTH = Instrument(
     "Gradient at conv 1 by depth (log₁₀)",
     True,
     "Each point is the size of the loss gradient for the first conv layer's weights in one cell; one step down is ten times less. "
-    "The gradient reaches the first layer back through every layer above it, and each layer can shrink it (or grow it) on the way.",
+    "The gradient reaches the first layer back through every layer above it, and each layer can shrink it on the way. Under the quick preset's "
+    "He init it arrived about whole at every depth (the deepest cells got 0.84–1.11 of the shallowest's, seeds 0–4); under the report's init "
+    "it fell 440-fold from 1 conv × 1 fc to 5 × 3 (the explanation above).",
     (Gauge("deepest ÷ shallowest: gradient at conv 1", depth_ratio, lambda v: f"The deepest cells' first layer got {times(v)} the gradient of the shallowest cells'."),),
 )
 
@@ -207,7 +212,8 @@ FINAL = Instrument(
     "Step ‖ΔW‖/‖W‖ by layer (log₁₀)",
     True,
     "Each point is how far one step moved a layer's weights, relative to their size; one step down is ten times smaller. "
-    "The fast recipe's one-cycle schedule and high rate move every layer far more per step than Adadelta at its default rate.",
+    "The fast recipe does not win by larger steps: in the first conv layer its steps were 0.57–0.83 of Adadelta's at its default rate "
+    "(quick preset, seeds 0–4); its one-cycle schedule takes them down to zero, so the run ends on settled weights.",
     (Gauge("fast ÷ report recipe: step size at conv 1", ratio(at(0, "update_ratio", "final"), at(0, "update_ratio", "report recipe")), lambda v: f"The fast recipe's steps in the first conv layer were {times(v)} the report recipe's."),),
 )
 
@@ -216,7 +222,8 @@ TRANSFER = Instrument(
     "Moved from W₀, ‖W − W₀‖/‖W₀‖",
     False,
     "Each point is how far a layer's weights are from where they started, relative to their size (0: untouched). "
-    "Feature extraction trains only the new head; fine tuning trains every layer, but its ImageNet features are already good, so they move little.",
+    "Feature extraction trains only the new head, so its backbone stays at exactly 0; fine tuning trains every layer, "
+    "and the sentence reads how far its first layer moved beside its new head.",
     (
         Gauge("feature extraction: backbone's farthest layer", largest("travelled", "feature extraction", but_last=True), lambda v: f"Feature extraction: the backbone moved {v:.3g} (frozen).", "0"),
         Gauge(
