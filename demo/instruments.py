@@ -57,7 +57,7 @@ class InstrumentView:
         rows = []
         for label, records in runs.items():
             if self.by_depth:
-                first = list(profile(records, "grad_norm").values())[:1]
+                first = list(profile(records, self.instrument.metric).values())[:1]
                 cell = label.split("-")
                 rows += [(cell[0].removeprefix("conv"), self.scaled(v), cell[1].removeprefix("fc") + " fc") for v in first]
             else:

@@ -134,7 +134,8 @@ def train_lesson(lesson, on_cpu: bool, *args, **kwargs) -> Iterator[tuple]:
         for frame in frames:
             yield *frame, *drawing.frame(latest[0])
     finally:  # a closed stream closes the run's, which leaves the run
-        frames.close(), source.close(), updates.close()
+        for stream in (frames, source, updates):
+            stream.close()
 
 
 def training_handler(lesson, on_cpu: bool = False):
