@@ -16,6 +16,7 @@ these updates into plots and messages.
 
 import atexit
 import datetime
+import functools
 import itertools
 import logging
 import statistics
@@ -47,6 +48,11 @@ ABANDONED_AFTER_S = 10.0
 ABANDON_CHECK_S = 0.5
 # Browser sessions whose last request (and Stop's report of it) is remembered; the oldest go first.
 REMEMBERED_SESSIONS = 256
+# Answers go ahead of training: while a photo is being classified, the trainer waits between two
+# steps, since its steps take the GIL and the cores the answer needs; it waits at most this long at
+# a time, so that a class that keeps classifying still trains. (A lower OS priority for the trainer
+# did not help: the GIL it holds is not scheduled by priority. benchmarks/priority.py measured both.)
+GIVE_WAY_MAX_S = 1.0
 # Errors whose message already tells the student what to do; any other is reported as a failure.
 EXPLAINED = (DatasetMissingError, WeightsUnavailableError, ValueError)
 
@@ -75,6 +81,8 @@ class Classroom:
         self._trainer: threading.Thread | None = None
         self._closing = False
         self._background = threading.local()
+        self._answers = 0  # photos being classified now
+        self._no_answers = threading.Condition()
 
     @property
     def cache(self) -> RunCache:
@@ -88,6 +96,23 @@ class Classroom:
             yield
         finally:
             self._background.on = False
+
+    @contextmanager
+    def answering(self):
+        """Inside, a photo is being classified: the trainer waits between two steps."""
+        with self._no_answers:
+            self._answers += 1
+        try:
+            yield
+        finally:
+            with self._no_answers:
+                self._answers -= 1
+                if not self._answers:
+                    self._no_answers.notify_all()
+
+    def _give_way(self) -> None:
+        with self._no_answers:
+            self._no_answers.wait_for(lambda: not self._answers, timeout=GIVE_WAY_MAX_S)
 
     def request(self, experiment: Experiment, configs: list[TrainConfig], preset: str, session: str | None = None, inline: bool = False) -> Ticket:
         """A ticket for this run: a replay, a place beside identical readers, or a new job.
@@ -330,6 +355,7 @@ class Classroom:
         steps, checked = job.steps(), time.monotonic()
         try:
             for _ in steps:
+                self._give_way()
                 if time.monotonic() - checked >= ABANDON_CHECK_S:
                     checked = time.monotonic()
                     self._drop_abandoned(job)
@@ -347,6 +373,17 @@ class Classroom:
         if job.key:
             # Identical requests meanwhile attach to the finished job (still under its key).
             self.cache.put(job.key, job.results(), job.run.recorder.models)
+
+
+def answer_first(handler):
+    """A classify handler whose answer goes ahead of training (Classroom.answering)."""
+
+    @functools.wraps(handler)
+    def answering(*args, **kwargs):
+        with classroom.answering():
+            return handler(*args, **kwargs)
+
+    return answering
 
 
 def _wake(ticket: Ticket) -> None:

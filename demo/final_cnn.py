@@ -5,6 +5,7 @@ CIFAR-10 recipe (airbench, hlb-CIFAR10) or the report's own."""
 
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 
 import gradio as gr
@@ -13,6 +14,7 @@ import torch
 
 from demo import classifiers
 from demo.classifiers import Classifier, cell_examples, confusion, default_classifier, session_classifier
+from demo.classroom import answer_first
 from demo.lesson import Lesson
 from demo.model_store import dropped_message
 from demo.panel import ComparisonPanel
@@ -91,26 +93,39 @@ def tiles(maps: torch.Tensor, columns: int, scale: int):
     return enlarged(grid, 1)
 
 
+_filters_shown: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
+
+
+def filters_file(model: torch.nn.Module) -> str:
+    """The picture of a model's first-layer filters, drawn once per model: it is the same for
+    every photo the model sees."""
+    if model not in _filters_shown:
+        filters = model.features[0].conv.weight.float().cpu()  # C, 3, k, k
+        _filters_shown[model] = image_file(tiles(filters, columns=8, scale=FILTER_PIXELS // filters.shape[-1]))
+    return _filters_shown[model]
+
+
+@answer_first
 @torch.no_grad()
 def classify_cifar10(image_path=None, choice=DEFAULT, session=None):
-    """The photo, the 32×32 image the network reads, its top-3 classes, which model answered,
-    the first layer's filters and the feature maps they make of the photo."""
+    """The top-3 classes first (what an API client reads as `result[0]`), which model answered,
+    the photo, the 32×32 image the network reads, the first layer's filters and the feature maps
+    they make of the photo."""
     image = open_upload(image_path)
     classifier = classifier_named(choice, session)
     model = classifier.model.eval()
     probabilities = classify(model, image, CIFAR10_DATASET, flip=classifier.test_time_flip)
     seen = torch.from_numpy(square_rgb(image, CIFAR10_DATASET.stored_size).copy()).permute(2, 0, 1)
     first = model.features[0]
-    filters = first.conv.weight.float().cpu()  # C, 3, k, k
     maps = first(model_input(image, CIFAR10_DATASET).to(first.conv.weight.device))[0, :32].float().cpu()  # up to 32 channels, side × side
     shown = image.copy()
     shown.thumbnail((512, 512))
     return (
-        image_file(shown),
-        image_file(enlarged(seen, 6)),
         probabilities,
         classifier.summary(),
-        image_file(tiles(filters, columns=8, scale=FILTER_PIXELS // filters.shape[-1])),
+        image_file(shown, photo=True),
+        image_file(enlarged(seen, 6)),
+        filters_file(model),
         image_file(tiles(maps[:, None], columns=8, scale=3)),
     )
 
@@ -196,7 +211,7 @@ def classify_section():
         predicted_class = gr.Dropdown(list(CIFAR10_DATASET.classes), value="dog", label="Predicted class")
     cell_note = gr.Markdown()
     gallery = gr.Gallery(label="Test images in this cell", columns=6, height="auto", object_fit="contain")
-    return dict(upload=upload, choice=choice, answered=answered, classified=[photo, seen, label, answered, filters, maps], matrix=matrix, true_class=true_class, predicted_class=predicted_class, cell=[gallery, cell_note, matrix])
+    return dict(upload=upload, choice=choice, answered=answered, classified=[label, answered, photo, seen, filters, maps], matrix=matrix, true_class=true_class, predicted_class=predicted_class, cell=[gallery, cell_note, matrix])
 
 
 class FinalCNN(Lesson):

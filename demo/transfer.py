@@ -3,6 +3,7 @@ and a classifier for uploaded photos. Idea: the PyTorch transfer-learning tutori
 
 import gradio as gr
 
+from demo.classroom import answer_first
 from demo.lesson import Lesson
 from demo.panel import ComparisonPanel
 from demo.model_store import dropped_message
@@ -28,6 +29,7 @@ ARMS = ["feature extraction", "fine tuning"]
 ants_bees_model = ConfiguredModel("ANTS_BEES_MODEL", AlexNetTransfer)
 
 
+@answer_first
 def classify_ants_bees(image_path=None, arm="fine tuning", session=None):
     """Ant or bee: probabilities from ANTS_BEES_MODEL, else from this session's trained arm."""
     image = open_upload(image_path)

@@ -7,6 +7,7 @@ never the other way round (trackio's rule).
 
 import functools
 import hashlib
+import itertools
 import math
 import os
 import tempfile
@@ -243,13 +244,19 @@ def line_plots(experiment: Experiment, series: tuple[str, ...]) -> tuple[gr.Line
 
 
 # Images shown in answers (classify_cifar10, browse_cell), written once each; the oldest files
-# beyond SHOWN_IMAGES are deleted, since Gradio keeps its own copy of each.
+# beyond SHOWN_IMAGES are deleted, every PRUNE_EVERY new files (a look at every file's age costs
+# more than writing one), since Gradio keeps its own copy of each.
 SHOWN_DIR = Path(tempfile.gettempdir()) / "cnnlab-shown"
 SHOWN_IMAGES = 2000
+PRUNE_EVERY = 100
+_written = itertools.count(1)
+_pruning = threading.Lock()
 
 
-def image_file(pixels: np.ndarray | Image.Image) -> str:
-    """The image as a PNG file named by its pixels, written once and atomically.
+def image_file(pixels: np.ndarray | Image.Image, photo: bool = False) -> str:
+    """The image as a file named by its pixels, written once and atomically: a PNG at the fastest
+    compression (enlarged pixels and tiles compress well at any level), or with `photo` a JPEG,
+    which encodes a photo several times faster than a PNG does.
 
     Returned as an array, Gradio would write it into its cache again on every answer, in place
     (`gradio.processing_utils.save_pil_to_cache`), so a student downloading it while another is
@@ -257,13 +264,24 @@ def image_file(pixels: np.ndarray | Image.Image) -> str:
     A file is copied into Gradio's cache once, under a temporary name and renamed."""
     image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
     digest = hashlib.sha256(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()[:32]
-    path = SHOWN_DIR / f"{digest}.png"
+    path = SHOWN_DIR / f"{digest}.{'jpg' if photo else 'png'}"
     if not path.exists():
         SHOWN_DIR.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{threading.get_ident()}.tmp")
-        image.save(partial, format="PNG")
+        image.save(partial, format="JPEG", quality=90) if photo else image.save(partial, format="PNG", compress_level=1)
         os.replace(partial, path)
-        shown = sorted(SHOWN_DIR.glob("*.png"), key=lambda p: p.stat().st_mtime)
+        if next(_written) % PRUNE_EVERY == 0:
+            prune_shown()
+    return str(path)
+
+
+def prune_shown() -> None:
+    """Delete the oldest shown images beyond SHOWN_IMAGES (one thread at a time)."""
+    if not _pruning.acquire(blocking=False):
+        return
+    try:
+        shown = sorted((p for p in SHOWN_DIR.iterdir() if p.suffix in (".png", ".jpg")), key=lambda p: p.stat().st_mtime)
         for old in shown[: max(0, len(shown) - SHOWN_IMAGES)]:
             old.unlink(missing_ok=True)
-    return str(path)
+    finally:
+        _pruning.release()

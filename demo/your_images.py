@@ -14,6 +14,7 @@ import gradio as gr
 import torch
 
 from demo import photo_sets
+from demo.classroom import answer_first
 from demo.instruments import Drawing, InstrumentView
 from demo.panel import RunButtons, reveal, training_updates
 from demo.photo_sets import MAX_CLASSES, MIN_CLASSES, MIN_PHOTOS_PER_CLASS, PhotoSetError
@@ -130,6 +131,7 @@ def chosen_model(arm: str, session: dict | None):
     return arm, models[arm]
 
 
+@answer_first
 def classify_your_images(image_path=None, arm="fine tuning", session=None):
     """Your classes' probabilities for a photo, from the model trained in this session."""
     image = open_upload(image_path)

@@ -80,11 +80,11 @@ def test_a_model_trained_in_one_session_classifies_there_and_nowhere_else(client
     trainer, stranger = Client(client.src, verbose=False), Client(client.src, verbose=False)
     *_, choice, _instrument, _sentences = trainer.predict(False, "quick", 1, 160, 0.01, 32, 0, api_name="/train_final_cnn")
     assert choice == "trained in this session"
-    _, seen, label, answered, filters, maps = trainer.predict(photo, choice, api_name="/classify_cifar10")
+    label, answered, _, seen, filters, maps = trainer.predict(photo, choice, api_name="/classify_cifar10")
     assert len(label["confidences"]) == 3 and seen and filters and maps and "trained in this session" in answered
     with pytest.raises(Exception, match="No model has been trained in this session yet"):
         stranger.predict(photo, choice, api_name="/classify_cifar10")
-    *_, answered, _, _ = stranger.predict(photo, "default model", api_name="/classify_cifar10")
+    _, answered, *_ = stranger.predict(photo, "default model", api_name="/classify_cifar10")
     assert answered.startswith("**Answering: the embedded classifier")
 
 

@@ -2,6 +2,7 @@
 
 import json
 import time
+import weakref
 from pathlib import Path
 
 import gradio as gr
@@ -91,7 +92,7 @@ def test_classify_cifar10_without_any_model_says_how_to_get_one(no_default_model
 def test_the_embedded_classifier_answers_with_nothing_set(monkeypatch):
     monkeypatch.delenv("CIFAR10_MODEL", raising=False)
     monkeypatch.setattr(classifiers, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL", classifiers.cifar10_model.model_classes, default=classifiers.cifar10_model.default))
-    photo, seen, probabilities, answered, filters, maps = final_cnn.classify_cifar10(str(CAT_PHOTO), final_cnn.DEFAULT, None)
+    probabilities, answered, photo, seen, filters, maps = final_cnn.classify_cifar10(str(CAT_PHOTO), final_cnn.DEFAULT, None)
     assert max(probabilities, key=probabilities.get) == "cat"
     predictions = load_file(classifiers.EMBEDDED_FOLDER / "cifar10" / "test_predictions.safetensors")
     accuracy = (predictions["label"] == predictions["predicted"]).float().mean().item()  # fp32, as the matrix shows
@@ -118,6 +119,30 @@ def test_an_image_shown_is_written_once_and_never_rewritten_under_a_reader(tmp_p
     assert views.image_file(pixels[::-1].copy()) != str(path)
 
 
+def test_shown_images_beyond_the_bound_are_pruned_oldest_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(views, "SHOWN_DIR", tmp_path)
+    monkeypatch.setattr(views, "SHOWN_IMAGES", 3)
+    monkeypatch.setattr(views, "PRUNE_EVERY", 1)
+    paths = []
+    for value in range(6):
+        paths.append(Path(views.image_file(np.full((4, 4, 3), value, dtype=np.uint8))))
+        time.sleep(0.01)  # distinct modification times
+    assert sorted(tmp_path.iterdir()) == sorted(paths[-3:])
+
+
+def test_the_first_layer_filters_are_drawn_once_per_model_and_photos_are_jpegs(monkeypatch):
+    monkeypatch.delenv("CIFAR10_MODEL", raising=False)
+    monkeypatch.setattr(classifiers, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL", classifiers.cifar10_model.model_classes, default=classifiers.cifar10_model.default))
+    drawn = []
+    monkeypatch.setattr(final_cnn, "tiles", lambda maps, **kwargs: drawn.append(maps.shape) or np.zeros((8, 8, 3), np.uint8))
+    monkeypatch.setattr(final_cnn, "_filters_shown", weakref.WeakKeyDictionary())
+    for _ in range(3):
+        _, _, photo, _, filters, _ = final_cnn.classify_cifar10(str(CAT_PHOTO), final_cnn.DEFAULT, None)
+    weights = classifiers.default_classifier().model.features[0].conv.weight
+    assert drawn.count(weights.shape) == 1 and len(drawn) == 4  # the filters once, the photo's feature maps every time
+    assert Image.open(photo).format == "JPEG" and Image.open(filters).format == "PNG"
+
+
 def test_classifying_mirrors_the_photo_when_the_accuracy_was_measured_so():
     model = create_model("cnn-tiny").eval()
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
@@ -129,7 +154,7 @@ def test_classifying_mirrors_the_photo_when_the_accuracy_was_measured_so():
 def test_a_session_model_classifies_and_its_confusion_cells_show_their_test_images(tiny_data, no_default_model, tmp_path):
     *_, session, per_class, download, choice, _, _ = last(final_cnn.TAB.handler(False, **SMALL))
     assert choice == final_cnn.SESSION and [run["label"] for run in session["results"]["runs"]] == ["final"]
-    _, _, probabilities, answered, _, _ = final_cnn.classify_cifar10(save(Image.new("RGB", (50, 40), (200, 10, 10)), tmp_path / "red.png"), choice, session)
+    probabilities, answered, *_ = final_cnn.classify_cifar10(save(Image.new("RGB", (50, 40), (200, 10, 10)), tmp_path / "red.png"), choice, session)
     assert len(probabilities) == 10 and "trained in this session (quick preset)" in answered
     table, summary = final_cnn.show_confusion(choice, session)
     recorded = session["results"]["runs"][0]["confusion"]

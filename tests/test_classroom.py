@@ -294,6 +294,36 @@ def test_a_queued_run_nobody_waits_for_is_dropped_and_a_running_one_stopped(tiny
     assert running.job.state == "cancelled" and room.running is None
 
 
+def test_training_waits_between_steps_while_a_photo_is_classified_but_never_long(tmp_path, monkeypatch):
+    steps = []
+
+    def training(job):
+        for _ in range(200):
+            time.sleep(0.01)
+            steps.append(time.monotonic())
+            yield
+
+    monkeypatch.setattr(jobs.Job, "steps", training)
+    room = Classroom(RunCache(tmp_path, 0))
+    room.request(EXPERIMENT, arms(), "quick", "a student")
+    while len(steps) < 3:
+        time.sleep(0.01)
+
+    def steps_while_answering(seconds: float) -> int:
+        with room.answering():
+            entered = time.monotonic()
+            time.sleep(seconds)
+            left = time.monotonic()
+        return len([t for t in steps if entered < t < left])
+
+    assert steps_while_answering(0.5) <= 1  # the trainer ends the step it is in, then waits
+    time.sleep(0.1)  # between answers the trainer moves on at once
+    assert len(steps) < 200
+    monkeypatch.setattr(classroom_module, "GIVE_WAY_MAX_S", 0.05)
+    assert steps_while_answering(0.5) >= 3  # answers that never stop: training still moves
+    room.stop_training()
+
+
 # --- faults ---------------------------------------------------------------------------------
 
 
