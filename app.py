@@ -26,6 +26,15 @@ the batch order, and differ only in the factor under study. Running on **{HOST}*
 # firewall or an offline laptop cannot reach (headings then mix two fonts).
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
+# Events Gradio's queue holds waiting to start: a class of thirty, each of whose clicks starts a few
+# (Train and the outputs it reveals), with room for a second class. Gradio's own default on a
+# ZeroGPU Space, where it is not given, is 1: a second student's click would be turned away.
+MAX_WAITING_EVENTS = 256
+# Gradio recomputes a summary of its last 10,000 events (a pandas group-by, holding the GIL) after
+# every event by default, for its monitoring page alone; beside a class's thousands of answers it
+# is redone every this many events instead.
+ANALYTICS_EVERY_EVENTS = 1000
+
 # The app's tabs, in the tab bar's order: the one list the tests, the benchmarks and the warm-up read.
 TABS = (activations.TAB, momentum.TAB, adaptive_lr.TAB, batchnorm.TAB, depth.TAB, final_cnn.TAB, transfer.TAB, your_images.TAB)
 
@@ -39,7 +48,8 @@ def build_app(tabs=TABS) -> gr.Blocks:
                     tab.build()
         app.unload(your_images.forget_session)  # a closed tab's photos go at once
     # Classification runs beside training; trainings share one queue (see ComparisonPanel.wire).
-    return app.queue(default_concurrency_limit=4)
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(ANALYTICS_EVERY_EVENTS))  # read as the queue is made
+    return app.queue(default_concurrency_limit=4, max_size=MAX_WAITING_EVENTS)
 
 
 # Gradio's worker threads: one per training stream (panel.MAX_STREAMS) and Gradio's own 40 beside.

@@ -5,28 +5,35 @@ ZeroGPU (`spaces.GPU`) grants a GPU per call for a duration the app asks for; a 
 daily quota is counted against it, and shorter requests are queued first. So every request asks
 for what its arms need: `gpu_seconds` prices them at the speed the report measured on its own GPU
 (each model's `gpu_steps_per_s`, in the model registry). The main process never touches CUDA:
-training and the device's name happen inside the granted call (in ZeroGPU's worker process), and
-the models come back on the CPU.
+training and the device's name happen inside the granted call, which `spaces` runs in a worker
+process forked for it, and the models come back on the CPU.
 
-When ZeroGPU refuses (the quota is used up, or the duration is over its limit), the student
-reads why, and the tab offers the quick preset on the Space's CPU in one click (demo.panel).
+What crosses between the two processes is only what the call yields, so the app's process keeps
+what it has received of each session's run (`GpuRun`): Stop reports from it and ends the stream,
+and the progress bar follows the yielded updates (`spaces` relays no gr.Progress from a generator
+in its worker). When ZeroGPU refuses a request (the quota is used up, the duration is over its
+limit, no GPU came free in time), the student reads why, and the tab offers the quick preset on
+the Space's CPU in one click (demo.panel). A run that fails on the GPU (out of memory, or ended by
+ZeroGPU) is not a refusal: its status says what failed and what to do, beside the curves so far.
 """
 
 import math
 import os
+import time
 import tomllib
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
 import torch
 
 from demo.classroom import Update, classroom
+from demo.jobs import replaced, stopped_at
 from models import gpu_steps_per_s
 from training.config import TrainConfig
 from training.datasets import images_per_epoch, register_dataset
-from training.experiments import get_experiment
+from training.experiments import Experiment, get_experiment
 from training.lru import BoundedLRU
 
 ZEROGPU = tomllib.loads((Path(__file__).parent / "zerogpu.toml").read_text())
@@ -39,10 +46,31 @@ except ImportError:
 STARTUP_S = 5  # per request: the worker's CUDA start and the dataset's copy to the GPU
 MARGIN = 1.5  # a call that outlives its duration is killed mid-run, so ask for half as much again
 MIN_DURATION_S = 10
-# The longest duration this Space asks for: a free account's whole daily quota, net of the 1.5×
-# that ZeroGPU's current GPUs count. A longer request could never be granted to a free visitor;
-# a Space whose visitors have more quota can raise it with ZEROGPU_MAX_DURATION.
-MAX_DURATION_S = int(os.environ.get("ZEROGPU_MAX_DURATION", ZEROGPU["daily_quota_s"]["free"] / ZEROGPU["quota_factor"]))
+# ZeroGPU's errors that refuse a request before it runs, by the titles `spaces` gives them: only
+# these offer the CPU. Any other exception in the worker reaches the app as a WORKER_ERROR whose
+# message is the exception's class name, or ABORTED where the worker died (as when ZeroGPU ends a
+# run that outlived its duration).
+REFUSALS = ("ZeroGPU quota exceeded", "ZeroGPU illegal duration", "ZeroGPU queue timeout", "ZeroGPU client error", "ZeroGPU pending credits exceeded")
+WORKER_ERROR, ABORTED = "ZeroGPU worker error", "GPU task aborted"
+
+
+def duration_factor() -> float:
+    """The quota ZeroGPU counts per second of duration asked for on this Space's GPU: the `spaces`
+    package's figure for the GPU it finds (1.0 on an H200, 1.5 on a Blackwell), else zerogpu.toml's."""
+    if ON_ZEROGPU and spaces is not None:
+        try:
+            from spaces.zero import config
+
+            return float(config.get_config()["duration_factor"])
+        except (ImportError, KeyError):  # a `spaces` release laid out otherwise
+            pass
+    return ZEROGPU["quota_factor"]
+
+
+# The longest duration this Space asks for: a free account's whole daily quota, net of the factor
+# ZeroGPU's GPU counts. A longer request could never be granted to a free visitor; a Space whose
+# visitors have more quota can raise it with ZEROGPU_MAX_DURATION.
+MAX_DURATION_S = int(os.environ.get("ZEROGPU_MAX_DURATION", ZEROGPU["daily_quota_s"]["free"] / duration_factor()))
 
 # What a granted call trains on: ZeroGPU's GPU. (A CPU-only test of this path sets cpu.)
 GRANTED_DEVICE = os.environ.get("CNNLAB_GRANTED_DEVICE", "cuda")
@@ -72,13 +100,28 @@ class GpuRefused(gr.Error):
     """ZeroGPU would not (or could not) grant this request; the message says why and what to do."""
 
 
-def refusal(session: str | None, reason: str) -> GpuRefused:
-    if session:
+def sentence(text: str) -> str:
+    """`text` ending as a sentence does, so that the next one can follow it."""
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
+
+
+def refusal(session: str | None, reason: str, api_call: bool) -> GpuRefused:
+    """The refusal's message: why, and what to do, which for a browser's session is one click."""
+    if session and not api_call:
         _refused[session] = None
-    return GpuRefused(
-        f"{reason} Press **Use the CPU instead** to run the quick preset on this Space's own CPU (about a minute).",
-        title="No GPU for this run", duration=None,
+    advice = (
+        "Try again once the quota has refilled, or run CNN Lab on a machine of your own (see its README)." if api_call
+        else "Press **Use the CPU instead** to run the quick preset on this Space's own CPU (about a minute)."
     )
+    return GpuRefused(f"{sentence(reason)} {advice}", title="No GPU for this run", duration=None)
+
+
+def is_api_call(request: gr.Request | None) -> bool:
+    """Whether a request comes from an API client rather than the app's page, told as `spaces`
+    tells it: the page's requests carry `x-gradio-user: app`."""
+    headers = getattr(request, "headers", None) if request else None
+    return not headers or headers.get("x-gradio-user") != "app"
 
 
 def was_refused(request: gr.Request | None) -> bool:
@@ -107,15 +150,78 @@ def _granted_seconds(experiment_name, configs, *args, **kwargs) -> int:
 on_gpu = spaces.GPU(duration=_granted_seconds)(train_granted) if ON_ZEROGPU and spaces is not None else None
 
 
-def updates_on_gpu(experiment_name: str, configs: list[TrainConfig], preset: str, session: str | None, datasets: dict) -> Iterator[Update]:
-    """The run's updates from a ZeroGPU call priced for its arms, or a GpuRefused that says why."""
+@dataclass
+class GpuRun:
+    """What the app's process has received of one session's run on the GPU: the worker's own
+    state is in another process, out of Stop's reach."""
+
+    experiment: Experiment
+    latest: Update | None = None
+    stopped: Update | None = None  # Stop's report, once Stop was pressed
+
+
+_runs = BoundedLRU(256)  # browser session → its GpuRun
+
+
+def stop_on_gpu(session: str | None) -> tuple[Experiment, Update] | None:
+    """Stop's report for this session's run on the GPU, whose stream then ends on it; None where
+    there is none to stop."""
+    run = _runs.get(session) if session else None
+    if run is None or run.stopped or (run.latest and run.latest.finished):
+        return None
+    if run.latest and run.latest.steps[1]:
+        run.stopped = stopped_at(run.latest)
+    else:
+        run.stopped = Update(None, "**Stopped** before the GPU started training: nothing was trained.", stopped=True)
+    return run.experiment, run.stopped
+
+
+def failed_on_gpu(latest: Update | None, error: gr.Error, granted_s: int, ran_s: float) -> Update:
+    """The last update of a run that failed on the GPU: what failed and what to do, with the
+    curves it drew so far."""
+    reason = str(error.message)
+    if reason == "OutOfMemoryError":
+        status = "**The GPU ran out of memory on this run.** Choose a smaller batch size, or the quick preset, and press Train again."
+    elif reason == ABORTED:
+        status = (
+            f"**ZeroGPU ended this run** after {ran_s:.0f} s on the GPU, of the {granted_s} s it was granted "
+            "(a run that outlives its duration is ended). Press Train again, or choose fewer epochs or training images."
+        )
+    else:
+        status = f"**This run failed on the GPU** ({reason}). Press Train again; if it fails again, choose the quick preset."
+    return Update(latest.recorder if latest else None, status, stopped=True, steps=latest.steps if latest else (0, 0))
+
+
+def updates_on_gpu(experiment_name: str, configs: list[TrainConfig], preset: str, session: str | None, datasets: dict, api_call: bool = False) -> Iterator[Update]:
+    """The run's updates from a ZeroGPU call priced for its arms; a GpuRefused that says why where
+    ZeroGPU refuses it; Stop's report where Stop was pressed; a failure's update where it failed."""
     needed = gpu_seconds(configs)
     if needed > MAX_DURATION_S:
-        raise refusal(session, f"This run needs about {needed} s of GPU time, more than the {MAX_DURATION_S} s one request may take here.")
+        raise refusal(session, f"This run needs about {needed} s of GPU time, more than the {MAX_DURATION_S} s one request may take here.", api_call)
     _refused.pop(session, None)
+    run = GpuRun(get_experiment(experiment_name))
+    if session:
+        _runs[session] = run  # a newer request of the session replaces its last
+    started = None  # when the worker's first update came: the GPU's clock, not the queue's
+    stream = on_gpu(experiment_name, configs, preset, session, datasets)
     try:
-        yield from on_gpu(experiment_name, configs, preset, session, datasets)
+        for update in stream:
+            started = started or time.monotonic()
+            if run.stopped or (session and _runs.get(session) is not run):
+                break  # closing the stream stops the worker at its next update
+            run.latest = update
+            yield update
     except gr.Error as error:
-        if not str(getattr(error, "title", "")).startswith("ZeroGPU"):
+        title = str(getattr(error, "title", ""))
+        if title in REFUSALS:
+            raise refusal(session, f"ZeroGPU said: {error.message!s}", api_call) from None  # !s: the text of an HTML message
+        if title != WORKER_ERROR:
             raise
-        raise refusal(session, f"ZeroGPU said: {error.message}") from None
+        yield failed_on_gpu(run.latest, error, round(needed * duration_factor()), time.monotonic() - (started or time.monotonic()))
+        return
+    finally:
+        stream.close()
+    if run.stopped:
+        yield run.stopped
+    elif session and _runs.get(session) is not run and run.latest:
+        yield replaced(run.latest)

@@ -35,6 +35,7 @@ class Update:
     progress: float | None = None  # share of the training steps done; None while waiting
     results: dict | None = None  # a finished run's results JSON, as made where it trained
     stopped: bool = False  # the run was stopped: its unfinished arms say where they got to
+    steps: tuple[int, int] = (0, 0)  # training steps done and planned, over every arm
 
 
 class Job:
@@ -63,10 +64,10 @@ class Job:
         return device_name(resolve_device(self.configs[0].device))
 
     def publish(self, status: str, finished: bool = False) -> None:
-        share = self.run.steps_done / max(1, self.run.steps_planned)
+        steps = self.run.steps_done, self.run.steps_planned
         results = self.results() if finished else None
         with self.changed:
-            self.update = Update(self.run.recorder.snapshot(), status, finished, share, results)
+            self.update = Update(self.run.recorder.snapshot(), status, finished, steps[0] / max(1, steps[1]), results, steps=steps)
             self.version += 1
             self.changed.notify_all()
 
@@ -102,10 +103,7 @@ class Job:
         """What a reader who stops this job is shown: how far it got, arm by arm."""
         if self.state == "queued":
             return Update(None, "**Stopped** while waiting in line: nothing was trained.", stopped=True)
-        steps, total = self.run.steps_done, self.run.steps_planned
-        share = f" ({steps / total:.0%})" if total else ""
-        status = f"**Stopped** after {steps:,} of {total:,} training steps{share}. The table shows where each arm got to."
-        return Update(self.run.recorder.snapshot(), status, stopped=True)
+        return stopped_at(Update(self.run.recorder.snapshot(), "", steps=(self.run.steps_done, self.run.steps_planned)))
 
 
 class Ticket:
@@ -131,6 +129,14 @@ def replay_status(experiment: Experiment, results: dict, finished_at: datetime.d
 def replayed(experiment: Experiment, results: dict, models: dict, finished_at: datetime.datetime) -> Update:
     """A finished run read back, as its readers are shown it."""
     return Update(Recorder.restored(results, models), replay_status(experiment, results, finished_at), True, 1.0, results)
+
+
+def stopped_at(update: Update) -> Update:
+    """Stop's report of a run whose latest update is `update`: how far it got, arm by arm."""
+    steps, total = update.steps
+    share = f" ({steps / total:.0%})" if total else ""
+    status = f"**Stopped** after {steps:,} of {total:,} training steps{share}. The table shows where each arm got to."
+    return replace(update, status=status, finished=False, stopped=True)
 
 
 def replaced(update: Update) -> Update:

@@ -16,7 +16,7 @@ import gradio as gr
 
 from demo.classroom import QueueFull, TrainingFailed, Update, classroom
 from demo.instruments import Drawing
-from demo.gpu import ON_ZEROGPU, on_zerogpu_gpu, updates_on_gpu, was_refused
+from demo.gpu import ON_ZEROGPU, is_api_call, on_zerogpu_gpu, stop_on_gpu, updates_on_gpu, was_refused
 from demo.model_store import HeldModels
 from demo.settings import DEFAULT_PRESET, Settings, check_budget, checked_arms, preset_controls, preset_note, preset_values
 from demo.views import results_table, table_notes
@@ -58,11 +58,12 @@ def in_memory_datasets(configs: list[TrainConfig]) -> dict:
     return {c.dataset: load_splits(c.dataset) for c in configs if data_source(c.dataset) is None}
 
 
-def run_updates(experiment: Experiment, configs: list[TrainConfig], preset: str, session: str | None, on_cpu: bool) -> Iterator[Update]:
+def run_updates(experiment: Experiment, configs: list[TrainConfig], preset: str, request: gr.Request | None, on_cpu: bool) -> Iterator[Update]:
     """A run's updates where it trains: a ZeroGPU call, or the classroom's queue on this host."""
+    session = request.session_hash if request else None
     if on_zerogpu_gpu(on_cpu):
         check_budget(configs, "cuda")
-        yield from updates_on_gpu(experiment.name, configs, preset, session, in_memory_datasets(configs))
+        yield from updates_on_gpu(experiment.name, configs, preset, session, in_memory_datasets(configs), is_api_call(request))
         return
     # A ZeroGPU Space's own process trains on its CPU: it must never touch CUDA.
     configs = [replace(c, device="cpu" if on_cpu or ON_ZEROGPU else c.device) for c in configs]
@@ -76,10 +77,9 @@ def training_updates(experiment: Experiment, configs: list[TrainConfig], preset:
     Closing it (a closed tab) leaves the run, which stops if nobody else reads it; Stop ends it
     on Stop's report. Refusals become messages: missing data or weights in the status, anything
     else as a gr.Error."""
-    session = request.session_hash if request else None
     update = None
     try:
-        for update in run_updates(experiment, configs, preset, session, on_cpu):
+        for update in run_updates(experiment, configs, preset, request, on_cpu):
             if progress and not update.finished and not update.stopped:  # the verdict goes to the status only
                 progress(update.progress, desc=update.status.split("\n")[0].replace("**", ""))
             yield update, session_result(update) if update.finished else gr.skip()
@@ -154,8 +154,10 @@ def training_handler(lesson, on_cpu: bool = False):
 
 def stop_run(request: gr.Request = None) -> tuple:
     """Stop's own handler: leave this session's run (it stops unless another session reads it
-    too, and its stream ends on the same report) and report how far it got: the table and status."""
-    stopped = classroom.stop(request.session_hash if request else None)
+    too, and its stream ends on the same report) and report how far it got: the table and status.
+    A run on ZeroGPU's GPU is reported from what this process received of it."""
+    session = request.session_hash if request else None
+    stopped = classroom.stop(session) or stop_on_gpu(session)
     if stopped is None:
         return gr.skip(), gr.skip()
     experiment, update = stopped

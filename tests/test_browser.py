@@ -18,6 +18,7 @@ from PIL import Image
 from playwright.sync_api import expect
 
 import app
+import zerogpu_device
 from demo.views import DASH_POINTS
 from models import AlexNetTransfer
 
@@ -299,17 +300,16 @@ def test_the_first_train_on_a_host_without_data_or_network_shows_the_instruction
 
 
 def test_on_zerogpu_a_refused_run_says_why_and_the_cpu_is_one_click_away(tiny_root, torch_home):
-    """The app on ZeroGPU (the stand-in spaces package) for a visitor whose GPU quota is used up."""
+    """The app on ZeroGPU, under the real `spaces` package with its device API simulated here
+    (tests/zerogpu_device.py), for a visitor whose GPU quota is used up."""
     root = Path(__file__).parent.parent
-    server, url = serve({
-        "DATA_DIR": str(tiny_root), "TORCH_HOME": str(torch_home), "SPACES_ZERO_GPU": "true", "SPACES_STANDIN_QUOTA_S": "0",
-        "PYTHONPATH": os.pathsep.join([str(root / "tests" / "standin"), str(root)]),
-    })
+    zerogpu_device.answer = "quota"
+    server, url = serve({"DATA_DIR": str(tiny_root), "TORCH_HOME": str(torch_home), "PYTHONPATH": str(root), **zerogpu_device.serve()})
     try:
         with browser_page(url) as page:
             page.get_by_role("tab", name="Momentum").click()
             visible(page.get_by_role("button", name="Train")).click()
-            visible(page.get_by_text(re.compile("ZeroGPU said: You have exceeded your free ZeroGPU quota"))).first.wait_for(timeout=30_000)
+            visible(page.get_by_text(re.compile("ZeroGPU said: Space app has reached its GPU limit"))).first.wait_for(timeout=30_000)
             visible(page.get_by_role("button", name="Use the CPU instead (quick preset)")).click()
             visible(page.get_by_text("Done on")).wait_for(timeout=90_000)
             expect(visible(page.get_by_text("Verdict:"))).to_have_count(1)
