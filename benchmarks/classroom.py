@@ -12,7 +12,8 @@ arrives once the warm-up has trained every tab's defaults (the time it took is r
 Within one minute, at random moments, 30 students act:
 - 20 click Train on a random tab with its defaults;
 - 5 click Train on a random tab with a seed of their own (a run nobody else asks for);
-- 5 classify CIFAR-10 test photos in a loop until every training has ended.
+- 5 classify CIFAR-10 test photos in a loop until every training has ended, each in a process of its
+  own over plain HTTP, as the page asks (upload, answer, every picture downloaded).
 Reported per group: seconds from the click to the first update holding a point of this run's curves
 (the Depth tab: a finished cell) and to the last update; the classification p50 and p95; every
 error; the server's resident memory. `--soak N` then runs N small trainings one after another (a
@@ -22,6 +23,7 @@ new seed each, so each trains) and reports the memory after the first and after 
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import random
 import socket
@@ -34,7 +36,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from gradio_client import Client, handle_file
+import httpx
+from gradio_client import Client
 
 ROOT = Path(__file__).parent.parent
 sys.path.insert(0, str(ROOT))
@@ -113,17 +116,64 @@ def train(url: str, api_name: str, seed: int, records: list, start_at: float, gi
     print(f"  {api_name} seed {seed}: first point {record['first_point_s']}, last {record['last_s']}, error {record['error']}{', unfinished' if record['unfinished'] else ''}", file=sys.stderr, flush=True)
 
 
-def classify_loop(url: str, photos: list[Path], latencies: list, errors: list, done: threading.Event, start_at: float) -> None:
+def answer(client: httpx.Client, photo: Path, session: str) -> None:
+    """One photo classified as the page asks for it, in the browser session `session`: uploaded,
+    answered through Gradio's queue, and every picture of the answer downloaded."""
+    with open(photo, "rb") as file:
+        path = client.post("gradio_api/upload", files={"files": (photo.name, file, "image/jpeg")}).raise_for_status().json()[0]
+    data = [{"path": path, "meta": {"_type": "gradio.FileData"}}, "default model"]
+    call = client.post("gradio_api/call/classify_cifar10", json={"data": data, "session_hash": session})
+    lines = client.get(f"gradio_api/call/classify_cifar10/{call.raise_for_status().json()['event_id']}").text.splitlines()
+    events = [line for line in lines if line.startswith("event:")]
+    if not events or events[-1] != "event: complete":
+        raise RuntimeError(f"the answer ended with {events[-1:] or lines[:3]}")
+    outputs = json.loads([line for line in lines if line.startswith("data:")][-1][len("data:"):])
+    for output in outputs:
+        if isinstance(output, dict) and output.get("url"):
+            client.get(output["url"]).raise_for_status()
+
+
+def classify_loop(url: str, photos: list[Path], answers: multiprocessing.Queue, done, start_at: float) -> None:
+    """A student classifying photos one after another, in a process of its own (a student's browser
+    is another machine: in the load's own process, the trainers' streams would hold its GIL) and over
+    plain HTTP (gradio_client costs several times the server's own CPU per answer, on the same two
+    cores). Puts its (seconds of each answer, errors) once `done` is set."""
     time.sleep(max(0.0, start_at - time.monotonic()))
-    client = Client(url, verbose=False)
-    while not done.is_set():
-        photo = random.choice(photos)
-        started = time.perf_counter()
-        try:
-            client.predict(handle_file(str(photo)), "default model", api_name="/classify_cifar10")
-            latencies.append(time.perf_counter() - started)
-        except Exception as error:
-            errors.append(f"classify: {type(error).__name__}: {error}"[:300])
+    latencies, errors = [], []
+    session = f"student-{os.getpid()}"  # one page: Gradio makes a session's state at its first request
+    with httpx.Client(base_url=url, timeout=120) as client:
+        while not done.is_set():
+            photo = random.choice(photos)
+            started = time.perf_counter()
+            try:
+                answer(client, photo, session)
+                latencies.append(time.perf_counter() - started)
+            except Exception as error:
+                errors.append(f"classify: {type(error).__name__}: {error}"[:300])
+    answers.put((latencies, errors))
+
+
+class Classifying:
+    """`count` classifying students, each a process forked now, answering from `start_at` (a
+    time.monotonic, the machine's clock) until `stop()`, which returns their (latencies, errors)."""
+
+    def __init__(self, url: str, photos: list[Path], count: int, start_at: float):
+        fork = multiprocessing.get_context("fork")  # before the load's own threads start
+        self.answers, self.done = fork.Queue(), fork.Event()
+        self.processes = [fork.Process(target=classify_loop, args=(url, photos, self.answers, self.done, start_at + random.uniform(0, 5))) for _ in range(count)]
+        for process in self.processes:
+            process.start()
+
+    def stop(self) -> tuple[list[float], list[str]]:
+        self.done.set()
+        latencies, errors = [], []
+        for _ in self.processes:  # read before joining: a process ends once what it put is read
+            mine, theirs = self.answers.get()
+            latencies += mine
+            errors += theirs
+        for process in self.processes:
+            process.join()
+        return latencies, errors
 
 
 def summary(values: list[float]) -> str:
@@ -146,12 +196,13 @@ def main() -> None:
     parser.add_argument("--give-up-after", type=float, default=3600, help="seconds after the class starts at which a click still waiting or training is cancelled and counted as unfinished")
     parser.add_argument("--tabs", nargs="+", default=TABS, choices=TABS, help="the tabs students pick from")
     parser.add_argument("--out", type=Path, help="write the measurements as JSON")
+    parser.add_argument("--cache-dir", type=Path, help="a CNNLAB_CACHE an earlier --cache on run warmed (its folder is printed): the warm-up replays every default from it")
     args = parser.parse_args()
     random.seed(args.seed)
     data = Path(os.environ["DATA_DIR"])
     photos = sorted((data / "cifar10" / "test").glob("*/*.jpg"))[::100]
     port = free_port()
-    cache = tempfile.mkdtemp(prefix="cnnlab-classroom-")
+    cache = str(args.cache_dir) if args.cache_dir else tempfile.mkdtemp(prefix="cnnlab-classroom-")
     env = {
         **os.environ, **WEAK_HOST, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "CNNLAB_CACHE": cache,
         "CNNLAB_RUN_CACHE_MB": "2048" if args.cache == "on" else "0", "CNNLAB_WARM": "1" if args.cache == "on" and args.defaults + args.own else "0", "HF_HUB_OFFLINE": "1",
@@ -176,12 +227,11 @@ def main() -> None:
                     raise SystemExit("the warm-up did not finish in 30 minutes")
                 time.sleep(2)
             report["warm_up_s"] = round(time.monotonic() - booted, 1)
+            report["cache_dir"] = cache
             print(f"warm-up: every tab's defaults trained and cached {report['warm_up_s']} s after start", flush=True)
         report["memory_mb"]["before the class"] = round(rss_mb(server.pid))
 
         records: list[dict] = []
-        latencies: list[float] = []
-        errors: list[str] = []
         peak = [0.0]
         done = threading.Event()
 
@@ -193,15 +243,14 @@ def main() -> None:
         begin = time.monotonic() + 5
         students = [("default", random.choice(args.tabs), 0) for _ in range(args.defaults)] + [("own", random.choice(args.tabs), random.randint(1, 10**6)) for _ in range(args.own)]
         trainers = [threading.Thread(target=train, args=(url, tab, seed, records, begin + random.uniform(0, args.arrivals), begin + args.give_up_after)) for _, tab, seed in students]
-        classifiers = [threading.Thread(target=classify_loop, args=(url, photos, latencies, errors, done, begin + random.uniform(0, 5))) for _ in range(args.classifiers)]
+        classifying = Classifying(url, photos, args.classifiers, begin)
         threading.Thread(target=sample_memory, daemon=True).start()
-        for thread in trainers + classifiers:
+        for thread in trainers:
             thread.start()
         for thread in trainers:
             thread.join()
         done.set()
-        for thread in classifiers:
-            thread.join()
+        latencies, errors = classifying.stop()
         report["class_s"] = round(time.monotonic() - begin, 1)
         report["memory_mb"]["peak during the class"] = round(peak[0])
         report["memory_mb"]["after the class"] = round(rss_mb(server.pid))

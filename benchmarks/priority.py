@@ -1,0 +1,119 @@
+"""How to keep classification instant while the server trains: each way of making training give
+way, measured through the app under the classroom's load.
+
+    DATA_DIR=/path/to/data python benchmarks/priority.py [--classifiers 5] [--options ...]
+
+For each option, one `python app.py` (the weak host: 2 cores, AVX2 kernels, fp32, no run cache, no
+warm-up) trains one small Momentum comparison (1 epoch of 1,000 images, a seed of its own), while `--classifiers`
+gradio_client sessions classify CIFAR-10 test photos in a loop, each sending the next photo the
+moment the last answer arrives (benchmarks/classroom.py's classifying students, each a process of
+its own over plain HTTP). Reported: the
+classification p50 and p95, the answers given, and the seconds from Train to the run's last update
+(a run not done after `--give-up-after` seconds is cancelled and reported so). The option `alone`
+trains with nobody classifying: the training's own time.
+"""
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from gradio_client import Client
+
+sys.path.insert(0, str(Path(__file__).parent))
+import classroom as bench  # noqa: E402  (benchmarks/classroom.py: its server, photos and loops)
+
+def in_the_trainer(statement: str) -> str:
+    """Code that runs `statement` first in the classroom's trainer thread, and lets it train with
+    nothing else giving way."""
+    return (
+        "import os, threading, torch\n"
+        "c.GIVE_WAY_MAX_S = 0\n"
+        "train_forever = c.Classroom._train_forever\n"
+        f"def first(self):\n    {statement}\n    train_forever(self)\n"
+        "c.Classroom._train_forever = first"
+    )
+
+
+# What each option changes in the server before it starts (demo.classroom: the trainer thread, and
+# GIVE_WAY_MAX_S, the longest the trainer waits between two steps while a photo is classified).
+OPTIONS = {
+    "alone": "",
+    "no training": "",  # the students classify for NO_TRAINING_S with nothing training: the floor
+    "nothing gives way": "c.GIVE_WAY_MAX_S = 0",
+    "trainer at niceness 10": in_the_trainer("os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)"),
+    "trainer at niceness 19": in_the_trainer("os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)"),
+    # The trainer keeps one core to itself; answers have the other.
+    "one intra-op thread for the trainer": in_the_trainer("torch.set_num_threads(1)"),
+    "the trainer waits while a photo is classified (chosen)": "",
+}
+SEED = 7  # a run nobody else asks for, the same under every option
+NO_TRAINING_S = 60
+
+
+def measure(option: str, classifiers: int, photos: list[Path], give_up_after_s: float) -> dict:
+    port = bench.free_port()
+    scratch = tempfile.mkdtemp(prefix="cnnlab-priority-")
+    env = {**os.environ, **bench.WEAK_HOST, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "CNNLAB_CACHE": scratch, "CNNLAB_RUN_CACHE_MB": "0", "CNNLAB_WARM": "0", "HF_HUB_OFFLINE": "1"}
+    code = f"import demo.classroom as c; {OPTIONS[option]}\n{bench.SERVER}"
+    server = subprocess.Popen([sys.executable, "-c", code], cwd=bench.ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(Path(scratch) / "server.log", "w"))
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=5)
+                break
+            except OSError:
+                if server.poll() is not None:
+                    raise SystemExit(f"the server did not start; see {scratch}/server.log")
+                time.sleep(0.5)
+        classifying = bench.Classifying(url, photos, classifiers if option != "alone" else 0, time.monotonic())
+        time.sleep(8)  # the students are answering before Train is pressed
+        if option == "no training":
+            time.sleep(NO_TRAINING_S)
+            latencies, errors = classifying.stop()
+            return summary(option, latencies, errors, None)
+        clicked = time.perf_counter()
+        job = Client(url, verbose=False).submit(**bench.SOAK_SETTINGS, seed=SEED, api_name="/compare_momentum")
+        while not job.done() and time.perf_counter() - clicked < give_up_after_s:
+            time.sleep(0.2)
+        trained_s = time.perf_counter() - clicked if job.done() else None
+        job.cancel()
+        latencies, errors = classifying.stop()
+    finally:
+        server.terminate()
+        server.wait(30)
+    return summary(option, latencies, errors, trained_s)
+
+
+def summary(option: str, latencies: list[float], errors: list[str], trained_s: float | None) -> dict:
+    latencies = sorted(latencies)
+    p95 = latencies[round(0.95 * (len(latencies) - 1))] if latencies else None
+    return {"option": option, "answers": len(latencies), "p50_s": statistics.median(latencies) if latencies else None, "p95_s": p95, "errors": len(errors), "training_s": trained_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--classifiers", type=int, default=5)
+    parser.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS))
+    parser.add_argument("--give-up-after", type=float, default=240)
+    args = parser.parse_args()
+    random.seed(0)
+    photos = sorted((Path(os.environ["DATA_DIR"]) / "cifar10" / "test").glob("*/*.jpg"))[::100]
+    print("| option | answers | classification p50 | p95 | errors | Train to last update |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for option in args.options:
+        r = measure(option, args.classifiers, photos, args.give_up_after)
+        p50, p95 = (f"{r[k]:.2f} s" if r[k] is not None else "—" for k in ("p50_s", "p95_s"))
+        trained = "—" if option == "no training" else f"{r['training_s']:.0f} s" if r["training_s"] is not None else f"not done after {args.give_up_after:.0f} s"
+        print(f"| {option} | {r['answers']} | {p50} | {p95} | {r['errors']} | {trained} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
