@@ -364,7 +364,10 @@ class Classroom:
                     job.end("cancelled")
                     return
         except Exception as error:  # the queue moves on; its readers are told what happened
-            log.exception("run %d (%s) failed", job.number, job.experiment.name)
+            if isinstance(error, EXPLAINED):  # its reader is told what to do: no traceback in the log
+                log.warning("run %d (%s) refused: %s", job.number, job.experiment.name, str(error).splitlines()[0])
+            else:
+                log.exception("run %d (%s) failed", job.number, job.experiment.name)
             job.end("failed", error)
             return
         with self._lock:

@@ -83,8 +83,8 @@ def training_updates(experiment: Experiment, configs: list[TrainConfig], preset:
             if progress and not update.finished and not update.stopped:  # the verdict goes to the status only
                 progress(update.progress, desc=update.status.split("\n")[0].replace("**", ""))
             yield update, session_result(update) if update.finished else gr.skip()
-    except (DatasetMissingError, WeightsUnavailableError) as error:  # refused, not stopped: the error says why
-        yield Update(update.recorder if update else None, cannot_train(error)), gr.skip()
+    except (DatasetMissingError, WeightsUnavailableError) as error:  # refused before a step: no arm shows "training…"
+        yield Update(None, cannot_train(error)), gr.skip()
     except gr.Error:  # already a message for the page (a GPU refused)
         raise
     except QueueFull as error:

@@ -295,6 +295,10 @@ def test_the_first_train_on_a_host_without_data_or_network_shows_the_instruction
         reason = visible(page.get_by_text(re.compile(r"download failed: <urlopen error .*Connection refused>"))).first
         reason.wait_for(timeout=60_000)
         expect(visible(page.get_by_text(re.compile(r"Set DATA_DIR to the folder that holds it")))).not_to_have_count(0)
+        # A refused run trained nothing: no arm of the results is left "training…".
+        results = visible(page.locator("table", has=page.locator("th", has_text="this run"))).first
+        cells = texts(results.locator("tbody td"))
+        assert cells and not [c for c in cells if "training…" in c]
         page.wait_for_timeout(500)  # the toast's entrance
         page.screenshot(path=shots / "first-click-offline.png", full_page=False)
 

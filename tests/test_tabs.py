@@ -208,6 +208,10 @@ def test_missing_data_stays_on_screen_escaped_and_is_a_message_not_a_traceback(t
     assert status.startswith("**Cannot train yet.** CIFAR-10 was not found")
     assert "&lt;urlopen error [Errno -3] Temporary failure in name resolution&gt;" in status
     assert "Set DATA_DIR" in status and "cifar-10-batches-py" in status
+    # The last sentence is a paragraph of its own, not a line glued onto the list's item 2.
+    assert status.splitlines()[-2].strip() == "" and status.splitlines()[-1].startswith("Set DATA_DIR")
+    # A refused run trained nothing: no arm is left "training…".
+    assert set(shown[-1][2]["this run"]) == {"—"}
 
 
 def test_preset_values_follow_the_experiment():

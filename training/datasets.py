@@ -133,7 +133,7 @@ def missing_message(spec: DatasetSpec, root: Path, reason: str) -> str:
         f"{opening} Put it there in either layout:\n"
         f"  1. torchvision's {root}/{layout.folder}/ (the archive {files.archive_url}, unpacked), or\n"
         f"  2. an image folder {folder}/<class>/{files.file_pattern} with the {len(spec.classes)} class folders "
-        f"{', '.join(spec.classes)}.\n"
+        f"{', '.join(spec.classes)}.\n\n"  # a paragraph of its own, not a line of item 2
         "Set DATA_DIR to the folder that holds it."
     )
 
