@@ -78,7 +78,7 @@ class BatchNormalization(Lesson):
 
 
     def controls(self) -> list:
-        gr.Plot(signal_scale_figure(), label="Signal scale at initialisation", format="png")
+        gr.Plot(signal_scale_figure(), label="Signal scale at initialisation", format="png", show_label=False)
         return []
 
 

@@ -123,12 +123,12 @@ class Depth(Lesson):
     def plots(self, panel) -> list:
         recorded = reference_figures() or (None, None)
         # Until the first Train the top frames show the reference grid; then it moves below the live one.
-        accuracy = gr.Plot(recorded[0], label="Test accuracy", format="png", min_width=PLOT_MIN_WIDTH)
-        seconds = gr.Plot(recorded[1], label="Training time", format="png", min_width=PLOT_MIN_WIDTH)
+        accuracy = gr.Plot(recorded[0], label="Test accuracy", format="png", show_label=False, min_width=PLOT_MIN_WIDTH)
+        seconds = gr.Plot(recorded[1], label="Training time", format="png", show_label=False, min_width=PLOT_MIN_WIDTH)
         if recorded[0]:
             with gr.Row(visible=False) as reference_row:
-                gr.Plot(recorded[0], label="Reference run: test accuracy", format="png", min_width=PLOT_MIN_WIDTH)
-                gr.Plot(recorded[1], label="Reference run: training time", format="png", min_width=PLOT_MIN_WIDTH)
+                gr.Plot(recorded[0], label="Reference run: test accuracy", format="png", show_label=False, min_width=PLOT_MIN_WIDTH)
+                gr.Plot(recorded[1], label="Reference run: training time", format="png", show_label=False, min_width=PLOT_MIN_WIDTH)
             panel.hidden_until_trained.append(reference_row)
         return [accuracy, seconds]
 
