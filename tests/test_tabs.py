@@ -242,6 +242,17 @@ def test_at_the_default_rate_plain_sgd_zig_zags_and_crawls_and_momentum_damps_an
     # Along the floor (x): plain SGD crawls, never reaching the middle.
     assert sign_flips(plain[:, 0]) == 0 and abs(plain[-1, 0]) > 0.5
     assert all(np.array_equal(p[0], momentum.SURFACE_START) for p in paths.values())
+    # What the slider's note says of the picture: momentum keeps swinging across for most of the
+    # steps, its widest swing shrinking by at least a quarter every 10 (under a tenth of the start over the last
+    # 10), while plain SGD's still spans over a third; along the floor momentum passes the middle
+    # and comes back.
+    def widest(path, first):
+        return np.abs(path[first : first + 10, 1]).max()
+
+    assert sign_flips(heavy[:, 1]) >= momentum.SURFACE_STEPS // 2
+    assert widest(heavy, 50) < 0.1 * abs(momentum.SURFACE_START[1]) < widest(plain, 50) / 3
+    assert all(widest(heavy, a + 10) < 0.75 * widest(heavy, a) for a in range(0, 50, 10))
+    assert heavy[10:, 0].max() > 1 and abs(heavy[-1, 0]) < 0.1 and plain[-1, 0] < -1
     assert momentum.loss_surface(0.5, 0.02).axes[0].get_title().startswith("60 steps of lr 0.02")
 
 
