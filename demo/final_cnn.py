@@ -19,7 +19,7 @@ from demo.lesson import Lesson
 from demo.model_store import dropped_message
 from demo.panel import ComparisonPanel
 from demo.settings import GPU_AVAILABLE, Settings
-from demo.uploads import classify, image_upload, open_upload
+from demo.uploads import Refusal, classify, image_upload, open_upload
 from demo.views import image_file
 from training.datasets import CIFAR10_DATASET
 from training.images import square_rgb
@@ -60,17 +60,17 @@ CORNER = "true ↓ / predicted →"
 def classifier_named(choice: str, session: dict | None) -> Classifier:
     """The classifier the model choice names, or a gr.Error saying how to get one."""
     if choice not in (DEFAULT, SESSION):
-        raise gr.Error(f"model must be {DEFAULT!r} or {SESSION!r}, got {choice!r}")
+        raise Refusal(f"model must be {DEFAULT!r} or {SESSION!r}, got {choice!r}")
     if choice == SESSION:
         classifier = session_classifier(session)
         if classifier is None and session and session["models"].dropped:
-            raise gr.Error(dropped_message())
+            raise Refusal(dropped_message())
         if classifier is None:
-            raise gr.Error("No model has been trained in this session yet: press Train below, or choose the default model.")
+            raise Refusal("No model has been trained in this session yet: press Train below, or choose the default model.")
         return classifier
     classifier = default_classifier()
     if classifier is None:
-        raise gr.Error(f"No default model could be loaded: {classifiers.cifar10_model.message} Train one below, or set CIFAR10_MODEL to a Hub repo or a save_pretrained folder.")
+        raise Refusal(f"No default model could be loaded: {classifiers.cifar10_model.message} Train one below, or set CIFAR10_MODEL to a Hub repo or a save_pretrained folder.")
     return classifier
 
 
@@ -132,7 +132,7 @@ def classify_cifar10(image_path=None, choice=DEFAULT, session=None):
 
 def confusion_table(matrix: list[list[int]]) -> pd.DataFrame:
     table = pd.DataFrame(matrix, columns=list(SHORT_NAMES))
-    table.insert(0, CORNER, list(CIFAR10_DATASET.classes))
+    table.insert(0, CORNER, list(SHORT_NAMES))  # rows named as the columns are
     return table
 
 
@@ -162,12 +162,12 @@ def browse_cell(true_class=CIFAR10_DATASET.classes[3], predicted_class=CIFAR10_D
     first, and the confusion matrix of those same predictions."""
     classes = CIFAR10_DATASET.classes
     if true_class not in classes or predicted_class not in classes:
-        raise gr.Error(f"classes must be CIFAR-10's: {', '.join(classes)}")
+        raise Refusal(f"classes must be CIFAR-10's: {', '.join(classes)}")
     classifier = classifier_named(choice, session)
     try:
         examples, count = cell_examples(classifier, classes.index(true_class), classes.index(predicted_class))
     except DatasetMissingError as error:
-        raise gr.Error(f"The test images are not available here: {error}") from None
+        raise Refusal(f"The test images are not available here: {error}") from None
     gallery = [(image_file(enlarged(image, 4)), f"{probability:.0%} {predicted_class}") for image, probability in examples]
     verb = "correctly called" if true_class == predicted_class else "called"
     note = f"**{count}** test images of a {true_class} {verb} {predicted_class}" + (f"; the {len(examples)} most confident:" if count > len(examples) else ".")

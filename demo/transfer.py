@@ -7,7 +7,8 @@ from demo.classroom import answer_first
 from demo.lesson import Lesson
 from demo.panel import ComparisonPanel
 from demo.model_store import dropped_message
-from demo.uploads import ConfiguredModel, classify, image_upload, open_upload
+from demo.views import image_file
+from demo.uploads import ConfiguredModel, Refusal, classify, image_upload, open_upload
 from models import AlexNetTransfer
 from training.datasets import HYMENOPTERA_DATASET
 from training.sources import data_dir
@@ -29,19 +30,41 @@ ARMS = ["feature extraction", "fine tuning"]
 ants_bees_model = ConfiguredModel("ANTS_BEES_MODEL", AlexNetTransfer)
 
 
-@answer_first
-def classify_ants_bees(image_path=None, arm="fine tuning", session=None):
-    """Ant or bee: probabilities from ANTS_BEES_MODEL, else from this session's trained arm."""
-    image = open_upload(image_path)
+def answering_model(arm: str, session: dict | None):
+    """ANTS_BEES_MODEL, else this session's trained arm, or a Refusal saying how to get one."""
     model = ants_bees_model.get()
     if model is None and session:
         models = session["models"]
         if models.dropped:
-            raise gr.Error(dropped_message())
+            raise Refusal(dropped_message())
         model = models.get(arm) or next(iter(models.values()), None)
     if model is None:
-        raise gr.Error(f"No ants-vs-bees model yet: train one above, or set ANTS_BEES_MODEL to a Hub repo or a save_pretrained folder ({ants_bees_model.message})")
-    return classify(model, image, HYMENOPTERA_DATASET)
+        raise Refusal(f"No ants-vs-bees model yet: train one above, or set ANTS_BEES_MODEL to a Hub repo or a save_pretrained folder ({ants_bees_model.message})")
+    return model
+
+
+@answer_first
+def classify_ants_bees(image_path=None, arm="fine tuning", session=None):
+    """Ant or bee: probabilities from ANTS_BEES_MODEL, else from this session's trained arm."""
+    image = open_upload(image_path)
+    return classify(answering_model(arm, session), image, HYMENOPTERA_DATASET)
+
+
+@answer_first
+def classify_on_page(image_path=None, arm="fine tuning", session=None) -> tuple:
+    """The page's call: the prediction, a note and the photo itself; a refusal (no model yet, not
+    a photo) is the note, on the page beside the photo, where a toast would vanish."""
+    try:
+        image = open_upload(image_path)
+    except Refusal as error:
+        return None, f"**Cannot classify this file.** {error.message}", None
+    shown = image.copy()
+    shown.thumbnail((512, 512))
+    try:
+        model = answering_model(arm, session)
+    except Refusal as error:
+        return None, f"**Cannot classify yet.** {error.message}", image_file(shown, photo=True)
+    return classify(model, image, HYMENOPTERA_DATASET), "", image_file(shown, photo=True)
 
 
 def example_photos(per_class: int = 2) -> list[str]:
@@ -66,14 +89,17 @@ class TransferLearning(Lesson):
             with gr.Column():
                 upload = image_upload("Photo")
                 arm = gr.Radio(ARMS, value="fine tuning", label="Model trained in this session (ANTS_BEES_MODEL, when set, is used first)")
-            label = gr.Label(num_top_classes=2, label="Prediction")
+            photo = gr.Image(label="Your photo", interactive=False, height=200, min_width=160)
+            label = gr.Label(num_top_classes=2, label="Prediction", min_width=160)
+        note = gr.Markdown()
         examples = example_photos()
         gallery = gr.Gallery(examples, label="Validation photos: click one to classify it", columns=8, height="auto", object_fit="contain", allow_preview=False, visible=bool(examples))
-        upload.upload(classify_ants_bees, [upload, arm, panel.session], label, api_name="classify_ants_bees", concurrency_limit=4)
-        # Registered after the public endpoint, so that it keeps the name /classify_ants_bees.
-        gallery.select(pick_example, None, upload, api_visibility="private").then(
-            classify_ants_bees, [upload, arm, panel.session], label, api_visibility="private"
-        )
+        inputs, shown = [upload, arm, panel.session], [label, note, photo]
+        # The public endpoint answers an API client with the prediction alone, or an error; a
+        # hidden button carries it, so that the page's own calls can answer with notes instead.
+        gr.Button(visible=False).click(classify_ants_bees, inputs, label, api_name="classify_ants_bees", concurrency_limit=4)
+        upload.upload(classify_on_page, inputs, shown, api_visibility="private", concurrency_limit=4)
+        gallery.select(pick_example, None, upload, api_visibility="private").then(classify_on_page, inputs, shown, api_visibility="private")
         return panel
 
 

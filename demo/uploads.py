@@ -26,6 +26,14 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000  # a 40-megapixel photo decodes to 120 MB; more is refused unread
 
 
+class Refusal(gr.Error):
+    """An expected refusal (no model yet, a file that is not a photo): a message for the page,
+    without the traceback Gradio prints into the server's log for any other error."""
+
+    def __init__(self, message: str):
+        super().__init__(message, print_exception=False)
+
+
 class PhotoError(ValueError):
     """Why a file is not a photo this app can use."""
 
@@ -33,12 +41,12 @@ class PhotoError(ValueError):
 def open_upload(path: str | None) -> Image.Image:
     """An uploaded file as an RGB PIL image, or a gr.Error saying why it cannot be used."""
     if not path:
-        raise gr.Error("Upload an image first.")
+        raise Refusal("Upload an image first.")
     try:
         with open(path, "rb") as file:
             return read_photo(file, os.path.getsize(path))
     except PhotoError as error:
-        raise gr.Error(str(error)) from None
+        raise Refusal(str(error)) from None
 
 
 def read_photo(file: IO[bytes], size: int) -> Image.Image:

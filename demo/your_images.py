@@ -19,7 +19,7 @@ from demo.instruments import Drawing, InstrumentView
 from demo.panel import RunButtons, reveal, training_updates
 from demo.photo_sets import MAX_CLASSES, MIN_CLASSES, MIN_PHOTOS_PER_CLASS, PhotoSetError
 from demo.model_store import dropped_message
-from demo.uploads import classify, image_upload, open_upload
+from demo.uploads import Refusal, classify, image_upload, open_upload
 from demo.views import curves, line_plots, plot_series, results_table
 from models import WeightsUnavailableError
 from models.alexnet import load_backbone
@@ -74,7 +74,7 @@ def checked_settings(network, epochs, seed) -> tuple[str, int, int]:
         if epochs > MAX_EPOCHS:
             raise ValueError(f"epochs must be at most {MAX_EPOCHS} here, got {epochs}")
     except ValueError as error:
-        raise gr.Error(str(error)) from None
+        raise Refusal(str(error)) from None
     return network, epochs, seed
 
 
@@ -94,14 +94,14 @@ def read_and_train(archive, network, epochs, seed, rows, progress, request, on_c
     try:
         photos = photos_from(archive, rows or [])
     except PhotoSetError as error:
-        raise gr.Error(str(error)) from None
+        raise Refusal(str(error)) from None
     session = request.session_hash if request and request.session_hash else "api"
     spec = photo_sets.register(photos, session, seed)
     if network == NETWORKS[0]:
         try:
             load_backbone("IMAGENET1K_V1")
         except WeightsUnavailableError as error:
-            raise gr.Error(f"{error}\n\nOr choose \"{NETWORKS[1]}\" under Network: it needs no downloaded weights.") from None
+            raise Refusal(f"{error}\n\nOr choose \"{NETWORKS[1]}\" under Network: it needs no downloaded weights.") from None
     summary, drawing = photos.summary(), Drawing(INSTRUMENT)
     for update, result in training_updates(EXPERIMENT, session_arms(session, network, epochs, seed), "quick", progress, request, on_cpu):
         if update.finished:
@@ -122,10 +122,10 @@ def train_your_images_on_cpu(archive=None, network=NETWORKS[0], epochs=3, seed=0
 
 def chosen_model(arm: str, session: dict | None):
     if not session:
-        raise gr.Error("Nothing has been trained in this session yet: give your photos and press Train.")
+        raise Refusal("Nothing has been trained in this session yet: give your photos and press Train.")
     models = session["models"]
     if models.dropped:
-        raise gr.Error(dropped_message())
+        raise Refusal(dropped_message())
     if arm not in models:
         arm = next(iter(models))
     return arm, models[arm]
@@ -146,7 +146,7 @@ def wrong_photos(arm="fine tuning", session=None) -> list:
     try:
         validation = load_splits(spec.name)[1]
     except ValueError:
-        raise gr.Error(
+        raise Refusal(
             "This session's photos are no longer held (the server keeps the photos of the "
             f"{photo_sets.MAX_SESSIONS_HELD} sessions that sent them last): press Train to send them again."
         ) from None
@@ -164,9 +164,9 @@ def download_models(session=None) -> str:
     """A .zip of this session's trained models and results.json: a folder `python -m training
     publish --experiment your-images --from DIR` reads."""
     if not session:
-        raise gr.Error("Nothing has been trained in this session yet.")
+        raise Refusal("Nothing has been trained in this session yet.")
     if session["models"].dropped:
-        raise gr.Error(dropped_message())
+        raise Refusal(dropped_message())
     folder = Path(tempfile.mkdtemp(prefix="your-images-"))
     for label, model in session["models"].items():
         model.save_pretrained(folder / folder_name(label))

@@ -13,6 +13,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from demo import classifiers, final_cnn, transfer, uploads, views
+from demo.model_store import HeldModels
 from models import AlexNetTransfer, TeachingCNN, create_model
 from training.datasets import CIFAR10_CLASSES, CIFAR10_DATASET
 from handlers import SMALL, last
@@ -105,7 +106,7 @@ def test_the_embedded_classifier_answers_with_nothing_set(monkeypatch):
     assert filters.shape == (3 * 48 + 4 * 4, 8 * 48 + 9 * 4, 3)
     assert maps.shape[2] == 3
     table = final_cnn.default_confusion()
-    assert table[final_cnn.CORNER].tolist() == list(CIFAR10_CLASSES) and table.iloc[:, 1:].to_numpy().sum() == 10_000
+    assert table[final_cnn.CORNER].tolist() == list(final_cnn.SHORT_NAMES) and table.iloc[:, 1:].to_numpy().sum() == 10_000
 
 
 def test_an_image_shown_is_written_once_and_never_rewritten_under_a_reader(tmp_path, monkeypatch):
@@ -163,6 +164,7 @@ def test_a_session_model_classifies_and_its_confusion_cells_show_their_test_imag
         gallery, note, matrix = final_cnn.browse_cell(true_class, predicted_class, choice, session)
         count = matrix.loc[matrix[final_cnn.CORNER] == true_class, final_cnn.SHORT_NAMES[CIFAR10_CLASSES.index(predicted_class)]].item()
         assert len(gallery) == count and note.startswith(f"**{count}** test images of a cat")
+        assert list(matrix[final_cnn.CORNER]) == list(matrix.columns[1:])  # rows and columns name the classes alike
         assert all(np.asarray(Image.open(image)).shape == (128, 128, 3) and caption.endswith(predicted_class) for image, caption in gallery)
         confidences = [int(caption.split("%")[0]) for _, caption in gallery]
         assert confidences == sorted(confidences, reverse=True)
@@ -230,6 +232,21 @@ def test_configured_model_loads_a_folder_and_reports_a_corrupt_one(tmp_path, mon
     monkeypatch.setenv("ANTS_BEES_MODEL", str(tmp_path / "bad"))
     broken = uploads.ConfiguredModel("ANTS_BEES_MODEL", AlexNetTransfer)
     assert broken.get() is None and "corrupt" in broken.message
+
+
+def test_the_ants_bees_page_says_on_the_page_why_it_cannot_classify_and_shows_the_photo(tmp_path, monkeypatch, imagenet_weights):
+    monkeypatch.setattr(transfer.ants_bees_model, "_loaded", True)  # no ANTS_BEES_MODEL, and nothing trained
+    monkeypatch.setattr(transfer.ants_bees_model, "model", None)
+    photo = save(Image.new("RGB", (300, 200), (250, 200, 0)), tmp_path / "bee.png")
+    label, note, shown = transfer.classify_on_page(photo, "fine tuning", None)
+    assert label is None and note.startswith("**Cannot classify yet.** No ants-vs-bees model yet: train one above")
+    assert Image.open(shown).size == (300, 200)  # the photo itself, not its file name
+    (tmp_path / "notes.png").write_text("not an image")
+    label, note, shown = transfer.classify_on_page(str(tmp_path / "notes.png"), "fine tuning", None)
+    assert label is None and shown is None and "not an image this app can read" in note
+    session = {"models": HeldModels({"fine tuning": AlexNetTransfer(mode="fine_tuning")})}
+    label, note, _ = transfer.classify_on_page(photo, "fine tuning", session)
+    assert set(label) == {"ants", "bees"} and note == ""
 
 
 def test_final_cnn_download_is_a_loadable_checkpoint(tmp_path):
