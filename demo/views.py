@@ -185,10 +185,11 @@ def results_table(experiment: Experiment, recorder: Recorder | None, stopped: bo
         latest = run if "test_acc" in run else (steps[-1] if steps else {})
         rows.append(
             {
+                # The student's own result first after the arm: on a phone it is in view unscrolled.
                 "arm": label,
+                "this run": this_run(run, stopped),
                 "report (Kaggle GPU)": f"{theirs.test_acc:.2%} in {theirs.train_time_s} s" if theirs and theirs.test_acc else ("figure only" if theirs else "—"),
                 "reference run": f"{ref['test_acc']:.2%} in {ref['train_time_s']:.0f} s" if ref else "—",
-                "this run": this_run(run, stopped),
                 "train time (s)": round(latest.get("train_time_s", latest.get("elapsed_s", 0.0)), 1) if latest else None,
                 "images/s": round(latest.get("images_per_s", 0.0)) if latest else None,
             }

@@ -220,8 +220,8 @@ def try_section() -> tuple:
         with gr.Column():
             upload = image_upload("Photo")
             arm = gr.Radio([*EXPERIMENT.arm_overrides["quick"], SCRATCH_ARM], value="fine tuning", label="Model")
-            download = gr.DownloadButton("Download the models (.zip)")
         label = gr.Label(num_top_classes=3, label="Prediction")
+    download = gr.DownloadButton("Download the models (.zip)")  # under the prediction, which a phone shows next
     wrong = gr.Gallery(
         label="Validation photos it got wrong (true class → taken for, how sure)", columns=6, fit_columns=False,  # a few mistakes stay thumbnails
         height=280, object_fit="contain", allow_preview=False,  # one row of thumbnails; more mistakes scroll

@@ -197,13 +197,15 @@ def test_every_tab_opens_with_something_to_read_at_desktop_and_phone_widths(page
             labels = tick_labels(page)
             assert labels or not visible(page.locator(".vega-embed")).count()
             assert not [t for t in labels if re.search(r"\.\d{3,}", t)], f"{tab}: a tick label with over 2 decimals: {labels}"
-            if width == 1400:
-                # The columns that compare stay in view beside the arm's name.
-                for table in visible(page.locator("table")).all():
-                    for header in ("this run", "train time (s)"):
-                        cell = table.locator("thead th", has_text=header)
-                        if cell.count():
-                            assert cell.first.bounding_box()["x"] + cell.first.bounding_box()["width"] <= width, f"{tab}: {header!r} off-screen"
+            # No raw Python (a dict's repr) in what the tab says.
+            said = page.locator("body").inner_text()
+            assert not re.search(r"\{'\w+': ", said), f"{tab}: raw Python on the page"
+            # The columns that compare stay in view beside the arm's name; on a phone, the student's own.
+            for table in visible(page.locator("table")).all():
+                for header in ("this run", "train time (s)") if width == 1400 else ("this run",):
+                    cell = table.locator("thead th", has_text=header)
+                    if cell.count():
+                        assert cell.first.bounding_box()["x"] + cell.first.bounding_box()["width"] <= width, f"{tab}: {header!r} off-screen at {width} px"
             page.screenshot(path=shots / f"{tab.lower().replace(' ', '-')}-{width}.png", full_page=True)
 
 
