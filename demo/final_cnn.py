@@ -20,7 +20,7 @@ from demo.model_store import dropped_message
 from demo.panel import ComparisonPanel
 from demo.settings import GPU_AVAILABLE, Settings
 from demo.uploads import Refusal, classify, image_upload, open_upload
-from demo.views import image_file
+from demo.views import image_file, photo_file
 from training.datasets import CIFAR10_DATASET
 from training.images import square_rgb
 from training.loader import model_input
@@ -118,12 +118,10 @@ def classify_cifar10(image_path=None, choice=DEFAULT, session=None):
     seen = torch.from_numpy(square_rgb(image, CIFAR10_DATASET.stored_size).copy()).permute(2, 0, 1)
     first = model.features[0]
     maps = first(model_input(image, CIFAR10_DATASET).to(first.conv.weight.device))[0, :32].float().cpu()  # up to 32 channels, side × side
-    shown = image.copy()
-    shown.thumbnail((512, 512))
     return (
         probabilities,
         classifier.summary(),
-        image_file(shown, photo=True),
+        photo_file(image),
         image_file(enlarged(seen, 6)),
         filters_file(model),
         image_file(tiles(maps[:, None], columns=8, scale=3)),

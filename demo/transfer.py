@@ -7,8 +7,8 @@ from demo.classroom import answer_first
 from demo.lesson import Lesson
 from demo.panel import ComparisonPanel
 from demo.model_store import dropped_message
-from demo.views import image_file
 from demo.uploads import ConfiguredModel, Refusal, classify, image_upload, open_upload
+from demo.views import photo_file
 from models import AlexNetTransfer
 from training.datasets import HYMENOPTERA_DATASET
 from training.sources import data_dir
@@ -58,13 +58,12 @@ def classify_on_page(image_path=None, arm="fine tuning", session=None) -> tuple:
         image = open_upload(image_path)
     except Refusal as error:
         return None, f"**Cannot classify this file.** {error.message}", None
-    shown = image.copy()
-    shown.thumbnail((512, 512))
+    shown = photo_file(image)
     try:
         model = answering_model(arm, session)
     except Refusal as error:
-        return None, f"**Cannot classify yet.** {error.message}", image_file(shown, photo=True)
-    return classify(model, image, HYMENOPTERA_DATASET), "", image_file(shown, photo=True)
+        return None, f"**Cannot classify yet.** {error.message}", shown
+    return classify(model, image, HYMENOPTERA_DATASET), "", shown
 
 
 def example_photos(per_class: int = 2) -> list[str]:

@@ -276,6 +276,13 @@ def image_file(pixels: np.ndarray | Image.Image, photo: bool = False) -> str:
     return str(path)
 
 
+def photo_file(image: Image.Image) -> str:
+    """A photo as shown beside its answer: at most 512 px a side, as a JPEG."""
+    shown = image.copy()
+    shown.thumbnail((512, 512))
+    return image_file(shown, photo=True)
+
+
 def prune_shown() -> None:
     """Delete the oldest shown images beyond SHOWN_IMAGES (one thread at a time)."""
     if not _pruning.acquire(blocking=False):
