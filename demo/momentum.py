@@ -44,11 +44,11 @@ SURFACE_LR = 0.0198
 SURFACE_LR_RANGE = (0.001, 0.03)
 SURFACE_NOTE = (
     "Near lr 0.02, the largest rate plain SGD survives on this valley, plain SGD zig-zags across it for all 60 steps "
-    "(its swing shrinks by a fifth every 10 steps) and crawls along the floor, ending 1.2 short of the middle. Momentum "
-    "swings across too, for most of the 60 steps, but its swing shrinks by about a third every 10 steps (by √β ≈ 0.95 a step), to a tenth by the last 10, and its "
-    "speed along the floor carries it past the middle once and back. Below 0.01 plain SGD no longer zig-zags, and "
-    "momentum is the one that swings: its speed carries "
-    "it past the floor and back (try 0.005). Above 0.02 plain SGD diverges."
+    "(its swing shrinks by a fifth every 10 steps) and crawls along the floor, ending 1.2 short of the middle. "
+    "Momentum swings across too, for most of the 60 steps, but its swing shrinks by about a third every 10 steps "
+    "(by √β ≈ 0.95 a step), to a tenth by the last 10, and its speed along the floor carries it past the middle once "
+    "and back. Below 0.01 plain SGD no longer zig-zags, and momentum is the one that swings: its speed carries it past "
+    "the floor and back (try 0.005). Above 0.02 plain SGD diverges."
 )
 
 
