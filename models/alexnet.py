@@ -10,6 +10,7 @@ Idea: the PyTorch transfer-learning tutorial, which trains ResNet-18 on the same
 """
 
 import os
+from pathlib import Path
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
@@ -19,16 +20,47 @@ MODES = ("feature_extraction", "fine_tuning")
 
 
 class WeightsUnavailableError(RuntimeError):
-    """The ImageNet weights are neither cached nor downloadable; the message says where to put them."""
+    """The ImageNet weights are neither cached intact nor downloadable; the message says what to do."""
+
+
+# The cached checkpoints whose content was found to match their name: (path, size, mtime) each,
+# so that a file is hashed once per process.
+_verified: set[tuple[str, int, int]] = set()
+
+
+def check_cached(url: str) -> None:
+    """Refuse torch's cached copy of `url` if its content is not what its name says. torch checks
+    the hash of what it downloads, never of what it finds cached: a truncated or foreign file
+    there would train quietly to chance."""
+    from training.sources import foreign_digest  # here, not at import: models are below training
+
+    path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return  # not cached: torchvision downloads it and checks its hash
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key in _verified:
+        return
+    digest = foreign_digest(Path(path))
+    if digest:
+        expected = torch.hub.HASH_REGEX.search(os.path.basename(url)).group(1)
+        raise WeightsUnavailableError(
+            f"The file {path} is not AlexNet's ImageNet weights: its SHA-256 begins {digest[:8]}, and its name says "
+            f"{expected} (a truncated download, or another file saved under its name). "
+            f"Delete it and try again to download the weights, or download {url} to {path}."
+        )
+    _verified.add(key)
 
 
 def load_backbone(weights_name: str | None) -> nn.Module:
-    """torchvision's AlexNet, with its ImageNet weights from the torch hub cache or the network."""
+    """torchvision's AlexNet, with its ImageNet weights from the torch hub cache (checked) or the network."""
     from torchvision.models import AlexNet_Weights, alexnet  # here, not at import: see training/sources.py
 
     if weights_name is None:
         return alexnet(weights=None)
     weights = AlexNet_Weights[weights_name]
+    check_cached(weights.url)
     try:
         return alexnet(weights=weights)
     except OSError as error:  # URLError and socket errors are OSErrors

@@ -19,6 +19,7 @@ from playwright.sync_api import expect
 
 import app
 import zerogpu_device
+from conftest import STAND_IN_WEIGHTS_PATH
 from demo.views import DASH_POINTS
 from models import AlexNetTransfer
 
@@ -63,7 +64,7 @@ def serve(env_overrides: dict) -> tuple[subprocess.Popen, str]:
 def served(tiny_root, torch_home, tmp_path):
     model = tmp_path / "ants-bees-model"
     AlexNetTransfer(mode="feature_extraction").save_pretrained(model)
-    server, url = serve({"DATA_DIR": str(tiny_root), "TORCH_HOME": str(torch_home), "ANTS_BEES_MODEL": str(model)})
+    server, url = serve({"DATA_DIR": str(tiny_root), "TORCH_HOME": str(torch_home), "PYTHONPATH": STAND_IN_WEIGHTS_PATH, "ANTS_BEES_MODEL": str(model)})
     yield url
     server.terminate()
     server.wait(timeout=10)
@@ -212,7 +213,7 @@ def test_every_tab_opens_with_something_to_read_at_desktop_and_phone_widths(page
 @pytest.fixture
 def page_with_run_cache(tiny_root, torch_home, tmp_path):
     """The app with its run cache on, as a classroom server keeps it: an identical Train replays."""
-    server, url = serve({"DATA_DIR": str(tiny_root), "TORCH_HOME": str(torch_home), "CNNLAB_CACHE": str(tmp_path / "cache"), "CNNLAB_RUN_CACHE_MB": "512"})
+    server, url = serve({"DATA_DIR": str(tiny_root), "TORCH_HOME": str(torch_home), "PYTHONPATH": STAND_IN_WEIGHTS_PATH, "CNNLAB_CACHE": str(tmp_path / "cache"), "CNNLAB_RUN_CACHE_MB": "512"})
     with browser_page(url) as page:
         yield page
     server.terminate()
@@ -310,7 +311,7 @@ def test_on_zerogpu_a_refused_run_says_why_and_the_cpu_is_one_click_away(tiny_ro
     (tests/zerogpu_device.py), for a visitor whose GPU quota is used up."""
     root = Path(__file__).parent.parent
     zerogpu_device.answer = "quota"
-    server, url = serve({"DATA_DIR": str(tiny_root), "TORCH_HOME": str(torch_home), "PYTHONPATH": str(root), **zerogpu_device.serve()})
+    server, url = serve({"DATA_DIR": str(tiny_root), "TORCH_HOME": str(torch_home), "PYTHONPATH": os.pathsep.join([STAND_IN_WEIGHTS_PATH, str(root)]), **zerogpu_device.serve()})
     try:
         with browser_page(url) as page:
             page.get_by_role("tab", name="Momentum").click()

@@ -1,9 +1,11 @@
+import hashlib
 from pathlib import Path
 
 import pytest
 import torch
 
 from models import AirbenchCNN, AlexNetTransfer, TeachingCNN, WeightsUnavailableError, create_model, gpu_steps_per_s, list_models, model_arguments
+from models.alexnet import check_cached
 from models.checkpoint import load_pretrained
 
 
@@ -79,6 +81,37 @@ def test_alexnet_loads_torchvisions_cached_imagenet_weights(imagenet_weights):
     model = create_model("alexnet-transfer")
     assert torch.equal(model.features[0].weight, imagenet_weights["features.0.weight"])
     assert torch.equal(model.classifier[1].weight, imagenet_weights["classifier.1.weight"])
+
+
+def test_a_cached_file_that_is_not_imagenets_weights_is_refused_saying_what_is_wrong(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = tmp_path / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save(torch.nn.Linear(2, 2).state_dict(), cached)  # loads, but is not ImageNet's: it would train to chance
+    digest = hashlib.sha256(cached.read_bytes()).hexdigest()
+    with pytest.raises(WeightsUnavailableError) as error:
+        create_model("alexnet-transfer")
+    assert all(part in str(error.value) for part in (str(cached), f"begins {digest[:8]}", "says 7be5be79", "Delete it"))
+
+
+def test_a_cached_checkpoint_is_hashed_once_per_process_until_it_changes(tmp_path, monkeypatch):
+    import training.sources as sources
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    content = b"stand-in weights"
+    url = f"https://example.org/weights-{hashlib.sha256(content).hexdigest()[:8]}.pth"
+    cached = tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(content)
+    hashed = []
+    monkeypatch.setattr(sources.hashlib, "sha256", lambda: hashed.append(1) or hashlib.new("sha256"))
+    check_cached(url)
+    check_cached(url)
+    assert len(hashed) == 1
+    cached.write_bytes(b"truncated")  # replaced under the same name: checked again, and refused
+    with pytest.raises(WeightsUnavailableError, match="truncated download"):
+        check_cached(url)
+    assert len(hashed) == 2
 
 
 def test_missing_imagenet_weights_say_where_to_put_them(tmp_path, monkeypatch):

@@ -178,7 +178,17 @@ def test_a_first_transfer_click_shows_the_imagenet_weights_downloading_then_trai
     statuses = [update[3] for update in transfer.TAB.handler(epochs=1)]
     assert any(s.startswith("Downloading AlexNet's ImageNet weights, 2") and s.endswith("%…") for s in statuses), statuses[:3]
     assert statuses[-1].startswith("Done on")
+    assert "**Verdict:** " in statuses[-1] and "fine tuning" in statuses[-1].split("**Verdict:** ")[1]
     assert (tmp_path / "fresh-torch-home" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth").stat().st_size == len(payload)
+
+
+def test_transfer_on_a_cached_file_that_is_not_imagenets_weights_says_so_and_trains_nothing(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cached = tmp_path / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    cached.parent.mkdir(parents=True)
+    torch.save({"features.0.weight": torch.zeros(1)}, cached)
+    status = last(transfer.TAB.handler(epochs=1))[3]
+    assert status.startswith("**Cannot train yet.** The file ") and "ImageNet weights: its SHA-256 begins " in status
 
 
 def test_a_download_whose_hash_does_not_match_its_name_is_refused_and_not_kept(tmp_path, monkeypatch):

@@ -179,7 +179,7 @@ def zerogpu_session(tiny_root, torch_home, tmp_path_factory):
     env = {
         **os.environ,
         "CNNLAB_GRANTED_DEVICE": "cpu",  # this machine's stand-in for the granted GPU
-        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "stand_in_weights"), str(ROOT / "tests"), str(ROOT)]),
         "DATA_DIR": str(tiny_root),
         "TORCH_HOME": str(torch_home),
         "CNNLAB_CACHE": str(tmp_path_factory.mktemp("zerogpu-cache")),

@@ -81,10 +81,22 @@ def download_checkpoint(url: str, title: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with activity_slot() as report:
         _fetch(url, path, title, report)
-    prefix = torch.hub.HASH_REGEX.search(path.name)
-    if prefix and not hashlib.sha256(path.read_bytes()).hexdigest().startswith(prefix.group(1)):
+    if foreign_digest(path):
         path.unlink()
         raise OSError(f"the download of {url} is corrupt (its hash does not match); try again")
+
+
+def foreign_digest(path: Path) -> str | None:
+    """The SHA-256 of a checkpoint whose content is not what its name says (torch's convention:
+    `name-<first hex digits of its SHA-256>.ext`), or None where it matches or the name holds no hash."""
+    prefix = torch.hub.HASH_REGEX.search(path.name)
+    if not prefix:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 22):
+            digest.update(chunk)
+    return None if digest.hexdigest().startswith(prefix.group(1)) else digest.hexdigest()
 
 
 def _fetch(url: str, path: Path, title: str, report: Callable[[str], None]) -> None:
