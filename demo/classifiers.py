@@ -117,17 +117,17 @@ _predictions: "weakref.WeakKeyDictionary[nn.Module, tuple[torch.Tensor, torch.Te
 _predictions_lock = threading.Lock()
 
 
-def test_predictions(classifier: Classifier) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def test_predictions(classifier: Classifier, download: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(true class, predicted class, confidence) of every CIFAR-10 test image, read from the
     recorded file or computed once per model in fp32 (the precision every host has), with the
-    test-time flip its accuracy was measured with."""
+    test-time flip its accuracy was measured with; `download`: fetch the test set if missing."""
     with _predictions_lock:
         if classifier.model not in _predictions:
             if classifier.predictions_file:
                 recorded = load_file(classifier.predictions_file)
                 _predictions[classifier.model] = recorded["label"].long(), recorded["predicted"].long(), recorded["confidence"].float()
             else:
-                test = load_cifar10("test")
+                test = load_cifar10("test", download=download)
                 device = next(classifier.model.parameters()).device
                 predicted, confidence = predict(classifier.model, test, device, "fp32", classifier.test_time_flip)
                 _predictions[classifier.model] = test.labels, predicted.cpu(), confidence.cpu()
@@ -140,13 +140,14 @@ def confusion(classifier: Classifier) -> list[list[int]]:
     return confusion_matrix(labels, predicted, len(CIFAR10_CLASSES)).tolist()
 
 
-def cell_examples(classifier: Classifier, true_class: int, predicted_class: int) -> tuple[list[tuple[torch.Tensor, float]], int]:
+def cell_examples(classifier: Classifier, true_class: int, predicted_class: int, download: bool = True) -> tuple[list[tuple[torch.Tensor, float]], int]:
     """Up to GALLERY_SIZE test images of `true_class` that the model called `predicted_class`,
-    as (3×32×32 uint8 image, confidence), most confident first, and how many there are in all."""
-    labels, predicted, confidence = test_predictions(classifier)
+    as (3×32×32 uint8 image, confidence), most confident first, and how many there are in all;
+    `download`: fetch the test set if missing."""
+    labels, predicted, confidence = test_predictions(classifier, download)
     cell = torch.nonzero((labels == true_class) & (predicted == predicted_class)).flatten()
     order = cell[confidence[cell].argsort(descending=True)][:GALLERY_SIZE]
-    test = load_cifar10("test")
+    test = load_cifar10("test", download=download)
     if not torch.equal(test.labels, labels):
         raise DatasetMissingError("the CIFAR-10 test set here is not the one the model's predictions were recorded on")
     return [(test.images[i], confidence[i].item()) for i in order.tolist()], len(cell)

@@ -20,7 +20,7 @@ from demo.model_store import dropped_message
 from demo.panel import ComparisonPanel
 from demo.settings import GPU_AVAILABLE, Settings
 from demo.uploads import Refusal, classify, image_upload, open_upload
-from demo.views import image_file, photo_file
+from demo.views import explained, image_file, photo_file
 from training.datasets import CIFAR10_DATASET
 from training.images import square_rgb
 from training.loader import model_input
@@ -55,6 +55,7 @@ TILE_BORDER = 4  # pixels between two filters or two feature maps
 FILTER_PIXELS = 48  # on-screen side of one first-layer filter, whatever its size (3×3, or the embedded model's 2×2)
 SHORT_NAMES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CORNER = "true ↓ / predicted →"
+STARTING_CELL = ("cat", "dog")  # the (true, predicted) cell shown at load: the embedded classifier's commonest mistake
 
 
 def classifier_named(choice: str, session: dict | None) -> Classifier:
@@ -155,7 +156,17 @@ def default_summary() -> str:
     return show_confusion()[1]
 
 
-def browse_cell(true_class=CIFAR10_DATASET.classes[3], predicted_class=CIFAR10_DATASET.classes[5], choice=DEFAULT, session=None):
+def cell_view(classifier: Classifier, true_class: str, predicted_class: str, download: bool = True) -> tuple[list, str]:
+    """One cell's gallery and the note above it; a DatasetMissingError without the test images."""
+    classes = CIFAR10_DATASET.classes
+    examples, count = cell_examples(classifier, classes.index(true_class), classes.index(predicted_class), download)
+    gallery = [(image_file(enlarged(image, 4)), f"{probability:.0%} {predicted_class}") for image, probability in examples]
+    verb = "correctly called" if true_class == predicted_class else "called"
+    note = f"**{count}** test images of a {true_class} {verb} {predicted_class}" + (f"; the {len(examples)} most confident:" if count > len(examples) else ".")
+    return gallery, note
+
+
+def browse_cell(true_class=STARTING_CELL[0], predicted_class=STARTING_CELL[1], choice=DEFAULT, session=None):
     """The test images of one true class that the model called `predicted_class`, most confident
     first, and the confusion matrix of those same predictions."""
     classes = CIFAR10_DATASET.classes
@@ -163,13 +174,20 @@ def browse_cell(true_class=CIFAR10_DATASET.classes[3], predicted_class=CIFAR10_D
         raise Refusal(f"classes must be CIFAR-10's: {', '.join(classes)}")
     classifier = classifier_named(choice, session)
     try:
-        examples, count = cell_examples(classifier, classes.index(true_class), classes.index(predicted_class))
+        return *cell_view(classifier, true_class, predicted_class), confusion_table(confusion(classifier))
     except DatasetMissingError as error:
         raise Refusal(f"The test images are not available here: {error}") from None
-    gallery = [(image_file(enlarged(image, 4)), f"{probability:.0%} {predicted_class}") for image, probability in examples]
-    verb = "correctly called" if true_class == predicted_class else "called"
-    note = f"**{count}** test images of a {true_class} {verb} {predicted_class}" + (f"; the {len(examples)} most confident:" if count > len(examples) else ".")
-    return gallery, note, confusion_table(confusion(classifier))
+
+
+def starting_cell() -> tuple[list, str]:
+    """At page load: the cell the class boxes start at, with the default model, or on the page why
+    it has no images. It downloads nothing: a page load must not fetch 163 MB unasked."""
+    try:
+        return cell_view(classifier_named(DEFAULT, None), *STARTING_CELL, download=False)
+    except gr.Error as error:
+        return [], f"_{error.message}_"
+    except DatasetMissingError as error:
+        return [], explained("No test images to show yet.", error)
 
 
 def select_cell(event: gr.SelectData):
@@ -205,8 +223,8 @@ def classify_section():
     gr.Markdown("### Where the model goes wrong\nRows are the true class, columns the predicted one, over CIFAR-10's 10,000 test images. Click a cell (or pick two classes) to see its images, most confident first.")
     matrix = gr.Dataframe(default_confusion, label="Confusion matrix", interactive=False)
     with gr.Row():
-        true_class = gr.Dropdown(list(CIFAR10_DATASET.classes), value="cat", label="True class")
-        predicted_class = gr.Dropdown(list(CIFAR10_DATASET.classes), value="dog", label="Predicted class")
+        true_class = gr.Dropdown(list(CIFAR10_DATASET.classes), value=STARTING_CELL[0], label="True class")
+        predicted_class = gr.Dropdown(list(CIFAR10_DATASET.classes), value=STARTING_CELL[1], label="Predicted class")
     cell_note = gr.Markdown()
     gallery = gr.Gallery(label="Test images in this cell", columns=6, height="auto", object_fit="contain")
     return dict(upload=upload, choice=choice, answered=answered, classified=[label, answered, photo, seen, filters, maps], matrix=matrix, true_class=true_class, predicted_class=predicted_class, cell=[gallery, cell_note, matrix])
@@ -246,6 +264,7 @@ class FinalCNN(Lesson):
         browse = dict(fn=browse_cell, inputs=[classifier["true_class"], classifier["predicted_class"], classifier["choice"], panel.session], outputs=classifier["cell"], concurrency_limit=2)
         classifier["matrix"].select(select_cell, None, [classifier["true_class"], classifier["predicted_class"]], api_visibility="private").then(**browse, api_visibility="private")
         gr.on([classifier["true_class"].input, classifier["predicted_class"].input], **browse, api_name="browse_confusion")
+        gr.on(None, starting_cell, None, classifier["cell"][:2], api_visibility="private", concurrency_limit=2)
         return panel
 
 

@@ -5,7 +5,6 @@ classroom's queue), Stop's report and the CPU fallback.
 """
 
 import functools
-import html
 import inspect
 import logging
 import threading
@@ -19,7 +18,7 @@ from demo.instruments import Drawing
 from demo.gpu import ON_ZEROGPU, is_api_call, on_zerogpu_gpu, stop_on_gpu, updates_on_gpu, was_refused
 from demo.model_store import HeldModels
 from demo.settings import DEFAULT_PRESET, Settings, check_budget, checked_arms, preset_controls, preset_note, preset_values
-from demo.views import results_table, table_notes
+from demo.views import explained, results_table, table_notes
 from models import INITS, WeightsUnavailableError
 from training.config import TrainConfig, limits
 from training.datasets import data_source, load_splits
@@ -41,10 +40,8 @@ GRADIO_PARAMETERS = [
 
 
 def cannot_train(error: Exception) -> str:
-    """The status of a run that cannot start for want of data or weights: the instructions, which
-    stay on screen beside the controls (not in a toast that vanishes), escaped, since an error's
-    reason can read like HTML ("<urlopen error …>")."""
-    return "**Cannot train yet.** " + "  \n".join(html.escape(line) for line in str(error).splitlines())
+    """The status of a run that cannot start for want of data or weights: the instructions."""
+    return explained("Cannot train yet.", error)
 
 
 def session_result(update: Update) -> dict:

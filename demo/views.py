@@ -7,6 +7,7 @@ never the other way round (trackio's rule).
 
 import functools
 import hashlib
+import html
 import itertools
 import math
 import os
@@ -252,6 +253,13 @@ SHOWN_IMAGES = 2000
 PRUNE_EVERY = 100
 _written = itertools.count(1)
 _pruning = threading.Lock()
+
+
+def explained(heading: str, error: Exception) -> str:
+    """Markdown for a refusal that stays on the page beside what it refuses (not in a toast that
+    vanishes): a bold heading, then the reason line by line, escaped, since a reason can read like
+    HTML ("<urlopen error …>")."""
+    return f"**{heading}** " + "  \n".join(html.escape(line) for line in str(error).splitlines())
 
 
 def image_file(pixels: np.ndarray | Image.Image, photo: bool = False) -> str:

@@ -162,3 +162,17 @@ def app_url(tiny_root, torch_home, tmp_path_factory):
     yield f"http://127.0.0.1:{port}/"
     app.close()
     patch.undo()
+
+
+def dog_classifier(folder: Path, test_labels: torch.Tensor) -> Path:
+    """A CIFAR-10 model folder whose recorded test predictions call every test image a dog, so
+    that the confusion matrix's cat → dog cell holds every cat of the test set."""
+    from safetensors.torch import save_file
+
+    from models import create_model
+    from training.results import TEST_PREDICTIONS
+
+    create_model("cnn-tiny").save_pretrained(folder)
+    predicted = torch.full_like(test_labels, CIFAR10_CLASSES.index("dog"))
+    save_file({"label": test_labels.byte(), "predicted": predicted.byte(), "confidence": torch.full(test_labels.shape, 0.5).half()}, folder / TEST_PREDICTIONS)
+    return folder

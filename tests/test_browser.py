@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 
 import app
 import zerogpu_device
-from conftest import STAND_IN_WEIGHTS_PATH
+from conftest import STAND_IN_WEIGHTS_PATH, dog_classifier
 from demo.views import DASH_POINTS
 from models import AlexNetTransfer
 
@@ -288,6 +288,30 @@ def test_your_images_trains_on_generated_shapes_classifies_and_shows_a_mistake(p
     page.screenshot(path=shots / "your-images.png", full_page=True)
 
 
+@pytest.fixture
+def served_with_a_dog_classifier(tiny_root, tmp_path):
+    """The app with CIFAR10_MODEL a classifier whose recorded test predictions are all "dog"."""
+    from training.datasets import load_cifar10
+
+    model = dog_classifier(tmp_path / "dogs", load_cifar10("test", tiny_root, download=False).labels)
+    server, url = serve({"DATA_DIR": str(tiny_root), "CIFAR10_MODEL": str(model)})
+    yield url
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_the_final_cnn_tab_opens_on_the_images_of_its_starting_cell(served_with_a_dog_classifier, tiny_root, tmp_path):
+    shots = Path(os.environ.get("CNNLAB_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    cats = len(list((tiny_root / "cifar10" / "test" / "cat").iterdir()))
+    with browser_page(served_with_a_dog_classifier) as page:
+        page.get_by_role("tab", name="Final CNN").click()
+        expect(visible(page.get_by_text(f"{cats} test images of a cat called dog."))).to_have_count(1, timeout=30_000)
+        cell = visible(page.locator(".block", has=page.get_by_text("Test images in this cell", exact=True)))
+        expect(cell.locator("img")).to_have_count(cats)
+        page.screenshot(path=shots / "final-cnn-starting-cell.png", full_page=True)
+
+
 def test_the_first_train_on_a_host_without_data_or_network_shows_the_instructions_in_full(served_without_data, tmp_path):
     shots = Path(os.environ.get("CNNLAB_SCREENSHOT_DIR", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
@@ -304,6 +328,9 @@ def test_the_first_train_on_a_host_without_data_or_network_shows_the_instruction
         assert cells and not [c for c in cells if "training…" in c]
         page.wait_for_timeout(500)  # the toast's entrance
         page.screenshot(path=shots / "first-click-offline.png", full_page=False)
+        # The confusion cell the Final CNN tab starts at says why it shows no images.
+        page.get_by_role("tab", name="Final CNN").click()
+        expect(visible(page.get_by_text("No test images to show yet."))).to_have_count(1)
 
 
 def test_on_zerogpu_a_refused_run_says_why_and_the_cpu_is_one_click_away(tiny_root, torch_home):

@@ -206,6 +206,24 @@ def test_recorded_test_predictions_give_the_matrix_and_the_accuracy_without_the_
     assert f"({26 / 30:.2%} on CIFAR-10's test set" in final_cnn.default_summary()
 
 
+def test_the_page_opens_on_the_starting_cells_images_or_says_why_there_are_none(tiny_data, tmp_path, monkeypatch):
+    from conftest import dog_classifier
+    from training.datasets import load_cifar10
+
+    cats = int((load_cifar10("test").labels == CIFAR10_CLASSES.index("cat")).sum())
+    monkeypatch.setenv("CIFAR10_MODEL", str(dog_classifier(tmp_path / "dogs", load_cifar10("test").labels)))
+    monkeypatch.setattr(classifiers, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL", TeachingCNN))
+    assert final_cnn.STARTING_CELL == ("cat", "dog")
+    gallery, note = final_cnn.starting_cell()
+    assert len(gallery) == cats and note == f"**{cats}** test images of a cat called dog."
+
+    # Without the test images, the note says what is missing, and a page load downloads nothing.
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "no-data-here"))
+    monkeypatch.setattr("training.sources.urlopen", lambda *args, **kwargs: pytest.fail("a page load downloaded"))
+    gallery, note = final_cnn.starting_cell()
+    assert gallery == [] and note.startswith("**No test images to show yet.** CIFAR-10 was not found") and "Set DATA_DIR" in note
+
+
 def test_configured_model_prefers_the_variable_over_its_default(tmp_path, monkeypatch):
     for name in ("a", "b"):
         create_model("cnn-tiny").save_pretrained(tmp_path / name)

@@ -173,7 +173,7 @@ def _load_without_image_folder(spec: DatasetSpec, split: str, root: Path, downlo
     files, layout = spec.files, spec.files.torchvision_layout
     missing = layout is None or not (root / layout.folder).is_dir()
     if missing and not download:
-        raise DatasetMissingError(missing_message(spec, root, "no such folder and downloading is off"))
+        raise DatasetMissingError(missing_message(spec, root, "no such folder, and this request does not download it"))
     try:
         if missing:
             download_archive(files.archive_url, root, files.archive_title, _archive_md5(files))
