@@ -26,6 +26,14 @@ the batch order, and differ only in the factor under study. Running on **{HOST}*
 # firewall or an offline laptop cannot reach (headings then mix two fonts).
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
+# On a phone: Gradio's Markdown tables may break a word anywhere ("sig/m/oid" in narrow columns),
+# so they break between words, and the KaTeX inside them at its operators; and the page's 32 px
+# margins become 8 px, since the plots' legends of five arms need the width.
+CSS = """
+.prose table th, .prose table td { overflow-wrap: normal; word-break: normal; }
+@media (max-width: 480px) { .cnnlab-page { margin-left: -24px; margin-right: -24px; width: calc(100% + 48px); } }
+"""
+
 # Events Gradio's queue holds waiting to start: a class of thirty, each of whose clicks starts a few
 # (Train and the outputs it reveals), with room for a second class. Gradio's own default on a
 # ZeroGPU Space, where it is not given, is 1: a second student's click would be turned away.
@@ -40,9 +48,9 @@ TABS = (activations.TAB, momentum.TAB, adaptive_lr.TAB, batchnorm.TAB, depth.TAB
 
 
 def build_app(tabs=TABS) -> gr.Blocks:
-    with gr.Blocks(title="CNN Lab") as app:
+    with gr.Blocks(title="CNN Lab") as app, gr.Column(elem_classes="cnnlab-page"):
         gr.Markdown(INTRO)
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # on a phone every tab stays in sight, on two or three rows
             for tab in tabs:
                 with gr.Tab(tab.title):
                     tab.build()
@@ -81,4 +89,4 @@ if __name__ == "__main__":
     # The largest upload is a zip of your images; a single photo over demo.uploads.MAX_UPLOAD_BYTES is
     # refused by its handler. Threads: a stream waiting its turn holds one while it waits for news,
     # and classification must still find one free.
-    app.launch(max_file_size=MAX_TOTAL_BYTES, theme=THEME, max_threads=MAX_THREADS)
+    app.launch(max_file_size=MAX_TOTAL_BYTES, theme=THEME, css=CSS, max_threads=MAX_THREADS)

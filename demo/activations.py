@@ -72,7 +72,7 @@ class Activations(Lesson):
         shared = dict(x="x", color="activation", color_map=colour_map(SERIES), height=220, min_width=PLOT_MIN_WIDTH, x_axis_format=AXIS_FORMAT, y_axis_format=AXIS_FORMAT)
         with gr.Row():
             gr.LinePlot(values, y="f(x)", title="f(x)", **shared)
-            gr.LinePlot(slopes, y="slope", title="f′(x): what the gradient is multiplied by", **shared)
+            gr.LinePlot(slopes, y="slope", title="f′(x), the gradient's factor", **shared)
         return [chosen]
 
     def arms(self, settings: Settings, activations=DEFAULT_ACTIVATIONS) -> list:

@@ -18,7 +18,8 @@ Constant-rate SGD: $w_{t+1} = w_t - \eta\, g_t$, the same $\eta$ for every weigh
 
 Adadelta keeps running averages of squared gradients and squared updates, and steps by their ratio:
 
-$$E[g^2]_t = \rho E[g^2]_{t-1} + (1-\rho) g_t^2, \qquad \Delta w_t = -\frac{\sqrt{E[\Delta w^2]_{t-1}+\epsilon}}{\sqrt{E[g^2]_t+\epsilon}}\, g_t$$
+$$E[g^2]_t = \rho E[g^2]_{t-1} + (1-\rho) g_t^2,$$
+$$\Delta w_t = -\frac{\sqrt{E[\Delta w^2]_{t-1}+\epsilon}}{\sqrt{E[g^2]_t+\epsilon}}\, g_t$$
 
 Weights with small, steady gradients take larger steps; noisy ones take smaller steps. Adam
 ($\eta = 10^{-3}$) does the same with momentum added. The learning rate control sets the SGD arm;

@@ -51,7 +51,8 @@ def signal_scale_figure():
     and without batch norm, on a batch of unit-variance noise (what normalised images look like
     to the first layer)."""
     x = torch.randn(SIGNAL_IMAGES, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    figure = Figure(figsize=(5.6, 2.8), dpi=100)
+    # 480 px wide, so that a phone's 340 px shows its words at 70% (a wider figure shrank them to 60%).
+    figure = Figure(figsize=(4.8, 3.7), dpi=100)
     axes = figure.subplots()
     for colour, init in zip(PALETTE, INITS):
         for batch_norm, style in ((False, "o-"), (True, "s--")):
@@ -65,10 +66,11 @@ def signal_scale_figure():
                         scales.append(h.std().item())
             label = f"{init} init, {'with' if batch_norm else 'no'} batch norm"
             axes.semilogy(range(1, len(scales) + 1), scales, style, color=colour, markersize=4, label=label)
-    axes.set_xlabel("layer (5 conv, then 3 fully connected; the last gives the logits)", fontsize=8)
-    axes.set_ylabel("output std", fontsize=8)
-    axes.set_title("The signal's scale through the report's network at initialisation (measured)", fontsize=9)
-    axes.legend(fontsize=7)
+    axes.set_xlabel("layer (5 conv, then 3 fully connected;\nthe last gives the logits)", fontsize=9)
+    axes.set_ylabel("output std", fontsize=9)
+    axes.set_title("The signal's scale through the report's network\nat initialisation (measured)", fontsize=10)
+    axes.tick_params(labelsize=9)
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=8.5, frameon=False)
     figure.tight_layout()
     return figure
 

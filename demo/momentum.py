@@ -79,7 +79,8 @@ def loss_surface(beta: float = BETA, lr: float = SURFACE_LR):
     lr = min(max(float(lr), SURFACE_LR_RANGE[0]), SURFACE_LR_RANGE[1])
     x, y = np.meshgrid(np.linspace(-4.5, 4.5, 200), np.linspace(-0.8, 0.8, 120))
     loss = 0.5 * (SURFACE_CURVATURE[0] * x**2 + SURFACE_CURVATURE[1] * y**2)
-    figure = Figure(figsize=(6.4, 3.0), dpi=100)
+    # 480 px wide, so that a phone's 340 px shows its words at 70% (a wider figure shrank them to half).
+    figure = Figure(figsize=(4.8, 3.7), dpi=100)
     axes = figure.subplots()
     axes.contour(x, y, loss, levels=np.geomspace(0.01, 40, 12), colors="#bbbbbb", linewidths=0.8)
     for (label, path), color in zip(descent_paths(beta, lr).items(), ("#1f77b4", "#d62728")):
@@ -87,8 +88,9 @@ def loss_surface(beta: float = BETA, lr: float = SURFACE_LR):
         axes.plot(path[:, 0], path[:, 1], "o-", color=color, markersize=2.5, linewidth=1, label=f"{label} (loss after {len(path) - 1} steps: {final:.3g})")
     axes.plot(0, 0, "k*", markersize=10)
     axes.set_xlim(-4.5, 4.5), axes.set_ylim(-0.8, 0.8)
-    axes.set_title(f"{SURFACE_STEPS} steps of lr {lr:g} on a valley 100× steeper across than along", fontsize=9)
-    axes.legend(loc="lower right", fontsize=8)
+    axes.set_title(f"{SURFACE_STEPS} steps of lr {lr:g} on a valley\n100× steeper across than along", fontsize=10)
+    axes.tick_params(labelsize=9)
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize=9, frameon=False)
     figure.tight_layout()
     return figure
 

@@ -240,7 +240,8 @@ def line_plots(experiment: Experiment, series: tuple[str, ...]) -> tuple[gr.Line
     }
     ceiling = loss_ceiling(experiment)
     return (
-        gr.LinePlot(loss, y="train loss", y_lim=[0, ceiling], title=f"Training loss (smoothed; axis cut at {ceiling:g})", **shared),
+        # Titles fit a phone's 300 px of plot: the loss axis says how it is drawn.
+        gr.LinePlot(loss, y="train loss", y_title=f"loss (smoothed; cut at {ceiling:g})", y_lim=[0, ceiling], title="Training loss", **shared),
         gr.LinePlot(accuracy, y="test accuracy (%)", title="Test accuracy", **shared),
     )
 

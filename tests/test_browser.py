@@ -175,17 +175,52 @@ def tick_labels(page) -> list[str]:
     return texts(visible(page.locator(".vega-embed")).locator(".role-axis-label text"))
 
 
+# What a reader would find cut or broken in the visible page: a plot's title or legend entry past
+# its plot, a formula past its column, a block past the window, or a word in a Markdown table
+# broken across two lines ("sig/m/oid").
+CUT_OR_BROKEN = """() => {
+  const shown = e => e.offsetParent !== null;
+  const out = [];
+  for (const plot of [...document.querySelectorAll('.vega-embed')].filter(shown)) {
+    const edge = plot.getBoundingClientRect();
+    for (const t of plot.querySelectorAll('.role-title-text, .role-legend-label, .role-legend-title')) {
+      const r = t.getBoundingClientRect();
+      if (r.right > edge.right + 1 || r.left < edge.left - 1) out.push('plot text cut: ' + t.textContent);
+    }
+  }
+  for (const k of [...document.querySelectorAll('.katex-display')].filter(shown))
+    if (k.scrollWidth > k.clientWidth + 1) out.push('formula cut: ' + k.textContent.slice(0, 30));
+  for (const b of [...document.querySelectorAll('.block')].filter(shown))
+    if (b.getBoundingClientRect().right > window.innerWidth + 1) out.push('past the window: ' + b.innerText.slice(0, 30));
+  for (const cell of [...document.querySelectorAll('.prose table th, .prose table td')].filter(shown)) {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      if (node.parentElement.closest('.katex')) continue;
+      for (const m of node.textContent.matchAll(/\\S+/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index);
+        range.setEnd(node, m.index + m[0].length);
+        if (new Set([...range.getClientRects()].map(r => Math.round(r.top))).size > 1) out.push('word broken: ' + m[0]);
+      }
+    }
+  }
+  return out;
+}"""
+
+
 def test_every_tab_opens_with_something_to_read_at_desktop_and_phone_widths(page, tmp_path):
     shots = Path(os.environ.get("CNNLAB_SCREENSHOT_DIR", tmp_path))
     shots.mkdir(parents=True, exist_ok=True)
     expect.set_options(timeout=30_000)
     for width, height in ((1400, 1000), (400, 850)):
+        page.set_viewport_size({"width": width, "height": height})
         for tab in TABS:
-            # Tabs are picked at desktop width: on a phone most of them sit in an overflow menu.
-            page.set_viewport_size({"width": 1400, "height": 1000})
+            # Every tab is in sight in the tab bar, on a phone too (none in an overflow menu).
+            expect(visible(page.get_by_role("tab"))).to_have_text(TABS)
             page.get_by_role("tab", name=tab).click()
-            page.set_viewport_size({"width": width, "height": height})
             expect(visible(page.get_by_role("button", name="Train"))).to_have_count(1)
+            # Nothing is cut at the page's or a plot's edge, and no word breaks inside itself.
+            assert not page.evaluate(CUT_OR_BROKEN), f"{tab} at {width} px: {page.evaluate(CUT_OR_BROKEN)}"
             # No empty frame: every visible line plot draws a curve, every image plot an image,
             # and every table has rows under real headers (an empty one is headed "1 2 3").
             for plot in visible(page.locator(".vega-embed")).all():
