@@ -97,7 +97,8 @@ def gpu_seconds(configs: list[TrainConfig]) -> int:
 
 
 class GpuRefused(gr.Error):
-    """ZeroGPU would not (or could not) grant this request; the message says why and what to do."""
+    """ZeroGPU would not (or could not) grant this request; the message says why and what to do (an
+    expected refusal: no traceback in the server's log)."""
 
 
 def sentence(text: str) -> str:
@@ -114,7 +115,7 @@ def refusal(session: str | None, reason: str, api_call: bool) -> GpuRefused:
         "Try again once the quota has refilled, or run CNN Lab on a machine of your own (see its README)." if api_call
         else "Press **Use the CPU instead** to run the quick preset on this Space's own CPU (about a minute)."
     )
-    return GpuRefused(f"{sentence(reason)} {advice}", title="No GPU for this run", duration=None)
+    return GpuRefused(f"{sentence(reason)} {advice}", title="No GPU for this run", duration=None, print_exception=False)
 
 
 def is_api_call(request: gr.Request | None) -> bool:

@@ -87,7 +87,7 @@ def refused(handler, *args, **settings):
     try:
         run(handler, *args, **settings)
     except gpu.GpuRefused as error:
-        return {"message": error.message, "offered": panel.offer_cpu(request(settings.get("headers")))["visible"]}
+        return {"message": error.message, "offered": panel.offer_cpu(request(settings.get("headers")))["visible"], "traceback_logged": error.print_exception}
     return None
 
 TINY = dict(epochs=1, n_train=160, batch_size=32)
@@ -235,6 +235,7 @@ def test_a_used_up_quota_says_why_and_what_to_do_in_each_wording(zerogpu_session
         "API caller": "Subscribe to Hugging Face PRO",
     }[who]
     assert said in refused["message"]
+    assert refused["traceback_logged"] is False  # an expected refusal: no traceback in the server's log
     if who == "API caller":  # no button to press: the advice is what a client can do
         assert "Try again once the quota has refilled" in refused["message"] and refused["offered"] is False
     else:
