@@ -48,7 +48,8 @@ class InstrumentView:
                     x_label_angle=0 if self.by_depth else -40,  # the layers' names fit a phone's width
                     y_lim=[-1, 1] if self.instrument.metric == "step_cosine" else None,
                 )
-            sentences = gr.Markdown(self.words({}), min_height=80)
+            with gr.Column(min_width=PLOT_MIN_WIDTH):  # as wide as the plot, or below it: never a sliver beside it
+                sentences = gr.Markdown(self.words({}), min_height=80)
         return column, plot, sentences
 
     def rows(self, runs: Runs) -> pd.DataFrame:

@@ -177,8 +177,8 @@ def tick_labels(page) -> list[str]:
 
 
 # What a reader would find cut or broken in the visible page: a plot's title or legend entry past
-# its plot, a formula past its column, a block past the window, or a word in a Markdown table
-# broken across two lines ("sig/m/oid").
+# its plot, a formula past its column, a block past the window, or a word of the text broken
+# inside its letters across two lines ("sig/m/oid"; a run of over 20 letters and digits may break).
 CUT_OR_BROKEN = """() => {
   const shown = e => e.offsetParent !== null;
   const out = [];
@@ -193,11 +193,11 @@ CUT_OR_BROKEN = """() => {
     if (k.scrollWidth > k.clientWidth + 1) out.push('formula cut: ' + k.textContent.slice(0, 30));
   for (const b of [...document.querySelectorAll('.block')].filter(shown))
     if (b.getBoundingClientRect().right > window.innerWidth + 1) out.push('past the window: ' + b.innerText.slice(0, 30));
-  for (const cell of [...document.querySelectorAll('.prose table th, .prose table td')].filter(shown)) {
-    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+  for (const text of [...document.querySelectorAll('.prose')].filter(shown)) {
+    const walker = document.createTreeWalker(text, NodeFilter.SHOW_TEXT);
     for (let node = walker.nextNode(); node; node = walker.nextNode()) {
       if (node.parentElement.closest('.katex')) continue;
-      for (const m of node.textContent.matchAll(/\\S+/g)) {
+      for (const m of node.textContent.matchAll(/(?<![\\p{L}\\p{N}])[\\p{L}\\p{N}]{2,20}(?![\\p{L}\\p{N}])/gu)) {
         const range = document.createRange();
         range.setStart(node, m.index);
         range.setEnd(node, m.index + m[0].length);
@@ -274,8 +274,9 @@ def test_the_instrument_draws_each_arm_inside_the_network_live_and_on_replay_at_
         assert len({stroke for stroke, n in drawn if stroke and n}) == 2, f"{attempt}: {drawn}"
         box = instrument.bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 400, f"{attempt}: the instrument runs off a phone's screen: {box}"
-        # The measured sentence beside it, computed from this run.
+        # The measured sentence beside it, computed from this run, and under it on a phone.
         expect(visible(page.get_by_text(re.compile(r"had a median cosine of [+-]\d\.\d\d")))).to_have_count(1)
+        assert not page.evaluate(CUT_OR_BROKEN), f"{attempt}: {page.evaluate(CUT_OR_BROKEN)}"
     instrument.scroll_into_view_if_needed()
     page.screenshot(path=shots / "momentum-instrument-400.png", full_page=True)
 
