@@ -44,7 +44,7 @@ a few dozen photos per class it only has to learn which of its features tell *yo
 Your photos stay in this browser session's memory and are gone when you close the page.
 """
 NETWORKS = ("AlexNet (ImageNet weights)", "small CNN from scratch")
-SCRATCH_ARM = "small CNN from scratch"
+SCRATCH_ARM = "small CNN"  # the arm of the network from scratch; short, so that three arms' legend fits a phone
 EXPERIMENT = get_experiment("your-images")
 SERIES = plot_series(EXPERIMENT, (SCRATCH_ARM,))
 INSTRUMENT = InstrumentView(EXPERIMENT.name, SERIES)

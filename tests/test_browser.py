@@ -349,6 +349,10 @@ def test_your_images_trains_on_generated_shapes_classifies_and_shows_a_mistake(p
     caption.wait_for(timeout=30_000)
     page.wait_for_timeout(1_000)  # the gallery fades while its update lands; the screenshot waits it out
     page.screenshot(path=shots / "your-images.png", full_page=True)
+    # After a run, on a phone: the curves' and the instrument's legends of three arms, the sentences.
+    page.set_viewport_size({"width": 400, "height": 850})
+    page.wait_for_timeout(1_000)  # the plots redraw at the new width
+    assert not page.evaluate(CUT_OR_BROKEN), page.evaluate(CUT_OR_BROKEN)
 
 
 @pytest.fixture

@@ -160,7 +160,7 @@ def test_without_imagenet_weights_the_tab_says_how_and_offers_the_small_cnn(tmp_
         run_to_the_end(shapes_zip(tmp_path / "p.zip"), your_images.NETWORKS[0], 1, 0)
     *_, table, status, session, dataset, _, _ = run_to_the_end(shapes_zip(tmp_path / "q.zip"), your_images.NETWORKS[1], 1, 0)
     forget_dataset(dataset)
-    assert list(table["arm"]) == ["feature extraction", "fine tuning", "small CNN from scratch"] and set(session["models"]) == {"small CNN from scratch"}
+    assert list(table["arm"]) == ["feature extraction", "fine tuning", "small CNN"] and set(session["models"]) == {"small CNN"}
 
 
 def test_photos_of_the_oldest_session_go_first_and_its_model_still_classifies(tmp_path, monkeypatch):
@@ -170,9 +170,9 @@ def test_photos_of_the_oldest_session_go_first_and_its_model_still_classifies(tm
     try:
         assert dataset not in _registered and all(name in _registered for name in others)
         with pytest.raises(Exception, match="no longer held.*press Train"):
-            your_images.wrong_photos("small CNN from scratch", session)
+            your_images.wrong_photos("small CNN", session)
         (tmp_path / "new.jpg").write_bytes(shape_photo(0, np.random.default_rng(9)))
-        assert set(your_images.classify_your_images(str(tmp_path / "new.jpg"), "small CNN from scratch", session)) == {"circle", "square"}
+        assert set(your_images.classify_your_images(str(tmp_path / "new.jpg"), "small CNN", session)) == {"circle", "square"}
     finally:
         for name in others:
             photo_sets.forget(name)
@@ -193,10 +193,10 @@ def test_one_client_trains_and_classifies_and_another_session_cannot_reach_it(ap
     outputs = student.predict(handle_file(shapes_zip(tmp_path / "p.zip")), your_images.NETWORKS[1], 1, 0, api_name="/train_your_images")
     assert "Took 12 photos" in next(o for o in outputs if isinstance(o, str) and "Took" in o)
     (tmp_path / "new.jpg").write_bytes(shape_photo(1, np.random.default_rng(3)))
-    label = student.predict(handle_file(str(tmp_path / "new.jpg")), "small CNN from scratch", api_name="/classify_your_images")
+    label = student.predict(handle_file(str(tmp_path / "new.jpg")), "small CNN", api_name="/classify_your_images")
     assert {c["label"] for c in label["confidences"]} == {"circle", "square"}
     with pytest.raises(Exception, match="Nothing has been trained in this session yet"):
-        stranger.predict(handle_file(str(tmp_path / "new.jpg")), "small CNN from scratch", api_name="/classify_your_images")
+        stranger.predict(handle_file(str(tmp_path / "new.jpg")), "small CNN", api_name="/classify_your_images")
 
 
 def test_closing_the_session_lets_its_photos_go(app_url, tmp_path, monkeypatch):
