@@ -181,12 +181,20 @@ def main() -> int:
         runs = []
         for precision in args.precisions:
             for seed in args.seeds:
-                run = run_once(name, seed, precision, args.init)
+                try:
+                    run = run_once(name, seed, precision, args.init)
+                except subprocess.CalledProcessError:  # the CLI said why (transfer: no ImageNet weights here)
+                    print(f"{name}: not measured, its run failed", flush=True)
+                    break
                 margins = {lesson.name: round(margin(lesson, run["accuracies"]), 2) for lesson in get_experiment(name).lessons}
                 extra = f", time grows with depth: {time_grows_with_depth(run)}" if name == "architecture" else ""
                 print(f"{name} {precision} seed {seed} ({run['cpu_capability']}): {margins}, train {run['train_time_s']} s, wall {run['wall_time_s']} s{extra}", flush=True)
                 runs.append(run)
-        experiments[name] = {"preset": "quick", "arms": preset_arms(name, "quick"), "runs": runs}
+            else:
+                continue
+            break  # a failed run: the experiment's other runs would fail the same way
+        if runs:
+            experiments[name] = {"preset": "quick", "arms": preset_arms(name, "quick"), "runs": runs}
     print()
     print(summary_table(experiments) + "\n\n" + arm_table(experiments) + "\n\n" + readings_table(experiments))
     if args.write_readings:
