@@ -116,6 +116,14 @@ def slow_cifar_download(cifar_batches_root, monkeypatch):
 # the servers tests start do the same through tests/stand_in_weights/sitecustomize.py.
 NO_HASH_IN_NAMES = re.compile(r"(?!)")
 STAND_IN_WEIGHTS_PATH = str(Path(__file__).parent / "stand_in_weights")
+TORCH_HASH_IN_NAMES = torch.hub.HASH_REGEX  # torch's own, read before any fixture replaces it
+
+
+@pytest.fixture
+def names_hold_hashes(monkeypatch):
+    """torch's reading of a checkpoint's hash from its name, for the tests of that check: the
+    in-process app (app_url) takes names as hashless for the rest of the session."""
+    monkeypatch.setattr(torch.hub, "HASH_REGEX", TORCH_HASH_IN_NAMES)
 
 
 @pytest.fixture(scope="session")

@@ -83,7 +83,7 @@ def test_alexnet_loads_torchvisions_cached_imagenet_weights(imagenet_weights):
     assert torch.equal(model.classifier[1].weight, imagenet_weights["classifier.1.weight"])
 
 
-def test_a_cached_file_that_is_not_imagenets_weights_is_refused_saying_what_is_wrong(tmp_path, monkeypatch):
+def test_a_cached_file_that_is_not_imagenets_weights_is_refused_saying_what_is_wrong(tmp_path, monkeypatch, names_hold_hashes):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     cached = tmp_path / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
     cached.parent.mkdir(parents=True)
@@ -94,7 +94,7 @@ def test_a_cached_file_that_is_not_imagenets_weights_is_refused_saying_what_is_w
     assert all(part in str(error.value) for part in (str(cached), f"begins {digest[:8]}", "says 7be5be79", "Delete it"))
 
 
-def test_a_cached_checkpoint_is_hashed_once_per_process_until_it_changes(tmp_path, monkeypatch):
+def test_a_cached_checkpoint_is_hashed_once_per_process_until_it_changes(tmp_path, monkeypatch, names_hold_hashes):
     import training.sources as sources
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))

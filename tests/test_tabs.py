@@ -182,7 +182,7 @@ def test_a_first_transfer_click_shows_the_imagenet_weights_downloading_then_trai
     assert (tmp_path / "fresh-torch-home" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth").stat().st_size == len(payload)
 
 
-def test_transfer_on_a_cached_file_that_is_not_imagenets_weights_says_so_and_trains_nothing(tiny_data, tmp_path, monkeypatch):
+def test_transfer_on_a_cached_file_that_is_not_imagenets_weights_says_so_and_trains_nothing(tiny_data, tmp_path, monkeypatch, names_hold_hashes):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     cached = tmp_path / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
     cached.parent.mkdir(parents=True)
@@ -191,7 +191,7 @@ def test_transfer_on_a_cached_file_that_is_not_imagenets_weights_says_so_and_tra
     assert status.startswith("**Cannot train yet.** The file ") and "ImageNet weights: its SHA-256 begins " in status
 
 
-def test_a_download_whose_hash_does_not_match_its_name_is_refused_and_not_kept(tmp_path, monkeypatch):
+def test_a_download_whose_hash_does_not_match_its_name_is_refused_and_not_kept(tmp_path, monkeypatch, names_hold_hashes):
     from training.sources import download_checkpoint
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
