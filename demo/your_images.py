@@ -139,6 +139,14 @@ def classify_your_images(image_path=None, arm="fine tuning", session=None):
     return classify(model, image, session["spec"])
 
 
+def trained_choice(arm="fine tuning", session=None):
+    """After a run, the Model choice: moved to an arm this run trained when the chosen one was not
+    (the small CNN alone trains neither AlexNet arm), so that it names the model that answers."""
+    if not session or session["models"].dropped or arm in session["models"]:
+        return gr.skip()
+    return next(iter(session["models"]))
+
+
 def wrong_photos(arm="fine tuning", session=None) -> list:
     """The validation photos the chosen model got wrong, most confident first, captioned."""
     arm, model = chosen_model(arm, session)
@@ -266,7 +274,8 @@ class YourImages:
             "train_your_images", [table, status], before=(collect_rows, boxes, rows_given),
         )
         for run in runs:
-            run.then(wrong_photos, [arm, session], wrong, api_visibility="private")
+            # The choice first: its change shows that model's mistakes; unchanged, they are shown here.
+            run.then(trained_choice, [arm, session], arm, api_visibility="private").then(wrong_photos, [arm, session], wrong, api_visibility="private")
         more.click(add_class, rows_shown, [rows_shown, *rows], api_visibility="private")
         upload.upload(classify_your_images, [upload, arm, session], label, api_name="classify_your_images", concurrency_limit=4)
         arm.change(wrong_photos, [arm, session], wrong, api_visibility="private")

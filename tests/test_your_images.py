@@ -161,6 +161,9 @@ def test_without_imagenet_weights_the_tab_says_how_and_offers_the_small_cnn(tmp_
     *_, table, status, session, dataset, _, _ = run_to_the_end(shapes_zip(tmp_path / "q.zip"), your_images.NETWORKS[1], 1, 0)
     forget_dataset(dataset)
     assert list(table["arm"]) == ["feature extraction", "fine tuning", "small CNN"] and set(session["models"]) == {"small CNN"}
+    # The Model choice moves to the one model there is, and stays where a chosen one was trained.
+    assert your_images.trained_choice("fine tuning", session) == "small CNN"
+    assert your_images.trained_choice("small CNN", session) == gr.skip()
 
 
 def test_photos_of_the_oldest_session_go_first_and_its_model_still_classifies(tmp_path, monkeypatch):
