@@ -51,7 +51,7 @@ def signal_scale_figure():
     and without batch norm, on a batch of unit-variance noise (what normalised images look like
     to the first layer)."""
     x = torch.randn(SIGNAL_IMAGES, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    # 480 px wide, so that a phone's 340 px shows its words at 70% (a wider figure shrank them to 60%).
+    # 480 px wide, so that a phone shows it at 80% (382 px; the old 560 px figure was shown at 60%).
     figure = Figure(figsize=(4.8, 3.7), dpi=100)
     axes = figure.subplots()
     for colour, init in zip(PALETTE, INITS):

@@ -79,7 +79,7 @@ def loss_surface(beta: float = BETA, lr: float = SURFACE_LR):
     lr = min(max(float(lr), SURFACE_LR_RANGE[0]), SURFACE_LR_RANGE[1])
     x, y = np.meshgrid(np.linspace(-4.5, 4.5, 200), np.linspace(-0.8, 0.8, 120))
     loss = 0.5 * (SURFACE_CURVATURE[0] * x**2 + SURFACE_CURVATURE[1] * y**2)
-    # 480 px wide, so that a phone's 340 px shows its words at 70% (a wider figure shrank them to half).
+    # 480 px wide, so that a phone shows it at 80% (382 px; the old 640 px figure was shown at 52%).
     figure = Figure(figsize=(4.8, 3.7), dpi=100)
     axes = figure.subplots()
     axes.contour(x, y, loss, levels=np.geomspace(0.01, 40, 12), colors="#bbbbbb", linewidths=0.8)
