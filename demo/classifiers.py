@@ -46,6 +46,7 @@ class Classifier:
     test_acc: float | None  # 0–1, on CIFAR-10's 10,000 test images
     confusion: list[list[int]] | None  # rows: true class, columns: predicted class
     test_time_flip: bool  # whether its accuracy averaged each test image with its mirror
+    test_time_shift: bool  # whether it also averaged in each test image shifted by a pixel (training.evaluation)
     trained_on: str  # the device it was trained on, or "" where unknown
     predictions_file: Path | None = None  # its recorded test predictions (see training.reproduce)
 
@@ -72,13 +73,14 @@ def recorded_results(source: str) -> dict | None:
         return None
 
 
-def recorded_numbers(results: dict | None, arm: str | None) -> tuple[float | None, list | None, bool, str]:
-    """(test accuracy, confusion, test-time flip, device) of one arm of a results JSON."""
+def recorded_numbers(results: dict | None, arm: str | None) -> tuple[float | None, list | None, bool, bool, str]:
+    """(test accuracy, confusion, test-time flip, test-time shift, device) of one arm of a results JSON."""
     runs = {run["label"]: run for run in (results or {}).get("runs", [])}
     run = runs.get(arm) if arm else next(iter(runs.values()), None) if len(runs) == 1 else None
     if not run:
-        return None, None, False, ""
-    return run.get("test_acc"), run.get("confusion"), bool(run["config"].get("test_time_flip")), results.get("device_name", "")
+        return None, None, False, False, ""
+    views = [bool(run["config"].get(name)) for name in ("test_time_flip", "test_time_shift")]
+    return run.get("test_acc"), run.get("confusion"), *views, results.get("device_name", "")
 
 
 def default_classifier() -> Classifier | None:
@@ -129,7 +131,7 @@ def test_predictions(classifier: Classifier, download: bool = True) -> tuple[tor
             else:
                 test = load_cifar10("test", download=download)
                 device = next(classifier.model.parameters()).device
-                predicted, confidence = predict(classifier.model, test, device, "fp32", classifier.test_time_flip)
+                predicted, confidence = predict(classifier.model, test, device, "fp32", classifier.test_time_flip, classifier.test_time_shift)
                 _predictions[classifier.model] = test.labels, predicted.cpu(), confidence.cpu()
         return _predictions[classifier.model]
 

@@ -115,7 +115,7 @@ def classify_cifar10(image_path=None, choice=DEFAULT, session=None):
     image = open_upload(image_path)
     classifier = classifier_named(choice, session)
     model = classifier.model.eval()
-    probabilities = classify(model, image, CIFAR10_DATASET, flip=classifier.test_time_flip)
+    probabilities = classify(model, image, CIFAR10_DATASET, flip=classifier.test_time_flip, shift=classifier.test_time_shift)
     seen = torch.from_numpy(square_rgb(image, CIFAR10_DATASET.stored_size).copy()).permute(2, 0, 1)
     first = model.features[0]
     maps = first(model_input(image, CIFAR10_DATASET).to(first.conv.weight.device))[0, :32].float().cpu()  # up to 32 channels, side × side

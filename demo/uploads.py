@@ -20,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from models.checkpoint import ArchitectureMismatchError, CheckpointError, load_pretrained
 from training.datasets import DatasetSpec
+from training.evaluation import view_logits
 from training.loader import model_input
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
@@ -93,16 +94,12 @@ def image_upload(label: str) -> gr.File:
 
 
 @torch.no_grad()
-def classify(model: torch.nn.Module, image: Image.Image, spec: DatasetSpec, flip: bool = False) -> dict[str, float]:
-    """Class probabilities of one image; with `flip`, from the logits of the image and its
-    mirror image averaged (as the test accuracy of a model trained with test_time_flip was measured)."""
+def classify(model: torch.nn.Module, image: Image.Image, spec: DatasetSpec, flip: bool = False, shift: bool = False) -> dict[str, float]:
+    """Class probabilities of one image, from the logits of the test-time views `flip` and
+    `shift` ask for (training.evaluation.view_logits: as the model's test accuracy was measured)."""
     model.eval()
     device = next(model.parameters()).device
-    x = model_input(image, spec).to(device)
-    if flip:  # the image and its mirror in one batch of two: one pass costs less than two
-        logits = model(torch.cat([x, x.flip(-1)])).mean(dim=0, keepdim=True)
-    else:
-        logits = model(x)
+    logits = view_logits(model, model_input(image, spec).to(device), flip, shift)
     probabilities = logits.float().softmax(dim=1)[0]
     return dict(zip(spec.classes, probabilities.tolist()))
 

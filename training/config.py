@@ -16,6 +16,7 @@ OPTIMIZERS = ("sgd", "adadelta", "adam")
 LR_SCHEDULES = ("constant", "linear", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
+PADDING_MODES = ("zeros", "reflect")
 # Widest training-crop padding: beyond a quarter of a CIFAR-10 image a crop is mostly padding.
 MAX_CROP_PADDING = 8
 
@@ -46,10 +47,13 @@ class TrainConfig:
     nesterov: bool = setting(False, words="Nesterov momentum", card=True)  # SGD: Nesterov's momentum, which looks ahead along the velocity before taking the gradient
     label_smoothing: float = setting(0.0, words="label smoothing", card=True)  # share of each target spread over all classes: the net is not pushed to ever more confident logits
     weight_decay: float = setting(0.0, words="weight decay", card=True)  # L2 penalty added by the optimizer
+    lookahead: bool = setting(False, words="lookahead", card=True)  # every 5 steps the weights move back towards a slow average of themselves, more so as the run ends (hlb-CIFAR10, airbench; training.lookahead)
     norm_lr_scale: float = 1.0  # batch-norm parameters learn this many times faster (airbench: 64); their weight decay is divided by it, so each step decays them as much as the rest
     batch_size: int = setting(64, limits=(2, 512), words="batch size", card=True)  # training images per step
     epochs: int = setting(2, limits=(1, 30), words="epochs", card=True)  # passes over the training subset
     crop_padding: int | None = None  # training crops are cut from images padded by this many pixels; None = the dataset's own (CIFAR-10: 4)
+    crop_padding_mode: str = setting("zeros", words="crop padding", card=True)  # zeros | reflect: the padding mirrors the image's edge, so a shifted crop shows no black border (airbench)
+    alternating_flip: bool = setting(False, words="alternating flips", card=True)  # each image is mirrored in every other epoch (from a random start) instead of at random, so two epochs show both sides (airbench)
     n_train: int | None = setting(None, limits=(100, 50_000), words="training images", card=True)  # class-balanced training subset size; None = the whole split
     n_test: int | None = None  # class-balanced evaluation subset size; None = the whole split
     seed: int = setting(0, limits=(0, 2**31 - 1), card=True)  # subset, batch order, augmentation, initial weights and dropout
@@ -60,6 +64,7 @@ class TrainConfig:
     event_interval_s: float = 0.25  # least seconds between two training-loss events of one arm
     cache_frozen_features: bool = True  # feature extraction: run the frozen backbone once, not every step
     test_time_flip: bool = setting(False, words="flipped test images", card=True)  # evaluate on each test image and its mirror image, averaging the two predictions
+    test_time_shift: bool = setting(False, words="shifted test images", card=True)  # also average in each test image shifted by a pixel up-left and down-right (edges mirrored), weighing the shifted views as much as the unshifted (airbench)
     instruments: bool = True  # read each layer's gradient, steps and output every few steps (training.instruments); costs a few percent of training
 
 
@@ -125,7 +130,7 @@ def validate(config: TrainConfig, bounded: bool = False) -> None:
         for name, f in FIELDS.items():
             if f.metadata.get("limits") and getattr(config, name) is not None:
                 requested(name, getattr(config, name))
-    for name, choices in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES), ("init", INITS), ("device", DEVICES), ("precision", PRECISIONS)):
+    for name, choices in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES), ("init", INITS), ("device", DEVICES), ("precision", PRECISIONS), ("crop_padding_mode", PADDING_MODES)):
         _check_choice(name, getattr(config, name), choices)
     _check_at_least(config, ("batch_size", "epochs"), 1)
     _check_at_least(config, ("n_train", "n_test"), 2, " (or None for all)")

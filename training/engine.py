@@ -29,6 +29,7 @@ from training.loader import BatchLoader, FeatureLoader, normalize
 from training.devices import ArmClock, resolve_device, resolve_precision, rng_state, seeded_rng_state, set_rng_state
 from training.evaluation import accuracy, evaluate
 from training.instruments import Instruments, LayerReading, StepWatch
+from training.lookahead import Lookahead
 
 # The share of a one-cycle run spent warming the rate up from a tenth of `lr` (the rest decays it
 # to zero): a high rate from the first step would throw a freshly initialised network off course.
@@ -36,8 +37,8 @@ ONECYCLE_WARMUP = 0.2
 # The early-stop rule looks at the smallest batch loss of every this many steps: a fixed
 # cadence keeps the stopping step deterministic, and it avoids a device sync every step.
 EARLY_STOP_CHECK_STEPS = 20
-# Training images a data-dependent first layer is computed from (models.airbench.Whitening):
-# 5,000 CIFAR-10 images give 4.8 million patches for a 12×12 covariance.
+# Training images a data-dependent first layer is computed from (models.airbench.Whitening), drawn
+# at random across the classes: 5,000 CIFAR-10 images give 4.8 million patches for a 12×12 covariance.
 WHITENING_IMAGES = 5000
 # Smoothing of the reported training loss (exponential moving average, bias-corrected).
 LOSS_SMOOTHING = 0.9
@@ -166,6 +167,7 @@ class Arm:
     label_smoothing: float
     precision: str
     instruments: Instruments | None  # None: the arm's inside is not read
+    lookahead: Lookahead | None  # None: no slow copy of the weights
 
     def train_step(self, inputs: torch.Tensor, labels: torch.Tensor, watch: StepWatch | None = None) -> torch.Tensor:
         """One optimizer step (and schedule step) on a batch, watched by the instruments where
@@ -182,7 +184,14 @@ class Arm:
             watch.after_update()
         if self.schedule is not None:
             self.schedule.step()
+        if self.lookahead is not None:
+            self.lookahead.step()
         return loss
+
+    def finish(self) -> None:
+        """Settle the trained weights: the lookahead's slow copy, where the arm keeps one."""
+        if self.lookahead is not None:
+            self.lookahead.finish()
 
 
 def build_arm(config: TrainConfig, train_data: ImageTensors, device: torch.device, precision: str) -> Arm:
@@ -191,17 +200,22 @@ def build_arm(config: TrainConfig, train_data: ImageTensors, device: torch.devic
     schedule and its evaluation steps."""
     model = build_model(config, device)
     if hasattr(model, "fit_whitening"):
-        # A first layer computed from the data (airbench's whitening): from the arm's first
-        # training images, so that arms with the same seed and data start alike.
+        # A first layer computed from the data (airbench's whitening), from a sample drawn by the
+        # seed, so that arms with the same seed and data start alike. Drawn at random: a split is
+        # stored sorted by class, and its first images are all airplanes.
         spec = train_data.spec
-        model.fit_whitening(normalize(train_data.images[:WHITENING_IMAGES].to(device), spec.mean, spec.std))
+        sample = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(config.seed))[:WHITENING_IMAGES]
+        model.fit_whitening(normalize(train_data.images[sample].to(device), spec.mean, spec.std))
     optimizer = make_optimizer(config, model)
     prefix = model.frozen_prefix() if hasattr(model, "frozen_prefix") and config.cache_frozen_features else None
     if prefix is not None and FeatureLoader.supports(train_data.spec):
-        loader = FeatureLoader(prefix, train_data, config.batch_size, device, config.seed, autocast=precision == "bf16")
+        loader = FeatureLoader(prefix, train_data, config.batch_size, device, config.seed, autocast=precision == "bf16", alternating_flip=config.alternating_flip)
         forward = model.forward_from_prefix
     else:
-        loader = BatchLoader(train_data, config.batch_size, device, train=True, seed=config.seed, crop_padding=config.crop_padding)
+        loader = BatchLoader(
+            train_data, config.batch_size, device, train=True, seed=config.seed,
+            crop_padding=config.crop_padding, crop_padding_mode=config.crop_padding_mode, alternating_flip=config.alternating_flip,
+        )
         forward = model
     steps_per_epoch = len(loader)
     total_steps = config.epochs * steps_per_epoch
@@ -209,7 +223,8 @@ def build_arm(config: TrainConfig, train_data: ImageTensors, device: torch.devic
     schedule = make_schedule(config, optimizer, total_steps)
     eval_steps = {math.ceil(i * total_steps / evals) for i in range(1, evals + 1)}
     instruments = Instruments(model, total_steps) if config.instruments else None
-    return Arm(model, forward, optimizer, loader, schedule, steps_per_epoch, total_steps, eval_steps, config.label_smoothing, precision, instruments)
+    lookahead = Lookahead(model, total_steps) if config.lookahead else None
+    return Arm(model, forward, optimizer, loader, schedule, steps_per_epoch, total_steps, eval_steps, config.label_smoothing, precision, instruments, lookahead)
 
 
 class LossTracker:
@@ -280,7 +295,9 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
                 elapsed = clock.total()
                 yield TrainStep(label, step, step / steps_per_epoch, losses.smoothed(step), elapsed, step * config.batch_size / elapsed)
             if evaluate_now:
-                confusion, evaluated_at = evaluate(arm.model, test_data, device, precision, config.test_time_flip), step
+                if stopped_early or step == arm.total_steps:
+                    arm.finish()  # the last evaluation reads the weights the run ends with
+                confusion, evaluated_at = evaluate(arm.model, test_data, device, precision, config.test_time_flip, config.test_time_shift), step
                 yield Evaluation(label, step, step / steps_per_epoch, accuracy(confusion, test_data), clock.total())
             if stopped_early:
                 break
@@ -288,7 +305,8 @@ def train(config: TrainConfig, train_data: ImageTensors, test_data: ImageTensors
         if stopped_early:
             break
     if evaluated_at != step:
-        confusion = evaluate(arm.model, test_data, device, precision, config.test_time_flip)
+        arm.finish()
+        confusion = evaluate(arm.model, test_data, device, precision, config.test_time_flip, config.test_time_shift)
     yield finished_event(config, arm.model, step, clock.total(), stopped_early, confusion, test_data)
 
 

@@ -42,18 +42,29 @@ def draw_crops(count: int, side: int, size: int, padding: int, generator: torch.
     return dy, dx, flip
 
 
-def random_crop_flip(images: torch.Tensor, size: int, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Per-sample random crop (after zero padding) and horizontal flip of a whole batch, by gather."""
+def reflected(positions: torch.Tensor, side: int) -> torch.Tensor:
+    """Positions in an image padded by reflection, as positions in the image itself."""
+    positions = positions.abs()
+    return torch.where(positions > side - 1, 2 * (side - 1) - positions, positions)
+
+
+def random_crop_flip(images: torch.Tensor, size: int, padding: int, generator: torch.Generator, padding_mode: str = "zeros", flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample random crop (after zero or reflect padding) and horizontal flip of a whole
+    batch, by gather; `flip` (one bool per image) replaces the random flips where given."""
     B, C, H, W = images.shape
-    if padding:
-        images = torch.nn.functional.pad(images, (padding,) * 4)
-    dy, dx, flip = (t.to(images.device) for t in draw_crops(B, H, size, padding, generator))
+    dy, dx, drawn = draw_crops(B, H, size, padding, generator)
+    dy, dx, flip = (t.to(images.device) for t in (dy, dx, drawn if flip is None else flip))
     steps = torch.arange(size, device=images.device)
-    rows = (dy[:, None] + steps).view(B, 1, size, 1)
-    cols = torch.where(flip[:, None], dx[:, None] + size - 1 - steps, dx[:, None] + steps).view(B, 1, 1, size)
+    rows = dy[:, None] + steps
+    cols = torch.where(flip[:, None], dx[:, None] + size - 1 - steps, dx[:, None] + steps)
+    if padding and padding_mode == "reflect":
+        # Reflection needs no padded copy: each padded position maps back into the image.
+        rows, cols = reflected(rows - padding, H), reflected(cols - padding, W)
+    elif padding:
+        images = torch.nn.functional.pad(images, (padding,) * 4)
     batch = torch.arange(B, device=images.device).view(B, 1, 1, 1)
     channel = torch.arange(C, device=images.device).view(1, C, 1, 1)
-    return images[batch, channel, rows, cols]
+    return images[batch, channel, rows.view(B, 1, size, 1), cols.view(B, 1, 1, size)]
 
 
 class BatchLoader:
@@ -63,9 +74,20 @@ class BatchLoader:
     differ in size from all the others); evaluation loaders centre-crop in order.
     """
 
-    def __init__(self, data: ImageTensors, batch_size: int, device: torch.device, train: bool, seed: int = 0, crop_padding: int | None = None):
+    def __init__(
+        self,
+        data: ImageTensors,
+        batch_size: int,
+        device: torch.device,
+        train: bool,
+        seed: int = 0,
+        crop_padding: int | None = None,
+        crop_padding_mode: str = "zeros",
+        alternating_flip: bool = False,
+    ):
         self.data = data
         self.crop_padding = data.spec.crop_padding if crop_padding is None else crop_padding
+        self.crop_padding_mode = crop_padding_mode
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.train = train
@@ -73,6 +95,16 @@ class BatchLoader:
         # The whole split moves to the device once, as uint8 (4× smaller than float).
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
+        # Alternating flips (airbench): each image starts mirrored or not at random, then
+        # alternates, so that every two epochs show each image both ways round.
+        self.first_flips = torch.rand(len(data), generator=self.generator) < 0.5 if alternating_flip else None
+        self.epoch = -1
+
+    def flips(self, index: torch.Tensor) -> torch.Tensor | None:
+        """This epoch's alternating flips of the images at `index`; None: flip at random."""
+        if self.first_flips is None:
+            return None
+        return self.first_flips[index.cpu()] ^ (self.epoch % 2 == 1)
 
     def __len__(self) -> int:
         n = len(self.data)
@@ -81,6 +113,7 @@ class BatchLoader:
     def batch_indices(self):
         """One epoch's batches as index tensors: shuffled for training, in order for evaluation."""
         n = len(self.data)
+        self.epoch += 1
         order = torch.randperm(n, generator=self.generator).to(self.device) if self.train else torch.arange(n, device=self.device)
         for i in range(len(self)):
             yield order[i * self.batch_size : (i + 1) * self.batch_size]
@@ -90,7 +123,7 @@ class BatchLoader:
         for index in self.batch_indices():
             images = self.images[index]
             if self.train:
-                images = random_crop_flip(images, spec.crop_size, self.crop_padding, self.generator)
+                images = random_crop_flip(images, spec.crop_size, self.crop_padding, self.generator, self.crop_padding_mode, self.flips(index))
             else:
                 images = center_crop(images, spec.crop_size)
             yield normalize(images, spec.mean, spec.std), self.labels[index]
@@ -106,8 +139,8 @@ class FeatureLoader(BatchLoader):
     is the whole stored image, so that flips are the only augmentation.
     """
 
-    def __init__(self, prefix: torch.nn.Module, data: ImageTensors, batch_size: int, device: torch.device, seed: int, autocast: bool):
-        super().__init__(data, batch_size, device, train=True, seed=seed)
+    def __init__(self, prefix: torch.nn.Module, data: ImageTensors, batch_size: int, device: torch.device, seed: int, autocast: bool, alternating_flip: bool = False):
+        super().__init__(data, batch_size, device, train=True, seed=seed, alternating_flip=alternating_flip)
         self.prefix = prefix
         self.autocast = autocast
         self.features: torch.Tensor | None = None  # 2 (as stored, mirrored), N, D
@@ -136,4 +169,6 @@ class FeatureLoader(BatchLoader):
         spec = self.data.spec
         for index in self.batch_indices():
             _, _, flip = draw_crops(len(index), spec.stored_size, spec.crop_size, spec.crop_padding, self.generator)
+            alternating = self.flips(index)
+            flip = flip if alternating is None else alternating
             yield self.features[flip.long().to(self.device), index], self.labels[index]

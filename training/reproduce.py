@@ -34,9 +34,9 @@ from training.runner import folder_name, print_table, run_experiment
 
 def save_test_predictions(model: torch.nn.Module, config: TrainConfig, folder: Path) -> None:
     """The model's class and confidence for every test image, in fp32 (every host's precision),
-    with the test-time flip its accuracy was measured with."""
+    with the test-time views its accuracy was measured with."""
     test = load_splits(config.dataset)[1]
-    predicted, confidence = predict(model, test, next(model.parameters()).device, "fp32", config.test_time_flip)
+    predicted, confidence = predict(model, test, next(model.parameters()).device, "fp32", config.test_time_flip, config.test_time_shift)
     tensors = {"label": test.labels.to(torch.uint8), "predicted": predicted.to(torch.uint8).cpu(), "confidence": confidence.half().cpu()}
     save_file(tensors, folder / TEST_PREDICTIONS)
 
