@@ -33,7 +33,7 @@ EMBEDDED_FOLDER = Path(__file__).resolve().parent.parent / PRETRAINED_DIR / "cla
 EMBEDDED_ARM = "cifar10"
 GALLERY_SIZE = 24  # test images shown per confusion cell, most confident first
 
-# A published final CNN is a TeachingCNN; the embedded classifier (and its published copy) an AirbenchCNN.
+# A published final CNN (quick preset), the embedded classifier and its published copy are AirbenchCNNs; a report-preset final CNN is a TeachingCNN.
 cifar10_model = ConfiguredModel("CIFAR10_MODEL", (AirbenchCNN, TeachingCNN), default=str(EMBEDDED_FOLDER / EMBEDDED_ARM))
 
 

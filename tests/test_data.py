@@ -131,6 +131,37 @@ def test_crop_flip_moves_pixels_but_keeps_their_values():
     assert set(padded.unique().tolist()) <= set(images.unique().tolist()) | {0.0}
 
 
+def test_reflect_padding_fills_a_shifted_crop_with_the_images_own_edge():
+    images = 1 + torch.arange(64 * 3 * 8 * 8, dtype=torch.float32).view(64, 3, 8, 8)  # no pixel is 0
+    zeros = random_crop_flip(images, 8, 2, torch.Generator().manual_seed(1), "zeros")
+    reflected = random_crop_flip(images, 8, 2, torch.Generator().manual_seed(1), "reflect")
+    assert (zeros == 0).any() and not (reflected == 0).any()
+    # Where the zero-padded crop shows the image, the reflected one shows the same pixels.
+    inside = zeros != 0
+    assert torch.equal(reflected[inside], zeros[inside])
+    # The padding mirrors the edge: a crop shifted 2 pixels right starts at columns 2, 1 of the image.
+    row = images[0, 0, 3]
+    mirrored = torch.nn.functional.pad(row.view(1, 1, 1, 8), (2, 2, 0, 0), mode="reflect").flatten()
+    assert torch.equal(mirrored[:4], row[[2, 1, 0, 1]])
+
+
+def test_alternating_flips_show_each_image_both_ways_round_every_two_epochs(tiny_root):
+    data = load_cifar10("train", tiny_root, download=False)
+    loader = BatchLoader(data, 32, torch.device("cpu"), train=True, seed=3, crop_padding=0, alternating_flip=True)
+
+    def flipped_per_image() -> torch.Tensor:
+        """Whether each training image came out mirrored this epoch (crops are the whole image)."""
+        flipped = torch.zeros(len(data), dtype=torch.bool)
+        for index in loader.batch_indices():
+            images = random_crop_flip(data.images[index], 32, 0, loader.generator, flip=loader.flips(index))
+            flipped[index] = (images != data.images[index]).flatten(1).any(dim=1)
+        return flipped
+
+    epochs = [flipped_per_image() for _ in range(4)]
+    assert 0.3 < epochs[0].float().mean() < 0.7  # the first epoch flips a random half
+    assert torch.equal(epochs[1], ~epochs[0]) and torch.equal(epochs[2], epochs[0]) and torch.equal(epochs[3], epochs[1])
+
+
 def test_a_folder_without_a_split_is_split_per_class_the_same_way_every_time(tmp_path):
     write_folder(tmp_path / "shapes", ("circle", "square", "star"), 10, 40, ".png", seed=0)
     spec = get_dataset(str(tmp_path / "shapes"))

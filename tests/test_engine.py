@@ -9,6 +9,7 @@ from models import create_model
 from models.airbench import AirbenchCNN
 from models.cnn import TeachingCNN
 from training.config import TrainConfig
+from training.datasets import load_cifar10
 from training.engine import (
     EARLY_STOP_CHECK_STEPS,
     Evaluation,
@@ -216,8 +217,6 @@ def test_a_one_cycle_schedule_fits_runs_of_a_step_or_two(tiny_data):
 
 
 def test_flipped_evaluation_averages_each_image_with_its_mirror(tiny_data):
-    from training.datasets import load_cifar10
-
     test = load_cifar10("test")
     model = build_model(TINY, torch.device("cpu")).eval()
     mirrored = replace(test, images=test.images.flip(-1))
@@ -288,3 +287,65 @@ def test_a_data_fitted_first_layer_is_fitted_before_training_frozen_and_alike_fo
     assert not torch.equal(trained[0], fresh.features[0].conv.weight)
     fit(fresh, fitted[0])
     assert torch.equal(trained[0], fresh.features[0].conv.weight) and torch.equal(*trained)  # fitted, then left alone
+
+
+def test_the_whitening_sample_is_drawn_across_the_classes_not_the_first_images(tiny_data, monkeypatch):
+    """A split is stored sorted by class: its first images are all airplanes."""
+    import training.engine
+
+    fitted = []
+    monkeypatch.setattr(training.engine, "WHITENING_IMAGES", 20)
+    monkeypatch.setattr(AirbenchCNN, "fit_whitening", lambda model, images: fitted.append(images.clone()))
+    next(run(replace(TINY, model="cnn-classifier", init="default", model_overrides={"widths": (8, 8, 8)})))
+    train = load_cifar10("train")
+    normalised = training.engine.normalize(train.images, train.spec.mean, train.spec.std)
+    sampled = [int((normalised == image).flatten(1).all(dim=1).nonzero()[0]) for image in fitted[0]]
+    assert len(set(sampled)) == 20 and len(set(train.labels[sampled].tolist())) >= 5
+
+
+def test_lookahead_pulls_the_weights_back_more_as_the_run_ends_and_ends_on_its_slow_copy():
+    from training.lookahead import EVERY_STEPS, MOST_DECAY, Lookahead
+
+    model = torch.nn.Linear(2, 2)
+    torch.nn.init.zeros_(model.weight)
+    lookahead = Lookahead(model, total_steps=2 * EVERY_STEPS)
+    for step in range(1, 2 * EVERY_STEPS + 1):
+        with torch.no_grad():
+            model.weight.fill_(1.0)  # the optimizer moves every weight to 1 each step
+        lookahead.step()
+        if step == EVERY_STEPS:  # halfway: the slow copy keeps MOST_DECAY · (1/2)³ of itself
+            assert torch.allclose(model.weight, torch.full((2, 2), 1 - MOST_DECAY / 8))
+    # At the end it keeps MOST_DECAY of itself, and the weights are reset to it.
+    slow = 1 - (MOST_DECAY / 8) * 1.0
+    slow = slow * MOST_DECAY + (1 - MOST_DECAY)
+    assert torch.allclose(model.weight, torch.full((2, 2), slow))
+    with torch.no_grad():
+        model.weight.fill_(5.0)
+    lookahead.finish()
+    assert torch.allclose(model.weight, torch.full((2, 2), slow))
+
+
+def test_a_run_with_lookahead_ends_on_the_slow_weights_it_evaluated(tiny_data):
+    config = replace(TINY, model="cnn-classifier", init="default", lr=0.05, lookahead=True, model_overrides={"widths": (8, 8, 8)})
+    events = list(run(config))
+    result = finished(events)["run"]
+    model = result.model
+    test = load_cifar10("test")
+    confusion = evaluate(model, test, torch.device("cpu"), "fp32")
+    assert confusion.diag().sum().item() / len(test) == result.test_acc == [e for e in events if isinstance(e, Evaluation)][-1].test_acc
+
+
+def test_shifted_test_views_average_the_image_moved_a_pixel_each_way():
+    from training.evaluation import view_logits
+
+    def pixel(x: torch.Tensor) -> torch.Tensor:  # "logits": the image's pixel at row 3, column 3
+        return x[:, :, 3, 3]
+
+    x = torch.rand(4, 3, 8, 8)
+    shifted = x[:, :, 2, 2], x[:, :, 4, 4]  # what the two views shifted by a pixel show at (3, 3)
+    assert torch.allclose(view_logits(pixel, x, shift=True), (x[:, :, 3, 3] + (shifted[0] + shifted[1]) / 2) / 2)
+    mirrored = x.flip(-1)[:, :, 3, 3]
+    assert torch.allclose(view_logits(pixel, x, flip=True), (x[:, :, 3, 3] + mirrored) / 2)
+    # The shifted views are mirrored too; at the edge a shift reads the mirrored border.
+    corner = view_logits(lambda x: x[:, :, 0, 0], x, shift=True)
+    assert torch.allclose(corner, (x[:, :, 0, 0] + (x[:, :, 1, 1] + x[:, :, 1, 1]) / 2) / 2)

@@ -228,6 +228,20 @@ def test_the_whitening_layer_decorrelates_the_patches_it_was_fitted_on():
     assert (correlation - torch.eye(half)).abs().max() > 0.5  # which the raw patches were not
 
 
+def test_a_learned_first_layer_trains_from_its_random_init_and_ignores_the_data():
+    model = AirbenchCNN(widths=(8, 16, 16), whitening=False)
+    conv = model.features[0].conv
+    before = conv.weight.clone()
+    model.fit_whitening(correlated_images(8))
+    assert conv.weight.requires_grad and torch.equal(conv.weight, before) and before.std() > 0
+
+
+def test_airbench_batch_norms_follow_the_batches_closely_with_a_tiny_eps():
+    norms = [m for m in AirbenchCNN().modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(norms) == 6 and all(m.momentum == 0.4 and m.eps == 1e-12 for m in norms)
+    assert all(m.momentum == 0.1 for m in AirbenchCNN(norm_momentum=0.1).modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
 def test_airbench_conv_groups_start_by_passing_their_input_on():
     group = AirbenchCNN().features[1]
     x = torch.randn(2, group.conv1.in_channels, 8, 8)

@@ -274,6 +274,40 @@ def data_source(name: str) -> str | None:
     return "|".join(stamps) or f"{spec.name} in {root}"
 
 
+# Pillow's numbers for a JPEG's chroma subsampling (PIL.JpegImagePlugin.get_sampling).
+JPEG_SAMPLING = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
+
+
+def file_format(folder: Path) -> str:
+    """The format of the first image of a split folder's first class: "PNG", or "JPEG 4:2:0"
+    (a JPEG stores colour at half the resolution in each direction under 4:2:0)."""
+    from PIL import Image, JpegImagePlugin
+
+    first = next((path for child in sorted(folder.iterdir()) if child.is_dir() for path in sorted(child.iterdir())), None)
+    if first is None:
+        return "no images"
+    with Image.open(first) as image:
+        sampling = JPEG_SAMPLING.get(JpegImagePlugin.get_sampling(image), "") if image.format == "JPEG" else ""
+        return f"{image.format} {sampling}".strip()
+
+
+def data_description(name: str) -> str:
+    """Which copy of a dataset a run reads, in words for provenance and model cards: torchvision's
+    archive (the original pixels) or an image folder under DATA_DIR, with its files' format."""
+    spec = get_dataset(name)
+    if spec.name in _registered or spec.files is None:
+        return f"{spec.title}, held in memory"
+    root = data_dir().resolve()
+    layout = spec.files.torchvision_layout
+    described = []
+    for folder in _folders_read(spec.files, spec.splits, root):
+        if layout and folder == root / layout.folder:
+            described.append(f"torchvision's {layout.folder} (the original pixels)")
+        elif folder.is_dir():
+            described.append(f"the image folder DATA_DIR/{folder.relative_to(root)} ({file_format(folder)} files)")
+    return f"{spec.title}: " + "; ".join(described) if described else f"{spec.title}: not found under DATA_DIR"
+
+
 def register_dataset(train: ImageTensors, evaluation: ImageTensors) -> None:
     """Hold two decoded splits in memory under their spec's name until `forget_dataset`."""
     spec = train.spec

@@ -27,7 +27,7 @@ import httpx2  # huggingface_hub's HTTP client: its errors are how an upload fai
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, SpaceCard
 from huggingface_hub.errors import HFValidationError
 
-from models import AirbenchCNN, AlexNetTransfer, TeachingCNN
+from models import AirbenchCNN, AlexNetTransfer
 from models.checkpoint import CheckpointError, load_pretrained
 from training.runner import folder_name
 from training.config import card_settings
@@ -37,7 +37,7 @@ from training.experiments import get_experiment
 from training.results import PRETRAINED_DIR, validate_results
 
 PUBLISHABLE = {"final": "final", "classifier": "cifar10", "transfer": "fine tuning", "your-images": "fine tuning"}  # experiment → the arm published by default
-MODEL_CLASSES = {"final": TeachingCNN, "classifier": AirbenchCNN, "transfer": AlexNetTransfer, "your-images": AlexNetTransfer}
+MODEL_CLASSES = {"final": AirbenchCNN, "classifier": AirbenchCNN, "transfer": AlexNetTransfer, "your-images": AlexNetTransfer}
 APP_VARIABLES = {"final": "CIFAR10_MODEL", "classifier": "CIFAR10_MODEL", "transfer": "ANTS_BEES_MODEL"}  # your-images: no app variable, a student's own classes
 
 CARD_TEMPLATE = """---
@@ -56,6 +56,8 @@ CARD_TEMPLATE = """---
 | the report | {{ report_accuracy }} | {{ report_time }} | a Kaggle GPU |
 
 {{ preset_note }}
+
+**Data.** Trained and tested on {{ data }}.{% if published_note %} {{ published_note }}{% endif %}
 
 ## Training settings
 
@@ -145,6 +147,8 @@ def model_card(experiment_name: str, results: dict, run: dict, repo_id: str) -> 
         report_accuracy=f"{report.test_acc:.2%}" if report and report.test_acc else "—",
         report_time=f"{report.train_time_s} s" if report and report.train_time_s else "—",
         settings=settings,
+        data=provenance.get("data", f"{dataset_name} (which copy was not recorded)"),
+        published_note=experiment.published_note,
         torch=provenance.get("torch", "not recorded"),
         commit=provenance.get("git_commit", "not recorded"),
         date=provenance.get("date", "date not recorded"),

@@ -24,6 +24,7 @@ import torch
 
 from models import model_arguments
 from training.config import TrainConfig
+from training.datasets import data_description
 from training.engine import Evaluation, Event, Finished, Reading, Started, TrainStep, event_record, model_overrides, reading_records
 
 
@@ -97,6 +98,7 @@ def provenance(results: dict, commit: str | None, wall_time_s: float) -> dict:
     """Where and when a run was made: stored with reference runs and saved models."""
     return {
         "device_name": results["device_name"],
+        "data": data_description(results["runs"][0]["config"]["dataset"]),  # which copy: the original pixels or a folder of (lossy) files
         "torch": torch.__version__,
         "git_commit": commit,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
