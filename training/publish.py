@@ -27,7 +27,7 @@ import httpx2  # huggingface_hub's HTTP client: its errors are how an upload fai
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, SpaceCard
 from huggingface_hub.errors import HFValidationError
 
-from models import AirbenchCNN, AlexNetTransfer
+from models import model_class
 from models.checkpoint import CheckpointError, load_pretrained
 from training.runner import folder_name
 from training.config import card_settings
@@ -37,7 +37,6 @@ from training.experiments import get_experiment
 from training.results import PRETRAINED_DIR, validate_results
 
 PUBLISHABLE = {"final": "final", "classifier": "cifar10", "transfer": "fine tuning", "your-images": "fine tuning"}  # experiment → the arm published by default
-MODEL_CLASSES = {"final": AirbenchCNN, "classifier": AirbenchCNN, "transfer": AlexNetTransfer, "your-images": AlexNetTransfer}
 APP_VARIABLES = {"final": "CIFAR10_MODEL", "classifier": "CIFAR10_MODEL", "transfer": "ANTS_BEES_MODEL"}  # your-images: no app variable, a student's own classes
 
 CARD_TEMPLATE = """---
@@ -152,7 +151,7 @@ def model_card(experiment_name: str, results: dict, run: dict, repo_id: str) -> 
         torch=provenance.get("torch", "not recorded"),
         commit=provenance.get("git_commit", "not recorded"),
         date=provenance.get("date", "date not recorded"),
-        model_class=MODEL_CLASSES[experiment_name].__name__,
+        model_class=model_class(run["config"]["model"]).__name__,
         repo_id=repo_id,
         app_variable=APP_VARIABLES.get(experiment_name),
     )
@@ -162,7 +161,7 @@ def export(experiment: str, source: Path, arm: str, repo_id: str, folder: Path) 
     """Write the repo's files into `folder`: the checked checkpoint, results.json and README.md."""
     results, run, model_folder = read_run(experiment, source, arm)
     try:  # reloading it strictly proves the checkpoint is whole before anyone downloads it
-        model = load_pretrained(MODEL_CLASSES[experiment], str(model_folder))
+        model = load_pretrained(model_class(run["config"]["model"]), str(model_folder))  # the class the run's registry name builds
     except CheckpointError as error:
         raise PublishError(str(error)) from None
     folder.mkdir(parents=True, exist_ok=True)
