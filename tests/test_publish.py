@@ -34,8 +34,8 @@ def test_dry_run_writes_the_checkpoint_results_and_model_card(saved_final, tmp_p
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "model.safetensors", "results.json"]
     assert "nothing uploaded" in capsys.readouterr().out
     # The checkpoint is the trained model, weight for weight.
-    published = TeachingCNN.from_pretrained(out, strict=True).state_dict()
-    trained = TeachingCNN.from_pretrained(saved_final / "final", strict=True).state_dict()
+    published = AirbenchCNN.from_pretrained(out, strict=True).state_dict()
+    trained = AirbenchCNN.from_pretrained(saved_final / "final", strict=True).state_dict()
     assert published.keys() == trained.keys() and all(torch.equal(published[k], trained[k]) for k in trained)
     results = json.loads((out / "results.json").read_text())
     card = ModelCard.load(out / "README.md")
@@ -45,7 +45,7 @@ def test_dry_run_writes_the_checkpoint_results_and_model_card(saved_final, tmp_p
     assert evaluation.dataset_type == "uoft-cs/cifar10" and evaluation.task_type == "image-classification"
     assert "| the report | 81.43% | 472 s | a Kaggle GPU |" in card.text
     assert f"{results['device_name']}, preset `quick`" in card.text and "not comparable with the report's" in card.text
-    assert 'TeachingCNN.from_pretrained("teacher/cnn-lab-final")' in card.text and "CIFAR10_MODEL=teacher/cnn-lab-final" in card.text
+    assert 'AirbenchCNN.from_pretrained("teacher/cnn-lab-final")' in card.text and "CIFAR10_MODEL=teacher/cnn-lab-final" in card.text
     assert f"commit `{results['provenance']['git_commit']}`" in card.text
 
 
@@ -113,7 +113,7 @@ def test_publish_lists_the_repo_in_the_space_card_and_the_app_loads_it_from_ther
     monkeypatch.delenv("CIFAR10_MODEL", raising=False)
     monkeypatch.delenv("ANTS_BEES_MODEL", raising=False)
     cifar10 = uploads.ConfiguredModel("CIFAR10_MODEL", (AirbenchCNN, TeachingCNN), default=str(tmp_path / "unused"))
-    assert isinstance(cifar10.get(), TeachingCNN) and cifar10.source == "teacher/final" and "Space card" in cifar10.message
+    assert isinstance(cifar10.get(), AirbenchCNN) and cifar10.source == "teacher/final" and "Space card" in cifar10.message
     expected = load_file(saved_final / "final" / "model.safetensors")
     assert all(torch.equal(expected[k], v) for k, v in cifar10.get().state_dict().items())
     ants = uploads.ConfiguredModel("ANTS_BEES_MODEL", AlexNetTransfer)
