@@ -97,14 +97,15 @@ class BatchLoader:
         self.labels = data.labels.to(self.device)
         # Alternating flips (airbench): each image starts mirrored or not at random, then
         # alternates, so that every two epochs show each image both ways round.
-        self.first_flips = torch.rand(len(data), generator=self.generator) < 0.5 if alternating_flip else None
+        # Kept on the device, beside the images, so that a batch's flips need no host round trip.
+        self.first_flips = (torch.rand(len(data), generator=self.generator) < 0.5).to(self.device) if alternating_flip else None
         self.epoch = -1
 
     def flips(self, index: torch.Tensor) -> torch.Tensor | None:
         """This epoch's alternating flips of the images at `index`; None: flip at random."""
         if self.first_flips is None:
             return None
-        return self.first_flips[index.cpu()] ^ (self.epoch % 2 == 1)
+        return self.first_flips[index] ^ (self.epoch % 2 == 1)
 
     def __len__(self) -> int:
         n = len(self.data)
