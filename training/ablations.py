@@ -9,10 +9,10 @@ images are taken out of the full recipe's own trained weights: training does not
 
 import json
 import statistics
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from training.config import TrainConfig
+from training.config import TrainConfig, changed
 
 ABLATIONS_FILE = Path(__file__).parent.parent / "results" / "ablations.json"
 TEST_TIME_FIELDS = {"test_time_flip", "test_time_shift"}
@@ -31,9 +31,7 @@ class Ablation:
         return set(self.changes) <= TEST_TIME_FIELDS
 
     def applied(self, config: TrainConfig) -> TrainConfig:
-        changes = dict(self.changes)
-        model_overrides = {**config.model_overrides, **changes.pop("model_overrides", {})}
-        return replace(config, model_overrides=model_overrides, **changes)
+        return changed(config, self.changes)
 
 
 ABLATIONS = (

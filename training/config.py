@@ -8,7 +8,7 @@ from here, so a new field cannot silently drop out of one of them.
 
 import math
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 from models import INITS, model_arguments
 
@@ -66,6 +66,14 @@ class TrainConfig:
     test_time_flip: bool = setting(False, words="flipped test images", card=True)  # evaluate on each test image and its mirror image, averaging the two predictions
     test_time_shift: bool = setting(False, words="shifted test images", card=True)  # also average in each test image shifted by a pixel up-left and down-right (edges mirrored), weighing the shifted views as much as the unshifted (airbench)
     instruments: bool = True  # read each layer's gradient, steps and output every few steps (training.instruments); costs a few percent of training
+
+
+def changed(config: TrainConfig, changes: dict) -> TrainConfig:
+    """`config` with some fields changed; `changes["model_overrides"]` adds to the config's own
+    model overrides instead of replacing them."""
+    changes = dict(changes)
+    model_overrides = {**config.model_overrides, **changes.pop("model_overrides", {})}
+    return replace(config, model_overrides=model_overrides, **changes)
 
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}

@@ -15,7 +15,7 @@ Every experiment carries the report's own numbers, to be shown beside ours.
 
 from dataclasses import dataclass, replace
 
-from training.config import TrainConfig
+from training.config import TrainConfig, changed
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,7 @@ class Experiment:
         if preset not in self.base:
             raise ValueError(f"preset must be one of {sorted(self.base)}, got {preset!r}")
         base = replace(self.base[preset], seed=seed, device=device, **changes)
-        arms = []
-        for label, overrides in self.arm_overrides[preset].items():
-            overrides = dict(overrides)
-            model_overrides = {**base.model_overrides, **overrides.pop("model_overrides", {})}
-            arms.append(replace(base, label=label, model_overrides=model_overrides, **overrides))
-        return arms
+        return [changed(base, {"label": label, **overrides}) for label, overrides in self.arm_overrides[preset].items()]
 
 
 # The settings of the report's 5-conv/3-fc CIFAR-10 runs (momentum, adaptive LR, batch norm),
