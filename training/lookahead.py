@@ -19,10 +19,12 @@ class Lookahead:
     """The slow copy of a model's floating-point state, updated by `step` after each training step."""
 
     def __init__(self, model: nn.Module, total_steps: int):
-        self.model = model
         self.total_steps = total_steps
         self.steps = 0
-        self.slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+        # The model's floating-point tensors (weights and batch-norm statistics), which the
+        # optimizer updates in place, and their slow copies.
+        self.fast = [v for v in model.state_dict().values() if v.is_floating_point()]
+        self.slow = [v.detach().clone() for v in self.fast]
 
     @torch.no_grad()
     def step(self) -> None:
@@ -38,7 +40,6 @@ class Lookahead:
         self._pull(1.0)
 
     def _pull(self, decay: float) -> None:
-        state = self.model.state_dict()
-        for name, slow in self.slow.items():
-            slow.lerp_(state[name], 1 - decay)
-            state[name].copy_(slow)
+        for fast, slow in zip(self.fast, self.slow):
+            slow.lerp_(fast, 1 - decay)
+            fast.copy_(slow)
