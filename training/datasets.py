@@ -283,7 +283,7 @@ def file_format(folder: Path) -> str:
     (a JPEG stores colour at half the resolution in each direction under 4:2:0)."""
     from PIL import Image, JpegImagePlugin
 
-    first = next((path for child in sorted(folder.iterdir()) if child.is_dir() for path in sorted(child.iterdir())), None)
+    first = next((files[0] for files in class_files(folder).values() if files), None)  # image files only
     if first is None:
         return "no images"
     with Image.open(first) as image:
