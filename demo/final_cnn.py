@@ -37,7 +37,7 @@ epochs, stopping once a batch loss falls below 0.005. The report: **81.43%** tes
 
 **The quick preset goes beyond the report** to learn in a minute on a CPU. It keeps the report's
 idea of stacked 3×3 conv layers with batch norm and max pools, but its network and recipe are
-airbench's (Keller Jordan, 2024, after hlb-CIFAR10 and "How to train your ResNet"), at a seventh of
+airbench's (Keller Jordan, 2024, after hlb-CIFAR10 and "How to train your ResNet"), at a fourteenth of
 the cost per image: a first layer computed from the images (whitening, below), three groups of two
 convs (16, 48, 64 channels) with GELU, Nesterov SGD under a one-cycle rate, label smoothing 0.2,
 lookahead, crops padded by mirroring the edge, flips that alternate by epoch, and each test image

@@ -67,7 +67,7 @@ class Experiment:
     quick_note: str = ""  # why the quick preset's regime still shows the report's effect
     embedded: bool = False  # its trained model ships with the app (see training/reproduce.py)
     own_data: bool = False  # meant for data the user gives (--dataset): no reference run is recorded
-    published_note: str = ""  # a published number of the same recipe elsewhere, for the model card and the tab
+    published_note: str = ""  # a published number of the same recipe elsewhere, for the model card
 
     def arms(self, preset: str = "quick", seed: int = 0, device: str = "auto", **changes) -> list[TrainConfig]:
         """The preset's arms; `changes` alter the shared base settings (an arm's own overrides win)."""
@@ -86,7 +86,7 @@ REPORT_BASE = TrainConfig(model="cnn-report", optimizer="sgd", lr=0.001, momentu
 QUICK_BASE = TrainConfig(model="cnn-quick", batch_size=32, epochs=2, n_train=6_000, n_test=2_000, evals_per_epoch=2)
 
 # airbench's recipe (Keller Jordan, 2024; after hlb-CIFAR10 and "How to train your ResNet") on its
-# own network at an eighth of the cost: what the fast CIFAR-10 work adds to the report's. airbench
+# own network at a fourteenth of the cost: what the fast CIFAR-10 work adds to the report's. airbench
 # states its rate (10) and weight decay (0.015) per 1024 examples of a summed loss with momentum
 # factored out; for a mean loss over a batch of B with momentum 0.85 that is PyTorch's lr
 # 10·B/7850 and weight_decay 1.5e-3. Two epochs want a higher rate than airbench's ten: at batch
