@@ -47,6 +47,7 @@ CHANGED = {
     "label": "another label", "dataset": "hymenoptera", "model": "cnn-tiny", "model_overrides": {"batch_norm": True, "n_fc": 2},
     "init": "he", "optimizer": "adam", "lr_schedule": "onecycle", "nesterov": True,
     "crop_padding": 2, "n_train": 100, "n_test": 50, "loss_threshold": 0.1, "test_time_flip": True, "cache_frozen_features": False,
+    "crop_padding_mode": "reflect", "lookahead": True, "alternating_flip": True, "test_time_shift": True,
 }
 
 

@@ -171,7 +171,7 @@ STATED = {
     "no batch norm: last conv ÷ conv 1 output scale": lambda v: v < 0.1,
     "batch norm: last conv ÷ conv 1 output scale": lambda v: 0.8 < v < 1.25,
     "deepest ÷ shallowest: gradient at conv 1": lambda v: 0.8 < v < 1.25,
-    "fast ÷ report recipe: step size at conv 1": lambda v: 0.5 < v < 1,
+    "fast ÷ report recipe: step size at conv 2": lambda v: 0.5 < v < 1,
 }
 
 

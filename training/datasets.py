@@ -304,7 +304,8 @@ def data_description(name: str) -> str:
         if layout and folder == root / layout.folder:
             described.append(f"torchvision's {layout.folder} (the original pixels)")
         elif folder.is_dir():
-            described.append(f"the image folder DATA_DIR/{folder.relative_to(root)} ({file_format(folder)} files)")
+            where = f"DATA_DIR/{folder.relative_to(root)}" if folder.is_relative_to(root) else str(folder)
+            described.append(f"the image folder {where} ({file_format(folder)} files)")
     return f"{spec.title}: " + "; ".join(described) if described else f"{spec.title}: not found under DATA_DIR"
 
 
