@@ -57,19 +57,22 @@ def recorded(path: Path | None = None) -> dict | None:
         return None
 
 
-def markdown_table(results: dict) -> str:
-    """The recorded ablations as a Markdown table: each seed's accuracy, the mean, and the mean's
-    change from the full recipe's in points."""
-    seeds = results["seeds"]
+def table_rows(results: dict) -> list[dict[str, str]]:
+    """The recorded ablations as table rows, by column: what was taken out and what took its
+    place, each seed's accuracy, the mean, and the mean's change from the full recipe's in points."""
     full = statistics.fmean(run["test_acc"] for run in results["rows"][0]["runs"])
-    lines = [
-        "| taken out | in its place | " + " | ".join(f"seed {s}" for s in seeds) + " | mean | points |",
-        "| --- | --- | " + "--- | " * len(seeds) + "--- | --- |",
-    ]
+    rows = []
     for row in results["rows"]:
         accuracies = {run["seed"]: run["test_acc"] for run in row["runs"]}
         mean = statistics.fmean(accuracies.values())
+        seeds = {f"seed {s}": f"{100 * accuracies[s]:.2f}%" for s in results["seeds"]}
         change = "—" if row["piece"] == FULL_RECIPE else f"{100 * (mean - full):+.2f}"
-        cells = " | ".join(f"{100 * accuracies[s]:.2f}%" for s in seeds)
-        lines.append(f"| {row['piece']} | {row['instead']} | {cells} | {100 * mean:.2f}% | {change} |")
-    return "\n".join(lines)
+        rows.append({"taken out": row["piece"], "in its place": row["instead"], **seeds, "mean": f"{100 * mean:.2f}%", "points": change})
+    return rows
+
+
+def markdown_table(results: dict) -> str:
+    """The recorded ablations as a Markdown table (see `table_rows`), for the README and the docs."""
+    rows = table_rows(results)
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + " --- |" * len(rows[0])]
+    return "\n".join(lines + ["| " + " | ".join(row.values()) + " |" for row in rows])
