@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from models import INITS, model_arguments
 
-OPTIMIZERS = ("sgd", "adadelta", "adam")
+OPTIMIZERS = ("sgd", "adadelta", "adam", "muon")
 LR_SCHEDULES = ("constant", "linear", "onecycle")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -40,15 +40,17 @@ class TrainConfig:
     model: str = setting("cnn-quick", words="model", card=True)  # a name from models.list_models()
     model_overrides: dict = setting(default_factory=dict, words="model changes", card=("widths", "mode", "batch_norm"))  # constructor arguments changed from the preset
     init: str = setting("default", words="init")  # first weights of conv/linear layers: default (PyTorch's, as in the report) | he
-    optimizer: str = setting("sgd", words="optimizer", card=True)  # sgd | adadelta | adam
+    optimizer: str = setting("sgd", words="optimizer", card=True)  # sgd | adadelta | adam | muon: the conv filters take Muon's orthogonalised steps, everything else Nesterov SGD's (training.muon)
     lr: float = setting(0.01, limits=(1e-5, 10.0), words="learning rate", card=True)  # learning rate (Adadelta's own default is 1.0)
     lr_schedule: str = setting("constant", words="learning-rate schedule", card=True)  # constant | linear: decays to 0 at the last step, so the run ends on settled weights | onecycle: warms up, then decays to 0
     momentum: float = setting(0.0, limits=(0.0, 0.99), words="momentum", card=True)  # SGD momentum β; 0 is plain SGD
-    nesterov: bool = setting(False, words="Nesterov momentum", card=True)  # SGD: Nesterov's momentum, which looks ahead along the velocity before taking the gradient
+    filter_lr: float = setting(0.24, words="filter learning rate", card=True)  # muon: the conv filters' learning rate; each bank is held at a fixed norm, so this is its step's size relative to the filters
+    filter_momentum: float = setting(0.6, words="filter momentum", card=True)  # muon: the conv filters' (Nesterov) momentum β
+    nesterov: bool = setting(False, words="Nesterov momentum", card=True)  # SGD (and muon's SGD steps): Nesterov's momentum, which looks ahead along the velocity before taking the gradient
     label_smoothing: float = setting(0.0, words="label smoothing", card=True)  # share of each target spread over all classes: the net is not pushed to ever more confident logits
     weight_decay: float = setting(0.0, words="weight decay", card=True)  # L2 penalty added by the optimizer
     lookahead: bool = setting(False, words="lookahead", card=True)  # every 5 steps the weights move back towards a slow average of themselves, more so as the run ends (hlb-CIFAR10, airbench; training.lookahead)
-    norm_lr_scale: float = 1.0  # batch-norm parameters learn this many times faster (airbench: 64); their weight decay is divided by it, so each step decays them as much as the rest
+    norm_lr_scale: float = 1.0  # batch-norm parameters (for muon every bias) learn this many times faster (airbench: 64); their weight decay is divided by it, so each step decays them as much as the rest
     batch_size: int = setting(64, limits=(2, 512), words="batch size", card=True)  # training images per step
     epochs: int = setting(2, limits=(1, 30), words="epochs", card=True)  # passes over the training subset
     crop_padding: int | None = None  # training crops are cut from images padded by this many pixels; None = the dataset's own (CIFAR-10: 4)
@@ -144,14 +146,14 @@ def validate(config: TrainConfig, bounded: bool = False) -> None:
     _check_at_least(config, ("n_train", "n_test"), 2, " (or None for all)")
     if not config.evals_per_epoch > 0:
         raise ValueError(f"evals_per_epoch must be positive, got {config.evals_per_epoch}")
-    for name in ("lr", "norm_lr_scale"):
+    for name in ("lr", "norm_lr_scale", "filter_lr"):
         if not getattr(config, name) > 0 or not math.isfinite(getattr(config, name)):
             raise ValueError(f"{name} must be a positive number, got {getattr(config, name)}")
-    for name in ("momentum", "label_smoothing"):
+    for name in ("momentum", "filter_momentum", "label_smoothing"):
         if not 0 <= getattr(config, name) < 1:
             raise ValueError(f"{name} must be in [0, 1), got {getattr(config, name)}")
-    if config.nesterov and (config.optimizer != "sgd" or config.momentum == 0):
-        raise ValueError("nesterov needs the sgd optimizer and a momentum above 0")
+    if config.nesterov and (config.optimizer not in ("sgd", "muon") or config.momentum == 0):
+        raise ValueError("nesterov needs the sgd or muon optimizer and a momentum above 0")
     if config.crop_padding is not None and not 0 <= config.crop_padding <= MAX_CROP_PADDING:
         raise ValueError(f"crop_padding must be 0–{MAX_CROP_PADDING} pixels (or None for the dataset's own), got {config.crop_padding}")
     if config.init != "default" and "init" not in model_arguments(config.model):

@@ -30,6 +30,7 @@ from training.devices import ArmClock, resolve_device, resolve_precision, rng_st
 from training.evaluation import accuracy, evaluate
 from training.instruments import Instruments, LayerReading, StepWatch
 from training.lookahead import Lookahead
+from training.muon import MuonSGD
 
 # The share of a one-cycle run spent warming the rate up from a tenth of `lr` (the rest decays it
 # to zero): a high rate from the first step would throw a freshly initialised network off course.
@@ -97,17 +98,25 @@ Event = Started | TrainStep | Evaluation | Reading | Finished
 
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """The optimizer over the model's trainable parameters, its batch-norm ones in a group of
-    their own when `norm_lr_scale` sets them a different rate."""
+    """The optimizer over the model's trainable parameters: its batch-norm ones in a group of their
+    own when `norm_lr_scale` sets them a different rate, and for muon its conv filters in another."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    groups: list = trainable
-    if config.norm_lr_scale != 1:
-        norms = {p for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) for p in m.parameters() if p.requires_grad}
-        scale = config.norm_lr_scale
-        groups = [
-            {"params": [p for p in trainable if p not in norms]},
-            {"params": [p for p in trainable if p in norms], "lr": config.lr * scale, "weight_decay": config.weight_decay / scale},
-        ]
+    norms = {p for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) for p in m.parameters() if p.requires_grad and config.norm_lr_scale != 1}
+    filters = set()
+    if config.optimizer == "muon":
+        # As airbench94_muon: every bias (the whitening layer's too) learns at the norms' rate.
+        filters = {p for p in trainable if p.dim() == 4}
+        norms |= {p for p in trainable if p.dim() == 1}
+    scale = config.norm_lr_scale
+    groups = [
+        {"params": [p for p in trainable if p not in norms and p not in filters]},
+        {"params": [p for p in trainable if p in norms], "lr": config.lr * scale, "weight_decay": config.weight_decay / scale},
+        # Muon holds each filter bank at a fixed norm, so weight decay would do nothing there.
+        {"params": [p for p in trainable if p in filters], "lr": config.filter_lr, "momentum": config.filter_momentum, "weight_decay": 0.0, "orthogonalise": True},
+    ]
+    groups = [group for group in groups if group["params"]]
+    if config.optimizer == "muon":
+        return MuonSGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov, weight_decay=config.weight_decay)
     if config.optimizer == "adadelta":
