@@ -5,7 +5,6 @@ CIFAR-10 recipe (airbench, hlb-CIFAR10) or the report's own."""
 
 import shutil
 import tempfile
-import weakref
 from pathlib import Path
 
 import gradio as gr
@@ -15,6 +14,7 @@ import torch
 from demo import classifiers
 from demo.classifiers import Classifier, cell_examples, confusion, default_classifier, session_classifier
 from demo.classroom import answer_first
+from demo.first_layer import enlarged, feature_maps_file, filters_file
 from demo.lesson import Lesson
 from demo.model_store import dropped_message
 from demo.panel import ComparisonPanel
@@ -23,7 +23,6 @@ from demo.uploads import Refusal, classify, image_upload, open_upload
 from demo.views import explained, image_file, photo_file
 from training.datasets import CIFAR10_DATASET
 from training.images import square_rgb
-from training.loader import model_input
 from training.sources import DatasetMissingError
 from training import ablations
 from training.experiments import REPORT_RECIPE_ARM
@@ -54,8 +53,6 @@ edge pattern, and its negative), which lets the layers above learn in a few epoc
 CPU_NOTE = """**This machine has no GPU.** The report's full network is a GPU job (15 epochs of 2.7 GFLOP-per-image
 training); the quick preset is sized for a 2-core CPU."""
 DEFAULT, SESSION = "default model", "trained in this session"
-TILE_BORDER = 4  # pixels between two filters or two feature maps
-FILTER_PIXELS = 48  # on-screen side of one first-layer filter, whatever its size (3×3, or the embedded model's 2×2)
 SHORT_NAMES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CORNER = "true ↓ / predicted →"
 STARTING_CELL = ("cat", "dog")  # the (true, predicted) cell shown at load: one of the embedded classifier's two commonest mistakes (cat → dog 78 images, dog → cat 96)
@@ -98,37 +95,6 @@ def classifier_named(choice: str, session: dict | None) -> Classifier:
     return classifier
 
 
-def enlarged(image: torch.Tensor, scale: int):
-    """3,H,W float in [0, 1] or uint8 → H·scale × W·scale × 3 uint8, each pixel a visible square."""
-    image = image.float() / 255 if image.dtype == torch.uint8 else image
-    image = torch.nn.functional.interpolate(image[None], scale_factor=scale, mode="nearest")[0]
-    return (image.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
-
-
-def tiles(maps: torch.Tensor, columns: int, scale: int):
-    """B,C,H,W float → one image of tiles, each min-max scaled on its own and enlarged by `scale`,
-    with borders of TILE_BORDER pixels whatever the scale."""
-    low = maps.amin(dim=(1, 2, 3), keepdim=True)
-    high = maps.amax(dim=(1, 2, 3), keepdim=True)
-    maps = torch.nn.functional.interpolate((maps - low) / (high - low + 1e-8), scale_factor=scale, mode="nearest")
-    from torchvision.utils import make_grid  # at first use: see training/sources.py
-
-    grid = make_grid(maps, nrow=columns, padding=TILE_BORDER, pad_value=1.0)
-    return enlarged(grid, 1)
-
-
-_filters_shown: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
-
-
-def filters_file(model: torch.nn.Module) -> str:
-    """The picture of a model's first-layer filters, drawn once per model: it is the same for
-    every photo the model sees."""
-    if model not in _filters_shown:
-        filters = model.features[0].conv.weight.float().cpu()  # C, 3, k, k
-        _filters_shown[model] = image_file(tiles(filters, columns=8, scale=FILTER_PIXELS // filters.shape[-1]))
-    return _filters_shown[model]
-
-
 @answer_first
 @torch.no_grad()
 def classify_cifar10(image_path=None, choice=DEFAULT, session=None):
@@ -140,16 +106,7 @@ def classify_cifar10(image_path=None, choice=DEFAULT, session=None):
     model = classifier.model.eval()
     probabilities = classify(model, image, CIFAR10_DATASET, flip=classifier.test_time_flip, shift=classifier.test_time_shift)
     seen = torch.from_numpy(square_rgb(image, CIFAR10_DATASET.stored_size).copy()).permute(2, 0, 1)
-    first = model.features[0]
-    maps = first(model_input(image, CIFAR10_DATASET).to(first.conv.weight.device))[0, :32].float().cpu()  # up to 32 channels, side × side
-    return (
-        probabilities,
-        classifier.summary(),
-        photo_file(image),
-        image_file(enlarged(seen, 6)),
-        filters_file(model),
-        image_file(tiles(maps[:, None], columns=8, scale=3)),
-    )
+    return probabilities, classifier.summary(), photo_file(image), image_file(enlarged(seen, 6)), filters_file(model), feature_maps_file(model, image)
 
 
 def confusion_table(matrix: list[list[int]]) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from demo import classifiers, final_cnn, transfer, uploads, views
+from demo import classifiers, final_cnn, first_layer, transfer, uploads, views
 from demo.model_store import HeldModels
 from models import AlexNetTransfer, TeachingCNN, create_model
 from training.datasets import CIFAR10_CLASSES, CIFAR10_DATASET
@@ -135,8 +135,8 @@ def test_the_first_layer_filters_are_drawn_once_per_model_and_photos_are_jpegs(m
     monkeypatch.delenv("CIFAR10_MODEL", raising=False)
     monkeypatch.setattr(classifiers, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL", classifiers.cifar10_model.model_classes, default=classifiers.cifar10_model.default))
     drawn = []
-    monkeypatch.setattr(final_cnn, "tiles", lambda maps, **kwargs: drawn.append(maps.shape) or np.zeros((8, 8, 3), np.uint8))
-    monkeypatch.setattr(final_cnn, "_filters_shown", weakref.WeakKeyDictionary())
+    monkeypatch.setattr(first_layer, "tiles", lambda maps, **kwargs: drawn.append(maps.shape) or np.zeros((8, 8, 3), np.uint8))
+    monkeypatch.setattr(first_layer, "_filters_shown", weakref.WeakKeyDictionary())
     for _ in range(3):
         _, _, photo, _, filters, _ = final_cnn.classify_cifar10(str(CAT_PHOTO), final_cnn.DEFAULT, None)
     weights = classifiers.default_classifier().model.features[0].conv.weight
