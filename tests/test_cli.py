@@ -1,10 +1,12 @@
 import json
+import subprocess
 from urllib.error import URLError
 
 import pytest
 
 from models import AlexNetTransfer, TeachingCNN
 from training.__main__ import main
+from training.results import git_commit
 
 REQUIRED_CONFIG_KEYS = {"batch_norm", "momentum", "activation", "optimizer", "n_conv", "n_fc"}
 
@@ -88,3 +90,21 @@ def test_cli_trains_the_transfer_comparison_on_a_folder_of_three_classes(tiny_da
 def test_cli_names_a_bad_dataset(tiny_data, capsys):
     assert main(["transfer", "--device", "cpu", "--dataset", "no-such-folder"]) == 2
     assert "unknown dataset 'no-such-folder'" in capsys.readouterr().err
+
+
+def test_a_recording_from_uncommitted_code_says_so(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / "engine.py").write_text("STEPS = 1\n")
+    (tmp_path / "notes.md").write_text("a note\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "first")
+    head = git_commit(tmp_path)
+    assert len(head) == 40
+    (tmp_path / "notes.md").write_text("another note\n")  # not code: the commit still names what ran
+    assert git_commit(tmp_path) == head
+    (tmp_path / "training" / "engine.py").write_text("STEPS = 2\n")
+    assert git_commit(tmp_path) == f"{head} with uncommitted changes to training/engine.py"

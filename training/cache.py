@@ -35,6 +35,7 @@ from training.sources import cache_dir
 from training.config import TrainConfig
 from training.lru import BoundedLRU
 from training.devices import resolve_device, resolve_precision
+from training.results import CODE_FOLDERS
 from training.runner import folder_name
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ DEFAULT_MB = 2048
 # Entries read back kept in memory, so that thirty replays of one run share one copy of its models.
 LOADED_ENTRIES = 8
 # The source files whose change can change a run's numbers: a new version of them is a new key.
-CODE_FILES = sorted(path for folder in ("training", "models") for path in (Path(__file__).parent.parent / folder).glob("*.py"))
+CODE_FILES = sorted(path for folder in CODE_FOLDERS for path in (Path(__file__).parent.parent / folder).glob("*.py"))
 FLOAT_SETTINGS = {f.name for f in fields(TrainConfig) if "float" in str(f.type)}
 
 

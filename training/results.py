@@ -87,11 +87,21 @@ class Recorder:
         }
 
 
-def git_commit() -> str | None:
+# The folders whose code decides a run's numbers: a recording names their uncommitted changes, and
+# the run cache keys its entries by their files.
+CODE_FOLDERS = ("training", "models")
+
+
+def git_commit(repo: Path = Path(__file__).parent.parent) -> str | None:
+    """HEAD's commit, and the code files that differ from it: a recording made from a working tree
+    with uncommitted changes to them ran code that no commit holds."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=repo).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--", *CODE_FOLDERS], capture_output=True, text=True, check=True, cwd=repo).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
+    changed = sorted(line[3:] for line in status.splitlines() if line[3:].endswith(".py"))
+    return f"{head} with uncommitted changes to {', '.join(changed)}" if changed else head
 
 
 def provenance(results: dict, commit: str | None, wall_time_s: float) -> dict:
