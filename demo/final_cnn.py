@@ -49,8 +49,9 @@ for 20 epochs on our JPEG copy of CIFAR-10 with Muon, an optimizer that gives ev
 conv's filters can move in a step of the same size (its accuracy is on the line above the photo: just
 under 92% on the 10,000 test images), where airbench reaches 94% in 8 epochs on the original
 pixels on a GPU; JPEG at quality 75 costs 2–3 points. Its first layer is not learned: its 2×2
-filters are computed from the training images so that they *whiten* them (each filter picks out one independent colour or
-edge pattern, and its negative), which lets the layers above learn in a few epochs.
+filters are computed from the training images so that they *whiten* them (each filter picks out
+one independent colour or edge pattern, and its negative), which lets the layers above learn in a
+few epochs.
 """
 CPU_NOTE = """**This machine has no GPU.** The report's full network is a GPU job (15 epochs of 2.7 GFLOP-per-image
 training); the quick preset is sized for a 2-core CPU."""
