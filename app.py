@@ -5,6 +5,7 @@
 
 import os
 
+import training  # noqa: F401  first: it sets PyTorch's MPS fallback before torch loads
 import gradio as gr
 
 from demo import activations, adaptive_lr, batchnorm, classifiers, depth, final_cnn, momentum, transfer, your_images

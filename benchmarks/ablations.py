@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from training.ablations import ABLATIONS, ABLATIONS_FILE, FULL_RECIPE, markdown_table  # noqa: E402
+from training.devices import cpu_threads  # noqa: E402
 from training.engine import Finished, prepare_data, run  # noqa: E402
 from training.evaluation import accuracy, evaluate  # noqa: E402
 from training.experiments import FAST_RECIPE  # noqa: E402
@@ -64,7 +65,7 @@ def main() -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--write", action="store_true", help=f"keep the table in {ABLATIONS_FILE.relative_to(ABLATIONS_FILE.parent.parent)}")
     args = parser.parse_args()
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.set_num_threads(cpu_threads())
     results = {
         "host": os.environ.get("CNNLAB_HOST", "a 2-core AMD EPYC"),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),

@@ -15,7 +15,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from training.config import TrainConfig
-from training.devices import native_bf16, resolve_device
+from training.devices import native_bf16, resolve_device, synchronize
 from training.engine import build_model
 
 
@@ -26,12 +26,10 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 4096, repeats
     a @ b  # warm-up: thread pool, kernel selection
     best = float("inf")
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         start = time.perf_counter()
         a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
 
@@ -61,8 +59,7 @@ def training_rate(model, batch, labels, precision: str, device: torch.device, se
     while time.perf_counter() - start < seconds:
         step()
         steps += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     return steps * len(batch) / (time.perf_counter() - start)
 
 

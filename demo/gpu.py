@@ -26,13 +26,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import gradio as gr
-import torch
 
 from demo.classroom import Update, classroom
 from demo.jobs import replaced, stopped_at
 from models import gpu_steps_per_s
 from training.config import TrainConfig
 from training.datasets import images_per_epoch, register_dataset
+from training.devices import resolve_device
 from training.experiments import Experiment, get_experiment
 from training.lru import BoundedLRU
 
@@ -72,6 +72,9 @@ def duration_factor() -> float:
 # visitors have more quota can raise it with ZEROGPU_MAX_DURATION.
 MAX_DURATION_S = int(os.environ.get("ZEROGPU_MAX_DURATION", ZEROGPU["daily_quota_s"]["free"] / duration_factor()))
 
+# What this host trains on outside ZeroGPU, as the CLI's --device: auto (CUDA or Apple's MPS where
+# PyTorch finds one, else the CPU), cpu, cuda or mps.
+HOST_DEVICE = os.environ.get("CNNLAB_DEVICE", "auto")
 # What a granted call trains on: ZeroGPU's GPU. (A CPU-only test of this path sets cpu.)
 GRANTED_DEVICE = os.environ.get("CNNLAB_GRANTED_DEVICE", "cuda")
 # Browser sessions whose last training request ZeroGPU refused: they are offered the CPU.
@@ -79,9 +82,9 @@ _refused = BoundedLRU(256)
 
 
 def gpu_available() -> bool:
-    """Whether this host trains on a GPU. On ZeroGPU it is known from the environment, without
-    asking CUDA in the main process."""
-    return ON_ZEROGPU or torch.cuda.is_available()
+    """Whether this host trains on a GPU (CUDA, or a Mac's through MPS). On ZeroGPU it is known
+    from the environment, without asking CUDA in the main process."""
+    return ON_ZEROGPU or resolve_device(HOST_DEVICE).type != "cpu"
 
 
 def on_zerogpu_gpu(on_cpu: bool) -> bool:

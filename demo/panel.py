@@ -15,7 +15,7 @@ import gradio as gr
 
 from demo.classroom import QueueFull, TrainingFailed, Update, classroom
 from demo.instruments import Drawing
-from demo.gpu import ON_ZEROGPU, is_api_call, on_zerogpu_gpu, stop_on_gpu, updates_on_gpu, was_refused
+from demo.gpu import HOST_DEVICE, ON_ZEROGPU, is_api_call, on_zerogpu_gpu, stop_on_gpu, updates_on_gpu, was_refused
 from demo.model_store import HeldModels
 from demo.settings import DEFAULT_PRESET, Settings, check_budget, checked_arms, preset_controls, preset_note, preset_values
 from demo.views import explained, results_table, table_notes
@@ -64,7 +64,7 @@ def run_updates(experiment: Experiment, configs: list[TrainConfig], preset: str,
         yield from updates_on_gpu(experiment.name, configs, preset, session, in_memory_datasets(configs), is_api_call(request))
         return
     # A ZeroGPU Space's own process trains on its CPU: it must never touch CUDA.
-    configs = [replace(c, device="cpu" if on_cpu or ON_ZEROGPU else c.device) for c in configs]
+    configs = [replace(c, device="cpu" if on_cpu or ON_ZEROGPU else HOST_DEVICE) for c in configs]
     check_budget(configs, resolve_device(configs[0].device).type)
     yield from classroom.follow(classroom.request(experiment, configs, preset, session))
 

@@ -17,7 +17,7 @@ DEFAULT_PRESET = "report" if GPU_AVAILABLE and not ON_ZEROGPU else "quick"
 # Most training images one request may cost, all arms together: on a 2-core CPU about two
 # minutes of the quick models at 1,500 images/s (the full quick depth grid is 108,000); on a GPU
 # the report's longest comparison (three activations × 5 epochs × 50,000 images is 750,000).
-MAX_IMAGES = {"cpu": 150_000, "cuda": 5_000_000}
+MAX_IMAGES = {"cpu": 150_000, "gpu": 5_000_000}
 # The settings a preset may leave to the student (None keeps the preset's value).
 CHANGEABLE = ("epochs", "n_train", "lr", "batch_size")
 
@@ -59,11 +59,12 @@ def checked_arms(configs: list[TrainConfig]) -> list[TrainConfig]:
 
 def check_budget(configs: list[TrainConfig], device_type: str) -> None:
     """A ValueError if the arms would train on more images than this server allows per run on
-    `device_type` (cpu or cuda)."""
+    `device_type` (cpu, or any accelerator's)."""
     images = sum(c.epochs * n for c, n in zip(configs, images_per_epoch(configs)))
-    if images > MAX_IMAGES[device_type]:
+    budget = MAX_IMAGES["cpu" if device_type == "cpu" else "gpu"]
+    if images > budget:
         hint = " This is a GPU job: choose the quick preset, or fewer epochs or images." if device_type == "cpu" else ""
-        raise ValueError(f"This run would train on {images:,} images, more than the {MAX_IMAGES[device_type]:,} this server allows per run.{hint}")
+        raise ValueError(f"This run would train on {images:,} images, more than the {budget:,} this server allows per run.{hint}")
 
 
 def preset_values(experiment_name: str, preset: str) -> tuple:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from models import INITS, WeightsUnavailableError
+from training.config import DEVICES
 from training.experiments import EXPERIMENTS, PRESETS
 from training.results import git_commit, provenance
 from training.runner import folder_name, print_table, run_experiment
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training", description="Run one of the report's experiments (or: reproduce, publish).")
     parser.add_argument("experiment", choices=sorted(EXPERIMENTS))
     parser.add_argument("--preset", choices=PRESETS, default="quick", help="quick: about a minute on a 2-core CPU; report: the report's settings")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA or Apple's MPS where PyTorch finds one, else the CPU")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto", help="auto: bf16 where the device computes it natively, else fp32")
     parser.add_argument("--init", choices=INITS, help="first weights of the conv and linear layers (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0, help="shared by every arm: subset, batches, augmentation, initial weights")

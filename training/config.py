@@ -11,10 +11,11 @@ import typing
 from dataclasses import dataclass, field, fields, replace
 
 from models import INITS, model_arguments
+from training.devices import ACCELERATORS
 
 OPTIMIZERS = ("sgd", "adadelta", "adam", "muon")
 LR_SCHEDULES = ("constant", "linear", "onecycle")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", *ACCELERATORS)
 PRECISIONS = ("auto", "fp32", "bf16")
 PADDING_MODES = ("zeros", "reflect")
 # Widest training-crop padding: beyond a quarter of a CIFAR-10 image a crop is mostly padding.
@@ -59,7 +60,7 @@ class TrainConfig:
     n_train: int | None = setting(None, limits=(100, 50_000), words="training images", card=True)  # class-balanced training subset size; None = the whole split
     n_test: int | None = None  # class-balanced evaluation subset size; None = the whole split
     seed: int = setting(0, limits=(0, 2**31 - 1), card=True)  # subset, batch order, augmentation, initial weights and dropout
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto (the accelerator PyTorch finds, else the CPU) | cpu | cuda | mps (an Apple GPU)
     precision: str = "auto"  # auto | fp32 | bf16 (auto: bf16 where the device computes it natively)
     loss_threshold: float | None = setting(None, card=True)  # stop once a batch loss falls below this (report's final run: 0.005)
     evals_per_epoch: float = 1  # test-set evaluations per epoch (more points on a short run's curve; 0.25: one every 4 epochs)

@@ -13,7 +13,6 @@ beside it. It is evaluated on the test set by `training.evaluation`.
 """
 
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -26,7 +25,7 @@ from models import create_model, model_arguments
 from training.config import TrainConfig, validate
 from training.datasets import ImageTensors, balanced_subset, get_dataset, load_splits
 from training.loader import BatchLoader, FeatureLoader, normalize
-from training.devices import ArmClock, resolve_device, resolve_precision, rng_state, seeded_rng_state, set_rng_state
+from training.devices import ArmClock, cpu_threads, empty_cache, resolve_device, resolve_precision, rng_state, seeded_rng_state, set_rng_state
 from training.evaluation import accuracy, evaluate
 from training.instruments import Instruments, LayerReading, StepWatch
 from training.lookahead import Lookahead
@@ -344,7 +343,7 @@ def compare(configs: list[TrainConfig], lockstep: bool = True) -> Iterator[Event
     # One precision for every arm, so that no arm wins by its number format.
     precision = resolve_precision(configs[0].precision, device)
     if device.type == "cpu":
-        torch.set_num_threads(len(os.sched_getaffinity(0)))
+        torch.set_num_threads(cpu_threads())
     arms = [train(config, *prepare_data(config), device, precision) for config in configs]
     try:
         while arms:
@@ -362,8 +361,7 @@ def compare(configs: list[TrainConfig], lockstep: bool = True) -> Iterator[Event
         for arm in arms:
             arm.close()
         arms.clear()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        empty_cache(device)
 
 
 def run(config: TrainConfig) -> Iterator[Event]:

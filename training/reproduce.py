@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from models import WeightsUnavailableError
 from training.datasets import load_splits
 from training.sources import DatasetMissingError
-from training.config import TrainConfig
+from training.config import DEVICES, TrainConfig
 from training.evaluation import predict
 from training.experiments import EXPERIMENTS, PRESETS, get_experiment
 from training.results import PRETRAINED_DIR, TEST_PREDICTIONS, git_commit, provenance, thinned
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=sorted(EXPERIMENTS), help="these experiments only (default: all)")
     parser.add_argument("--out-dir", type=Path, default=Path("results/reference"))
     parser.add_argument("--models-dir", type=Path, default=PRETRAINED_DIR, help="where experiments whose model ships with the app are saved")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA or Apple's MPS where PyTorch finds one, else the CPU")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="record again experiments already written")
