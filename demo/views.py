@@ -279,7 +279,10 @@ def image_file(pixels: np.ndarray | Image.Image, photo: bool = False) -> str:
         SHOWN_DIR.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{threading.get_ident()}.tmp")
         image.save(partial, format="JPEG", quality=90) if photo else image.save(partial, format="PNG", compress_level=1)
-        os.replace(partial, path)
+        try:
+            os.replace(partial, path)
+        except PermissionError:  # Windows: another thread wrote it first and it is being served
+            os.unlink(partial)
         if next(_written) % PRUNE_EVERY == 0:
             prune_shown()
     return str(path)
@@ -299,6 +302,9 @@ def prune_shown() -> None:
     try:
         shown = sorted((p for p in SHOWN_DIR.iterdir() if p.suffix in (".png", ".jpg")), key=lambda p: p.stat().st_mtime)
         for old in shown[: max(0, len(shown) - SHOWN_IMAGES)]:
-            old.unlink(missing_ok=True)
+            try:
+                old.unlink(missing_ok=True)
+            except PermissionError:  # Windows deletes no file that is being served
+                pass
     finally:
         _pruning.release()

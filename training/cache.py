@@ -22,6 +22,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from training.datasets import data_source
 from training.sources import cache_dir
 from training.config import TrainConfig
 from training.lru import BoundedLRU
-from training.devices import resolve_device, resolve_precision
+from training.devices import device_name, resolve_device, resolve_precision
 from training.results import CODE_FOLDERS
 from training.runner import folder_name
 
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MB = 2048
 # Entries read back kept in memory, so that thirty replays of one run share one copy of its models.
 LOADED_ENTRIES = 8
+# A write's temporary folder untouched this long was left by a writer that died: the largest entry
+# (two AlexNets, 460 MB) is written in seconds.
+UNFINISHED_AFTER_S = 600
 # The source files whose change can change a run's numbers: a new version of them is a new key.
 CODE_FILES = sorted(path for folder in CODE_FOLDERS for path in (Path(__file__).parent.parent / folder).glob("*.py"))
 FLOAT_SETTINGS = {f.name for f in fields(TrainConfig) if "float" in str(f.type)}
@@ -64,10 +68,10 @@ def code_version() -> str:
 
 
 def device_kind(device: torch.device) -> str:
-    """The device as far as it changes a run's numbers: a GPU's model, or a CPU's instruction set."""
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{torch.backends.cpu.get_cpu_capability()}"
+    """The device as far as it changes a run's numbers: an accelerator's model, or a CPU's instruction set."""
+    if device.type == "cpu":
+        return f"cpu:{torch.backends.cpu.get_cpu_capability()}"
+    return f"{device.type}:{device_name(device)}"
 
 
 def run_key(experiment: str, configs: list[TrainConfig]) -> str | None:
@@ -117,10 +121,16 @@ class RunCache:
         return self.limit_bytes > 0
 
     def _remove_unfinished_writes(self) -> None:
-        """Temporary folders of writes that never finished: their writer was killed."""
+        """Temporary folders of writes that never finished: their writer was killed. A writer
+        touches its folder with every file it writes, so one untouched for UNFINISHED_AFTER_S is
+        abandoned (asking the OS whether its process lives is not portable: on Windows,
+        `os.kill(pid, 0)` terminates that process)."""
         for partial in self.folder.glob(".partial-*"):
-            pid = int(partial.name.split("-")[1]) if partial.name.split("-")[1].isdigit() else 0
-            if pid != os.getpid() and not _alive(pid):
+            try:
+                abandoned = time.time() - partial.stat().st_mtime > UNFINISHED_AFTER_S
+            except OSError:
+                continue  # renamed into place, or removed, meanwhile
+            if abandoned:
                 shutil.rmtree(partial, ignore_errors=True)
 
     def get(self, key: str) -> CachedRun | None:
@@ -166,19 +176,19 @@ class RunCache:
         if (self.folder / key).is_dir():
             return True
         self.folder.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".partial-{os.getpid()}-", dir=self.folder))
+        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=self.folder))
         try:
             folders = {label: folder_name(label) or "model" for label in run.models}
             for label, model in run.models.items():
                 model.save_pretrained(partial / folders[label])
             (partial / "results.json").write_text(json.dumps(results))
-            files = {str(p.relative_to(partial)): _sha256(p) for p in sorted(partial.rglob("*")) if p.is_file()}
+            files = {p.relative_to(partial).as_posix(): _sha256(p) for p in sorted(partial.rglob("*")) if p.is_file()}
             size = sum((partial / name).stat().st_size for name in files)
             if size > self.limit_bytes:
                 raise OSError(f"the run needs {size / 2**20:.0f} MB, more than the cache's {self.limit_bytes / 2**20:.0f} MB")
             manifest = {"files": files, "models": folders, "finished_at": run.finished_at.isoformat(), "bytes": size}
             (partial / "manifest.json").write_text(json.dumps(manifest))
-            _fsync_tree(partial)
+            _fsync_tree(partial)  # closes every file too: Windows renames no folder with one open
             partial.rename(self.folder / key)
         except OSError as error:
             log.warning("the run %s was not cached: %s", key, error)
@@ -188,7 +198,9 @@ class RunCache:
         return True
 
     def _evict(self) -> None:
-        """Delete the entries read longest ago until the folder fits its bound."""
+        """Delete the entries read longest ago until the folder fits its bound, and what writers
+        that died left behind."""
+        self._remove_unfinished_writes()
         entries = []
         for entry in self.folder.iterdir():
             try:
@@ -205,16 +217,6 @@ class RunCache:
             total -= size
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid > 0
-
-
 def _touch(entry: Path) -> None:
     try:
         os.utime(entry)  # its mtime orders the eviction: least recently read first
@@ -226,7 +228,7 @@ def _fsync_tree(folder: Path) -> None:
     """Flush every file of the entry to disk before its rename makes it visible."""
     for path in folder.rglob("*"):
         if path.is_file():
-            with open(path, "rb") as file:
+            with open(path, "r+b") as file:  # Windows flushes only a file open for writing
                 os.fsync(file.fileno())
 
 

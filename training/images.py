@@ -110,5 +110,7 @@ def load_image_folder(root: Path, size: int, classes: tuple[str, ...]) -> tuple[
         torch.save(decoded, partial)
         partial.replace(cache_file)  # atomic: a concurrent reader never sees half a file
     except OSError:
-        pass  # a read-only home only costs the next process a decode
+        # A read-only home, or (Windows) another process reading the file this would replace:
+        # either costs only a later decode.
+        partial.unlink(missing_ok=True)
     return decoded
