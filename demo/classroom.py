@@ -23,6 +23,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 from demo.jobs import REPLACED, UPDATES_PER_SECOND, Job, Ticket, Update, ordinal, replaced, replayed
@@ -81,6 +82,7 @@ class Classroom:
         self._trainer: threading.Thread | None = None
         self._closing = False
         self._background = threading.local()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="classroom-cache-writer")
         self._answers = 0  # photos being classified now
         self._no_answers = threading.Condition()
 
@@ -160,6 +162,7 @@ class Classroom:
         # Students' runs go before warm-ups, each kind in the order they came.
         place = len(self._queue) if job.background else next((i for i, j in enumerate(self._queue) if j.background), len(self._queue))
         self._queue.insert(place, job)
+        self._queue_moved()
         if job.key:
             self._by_key[job.key] = job
         if self._trainer is None:
@@ -167,6 +170,11 @@ class Classroom:
             self._trainer.start()
             atexit.register(self.stop_training)
         self._work.notify()
+
+    def _queue_moved(self) -> None:
+        """Wake the readers of every waiting run: their places in line changed."""
+        for waiting in self._queue:
+            waiting.nudge()
 
     def _replace(self, session: str | None) -> None:
         previous = self._sessions.pop(session, None) if session else None
@@ -215,6 +223,7 @@ class Classroom:
             del self._by_key[job.key]  # a new identical request trains afresh
         if job.state == "queued":
             self._queue.remove(job)
+            self._queue_moved()
             job.end("cancelled")
         else:
             job.cancelled = True  # the trainer stops it at its next event
@@ -276,6 +285,7 @@ class Classroom:
             if state == "cancelled":
                 return
             if state == "queued":
+                seen = version  # it waits for its place to change, or for the next tick
                 status = self.waiting_status(job)
                 if status != waiting or time.monotonic() - told_at >= WAITING_UPDATE_S:
                     waiting, told_at = status, time.monotonic()
@@ -328,6 +338,7 @@ class Classroom:
             self._work.notify()
         if self._trainer:
             self._trainer.join(wait_s)
+        self._writer.shutdown(wait=True)
 
     def _train_forever(self) -> None:
         while True:
@@ -338,11 +349,35 @@ class Classroom:
                     return
                 job = self.running = self._queue.pop(0)
                 job.state, job.started_at = "running", time.monotonic()
-            self._train(job)
+                self._queue_moved()
+            try:
+                self._train(job)
+            except Exception as error:  # anything at all: this job fails, and the queue goes on
+                log.exception("run %d (%s) failed outside its training", job.number, job.experiment.name)
+                if job.state == "running":
+                    job.end("failed", error)
+            finally:
+                with self._lock:
+                    self.running = None
+                    if job.state != "done" or not job.key:
+                        self._forget(job)
+            if job.state == "done" and job.key:
+                self._writer.submit(self._store, job)
+
+    def _forget(self, job: Job) -> None:
+        if job.key and self._by_key.get(job.key) is job:
+            del self._by_key[job.key]  # a new identical request trains afresh, or reads the cache
+
+    def _store(self, job: Job) -> None:
+        """Write a finished run to the cache, beside the next run's training: identical requests
+        meanwhile attach to the finished job, still under its key."""
+        try:
+            self.cache.put(job.key, job.results(), job.run.recorder.models)
+        except Exception:  # the run is with its students already: only a later replay is lost
+            log.exception("run %d (%s) was not cached", job.number, job.experiment.name)
+        finally:
             with self._lock:
-                self.running = None
-                if job.key and self._by_key.get(job.key) is job:
-                    del self._by_key[job.key]
+                self._forget(job)
 
     def _drop_abandoned(self, job: Job) -> None:
         """Leave the job's tickets whose readers have stopped asking for updates."""
@@ -351,9 +386,9 @@ class Classroom:
             self.leave(ticket)
 
     def _train(self, job: Job) -> None:
-        self._drop_abandoned(job)  # it may have waited in line for readers long gone
         steps, checked = job.steps(), time.monotonic()
         try:
+            self._drop_abandoned(job)  # it may have waited in line for readers long gone
             for _ in steps:
                 self._give_way()
                 if time.monotonic() - checked >= ABANDON_CHECK_S:
@@ -373,9 +408,6 @@ class Classroom:
         with self._lock:
             self._seconds_per_image[job.experiment.name] = (time.monotonic() - job.started_at) / max(1, job.images)
         job.end("done")
-        if job.key:
-            # Identical requests meanwhile attach to the finished job (still under its key).
-            self.cache.put(job.key, job.results(), job.run.recorder.models)
 
 
 def answer_first(handler):

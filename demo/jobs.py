@@ -71,6 +71,12 @@ class Job:
             self.version += 1
             self.changed.notify_all()
 
+    def nudge(self) -> None:
+        """Wake its readers while it waits in line: its place changed."""
+        with self.changed:
+            self.version += 1
+            self.changed.notify_all()
+
     def end(self, state: str, error: BaseException | None = None) -> None:
         with self.changed:
             self.state, self.error = state, error

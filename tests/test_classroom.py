@@ -428,3 +428,93 @@ def test_a_server_killed_while_writing_the_cache_restarts_without_the_entry_or_i
     cache_module._cache_at.cache_clear()
     read = RunCache(tmp_path, 2**30).get("entry")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), read.models["a"].state_dict().values()))
+
+
+# --- a class on one server ------------------------------------------------------------------
+
+
+def test_waiting_readers_sleep_until_their_place_changes(tiny_data, gate, tmp_path, monkeypatch):
+    room = Classroom(RunCache(tmp_path, 0))
+    calls = []
+    original = room.waiting_status
+    monkeypatch.setattr(room, "waiting_status", lambda job: calls.append(job) or original(job))
+    tickets = [room.request(EXPERIMENT, arms(seed=seed), "quick", f"student {seed}") for seed in range(11)]
+    wait_for_training(room)
+    readers = [threading.Thread(target=lambda t=t: list(room.follow(t))) for t in tickets[1:]]
+    for reader in readers:
+        reader.start()
+    time.sleep(2)
+    # Each of ten readers: its first status, and at most a wake-up for the one run that finished
+    # waiting at its data; a spinning reader calls it thousands of times in two seconds.
+    assert len(calls) <= 30, len(calls)
+    room.leave(tickets[1])  # the second in line leaves: everyone behind it moves up, and hears so
+    time.sleep(0.5)
+    assert len(calls) >= 19
+    for ticket in tickets:
+        room.leave(ticket)
+    for reader in readers:
+        reader.join(10)
+    room.stop_training()
+
+
+@pytest.mark.parametrize("where", ["cache.put", "the abandonment check"])
+def test_an_unexpected_error_outside_training_fails_one_job_and_the_queue_goes_on(where, tiny_data, tmp_path, monkeypatch):
+    room = Classroom(RunCache(tmp_path, 512 * 2**20))
+    raised = []
+
+    def broken(*args, **kwargs):
+        if not raised:
+            raised.append(where)
+            raise RuntimeError(f"{where} broke")
+
+    if where == "cache.put":
+        monkeypatch.setattr(room.cache, "put", broken)
+    else:
+        monkeypatch.setattr(room, "_drop_abandoned", broken)
+    first = room.request(EXPERIMENT, arms(seed=1), "quick", "first")
+    try:
+        outcome = last(room.follow(first)).status
+    except classroom_module.TrainingFailed as error:
+        outcome = str(error)
+    deadline = time.monotonic() + 30
+    while room._by_key and time.monotonic() < deadline:  # the cache is written beside the next run
+        time.sleep(0.02)
+    assert raised and ("Done on" in outcome or "abandonment check broke" in outcome)
+    second = room.request(EXPERIMENT, arms(seed=2), "quick", "second")
+    finished = []
+    reader = threading.Thread(target=lambda: finished.append(last(room.follow(second))))
+    reader.start()
+    reader.join(120)
+    assert finished and finished[0].finished and finished[0].status.startswith("Done on")
+    room.stop_training()
+
+
+def test_thirty_replays_after_a_restart_read_the_run_from_disk_once(tmp_path, monkeypatch):
+    model = create_model("cnn-tiny")
+    results = {"runs": [{"label": "a", "config": {"model": "cnn-tiny"}}], "device": "cpu", "device_name": "test"}
+    RunCache(tmp_path, 2**30).put("entry", results, {"a": model})
+    restarted = RunCache(tmp_path, 2**30)
+    reads = []
+    original = restarted._read
+    monkeypatch.setattr(restarted, "_read", lambda entry: reads.append(entry) or time.sleep(0.2) or original(entry))
+    got = []
+    readers = [threading.Thread(target=lambda: got.append(restarted.get("entry"))) for _ in range(30)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join(30)
+    assert len(reads) == 1 and len(got) == 30 and len({id(run) for run in got}) == 1
+
+
+def test_runs_read_back_are_held_in_memory_up_to_a_bound_in_bytes(tmp_path, monkeypatch):
+    model = create_model("cnn-tiny")
+    results = {"runs": [{"label": "a", "config": {"model": "cnn-tiny"}}], "device": "cpu", "device_name": "test"}
+    writer = RunCache(tmp_path, 2**30)
+    for key in ("one", "two", "three"):
+        writer.put(key, results, {"a": model})
+    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    monkeypatch.setattr(cache_module, "LOADED_BYTES", 2 * size)
+    reader = RunCache(tmp_path, 2**30)
+    for key in ("one", "two", "three"):
+        reader.get(key)
+    assert list(reader._loaded) == ["two", "three"]  # the third run pushed the first out

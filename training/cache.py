@@ -22,7 +22,9 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
+import weakref
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -44,8 +46,9 @@ log = logging.getLogger(__name__)
 # The default bound of the cache folder, in MB: a few Transfer runs and hundreds of quick ones. 0
 # turns reuse off: every request trains (the load test's baseline).
 DEFAULT_MB = 2048
-# Entries read back kept in memory, so that thirty replays of one run share one copy of its models.
-LOADED_ENTRIES = 8
+# Weights of the entries read back kept in memory, so that thirty replays of one run share one copy
+# of its models: two Transfer runs (460 MB each), or hundreds of quick ones.
+LOADED_BYTES = int(float(os.environ.get("CNNLAB_RUN_CACHE_LOADED_MB", 1024)) * 2**20)
 # A write's temporary folder untouched this long was left by a writer that died: the largest entry
 # (two AlexNets, 460 MB) is written in seconds.
 UNFINISHED_AFTER_S = 600
@@ -98,6 +101,10 @@ class CachedRun:
     models: dict[str, nn.Module]  # by arm, on the CPU
     finished_at: datetime.datetime  # UTC
 
+    @property
+    def weight_bytes(self) -> int:
+        return sum(t.numel() * t.element_size() for model in self.models.values() for t in model.state_dict().values())
+
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
@@ -113,7 +120,9 @@ class RunCache:
     def __init__(self, folder: Path | None = None, limit_bytes: int | None = None):
         self.folder = Path(folder or cache_dir() / "runs")
         self.limit_bytes = max_bytes() if limit_bytes is None else limit_bytes
-        self._loaded: BoundedLRU = BoundedLRU(LOADED_ENTRIES)  # key → CachedRun
+        self._loaded: BoundedLRU = BoundedLRU(too_full=lambda loaded: sum(run.weight_bytes for run in loaded.values()) > LOADED_BYTES)  # key → CachedRun
+        self._key_locks: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # key → _KeyLock, while someone reads it
+        self._key_locks_lock = threading.Lock()
         self._remove_unfinished_writes()
 
     @property
@@ -134,24 +143,34 @@ class RunCache:
                 shutil.rmtree(partial, ignore_errors=True)
 
     def get(self, key: str) -> CachedRun | None:
-        """The finished run, or None (never stored, evicted, or found corrupt and dropped)."""
-        loaded = self._loaded.get(key)
-        if loaded:
-            self._loaded.touch(key)
-            _touch(self.folder / key)
-            return loaded
-        entry = self.folder / key
-        if not entry.is_dir():
-            return None
-        try:
-            run = self._read(entry)
-        except (OSError, ValueError, KeyError, CheckpointError) as error:
-            log.warning("dropping the corrupt run-cache entry %s: %s", entry, error)
-            shutil.rmtree(entry, ignore_errors=True)
-            return None
-        _touch(entry)
-        self._loaded[key] = run
-        return run
+        """The finished run, or None (never stored, evicted, or found corrupt and dropped). Readers
+        of one key wait for each other: thirty replays after a restart share one read from disk."""
+        held = self._key_lock(key)  # kept alive while this reader holds it
+        with held.lock:
+            loaded = self._loaded.get(key)
+            if loaded:
+                self._loaded.touch(key)
+                _touch(self.folder / key)
+                return loaded
+            entry = self.folder / key
+            if not entry.is_dir():
+                return None
+            try:
+                run = self._read(entry)
+            except (OSError, ValueError, KeyError, CheckpointError) as error:
+                log.warning("dropping the corrupt run-cache entry %s: %s", entry, error)
+                shutil.rmtree(entry, ignore_errors=True)
+                return None
+            _touch(entry)
+            self._loaded[key] = run
+            return run
+
+    def _key_lock(self, key: str) -> "_KeyLock":
+        with self._key_locks_lock:
+            held = self._key_locks.get(key)
+            if held is None:
+                held = self._key_locks[key] = _KeyLock()
+            return held
 
     def _read(self, entry: Path) -> CachedRun:
         manifest = json.loads((entry / "manifest.json").read_text())
@@ -169,7 +188,7 @@ class RunCache:
         """Store a finished run; False when it could not be written (the disk full, say), which
         costs only a later training: the run itself is already with its students."""
         # Not kept in memory here: the sessions that trained the run hold its models already, and
-        # keeping every run as it is written would keep the models of the last LOADED_ENTRIES runs
+        # keeping every run as it is written would keep the models of the last runs written
         # alive after their sessions let them go, though most runs are never replayed. A replay
         # reads the run back once and keeps it, for the replays after it.
         run = CachedRun(results, {label: model.cpu() for label, model in models.items()}, datetime.datetime.now(datetime.UTC))
@@ -215,6 +234,15 @@ class RunCache:
             shutil.rmtree(entry, ignore_errors=True)
             self._loaded.pop(entry.name, None)
             total -= size
+
+
+class _KeyLock:
+    """A lock for one key, gone once nobody holds it (a plain lock takes no weak reference)."""
+
+    __slots__ = ("lock", "__weakref__")
+
+    def __init__(self):
+        self.lock = threading.Lock()
 
 
 def _touch(entry: Path) -> None:
