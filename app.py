@@ -8,7 +8,8 @@ import os
 import training  # noqa: F401  first: it sets PyTorch's MPS fallback before torch loads
 import gradio as gr
 
-from demo import activations, adaptive_lr, batchnorm, classifiers, depth, final_cnn, momentum, transfer, your_images
+from demo import classifiers
+from demo.tabs import activations, adaptive_lr, batchnorm, depth, final_cnn, momentum, transfer, your_images
 from demo.gpu import ON_ZEROGPU
 from demo.panel import MAX_STREAMS, warm_up
 from demo.photo_sets import MAX_TOTAL_BYTES

@@ -53,7 +53,7 @@ def main() -> None:
     os.environ["CIFAR10_MODEL"] = str(folder / "cifar10")
     os.environ["ANTS_BEES_MODEL"] = str(folder / "ants-bees")
 
-    from demo import final_cnn, transfer
+    from demo.tabs import final_cnn, transfer
 
     print("in process (the tab's handler: open, convert, classify; CIFAR-10 also draws filters and feature maps)")
     print("  classify_cifar10  :", percentiles(timed(lambda: final_cnn.classify_cifar10(str(photo)), args.requests)))

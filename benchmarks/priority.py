@@ -41,7 +41,7 @@ def in_the_trainer(statement: str) -> str:
     )
 
 
-# What each option changes in the server before it starts (demo.classroom: the trainer thread, and
+# What each option changes in the server before it starts (serving.classroom: the trainer thread, and
 # GIVE_WAY_MAX_S, the longest the trainer waits between two steps while a photo is classified).
 OPTIONS = {
     "alone": "",
@@ -61,7 +61,7 @@ def measure(option: str, classifiers: int, photos: list[Path], give_up_after_s: 
     port = bench.free_port()
     scratch = tempfile.mkdtemp(prefix="cnnlab-priority-")
     env = {**os.environ, **bench.WEAK_HOST, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "CNNLAB_CACHE": scratch, "CNNLAB_RUN_CACHE_MB": "0", "CNNLAB_WARM": "0", "HF_HUB_OFFLINE": "1"}
-    code = f"import demo.classroom as c; {OPTIONS[option]}\n{bench.SERVER}"
+    code = f"import serving.classroom as c; {OPTIONS[option]}\n{bench.SERVER}"
     server = subprocess.Popen([sys.executable, "-c", code], cwd=bench.ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(Path(scratch) / "server.log", "w"))
     url = f"http://127.0.0.1:{port}/"
     try:

@@ -15,7 +15,7 @@ import time
 os.environ["CNNLAB_CACHE"] = tempfile.mkdtemp(prefix="cnnlab-cold-")  # before training.sources reads it
 
 from app import TABS  # noqa: E402
-from demo import momentum  # noqa: E402
+from demo.tabs import momentum  # noqa: E402
 from demo.lesson import lesson_tabs  # noqa: E402
 from training import datasets  # noqa: E402
 

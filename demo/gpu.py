@@ -27,14 +27,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from demo.classroom import Update, classroom
-from demo.jobs import replaced, stopped_at
+from serving.classroom import Update, classroom
+from serving.jobs import replaced, stopped_at
 from models import gpu_steps_per_s
 from training.config import TrainConfig
 from training.datasets import images_per_epoch, register_dataset
 from training.devices import resolve_device
 from training.experiments import Experiment, get_experiment
-from training.lru import BoundedLRU
+from serving.lru import BoundedLRU
 
 ZEROGPU = tomllib.loads((Path(__file__).parent / "zerogpu.toml").read_text())
 ON_ZEROGPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")  # how the `spaces` package itself tells

@@ -13,10 +13,10 @@ from dataclasses import replace
 
 import gradio as gr
 
-from demo.classroom import QueueFull, TrainingFailed, Update, classroom
+from serving.classroom import QueueFull, TrainingFailed, Update, classroom
 from demo.instruments import Drawing
 from demo.gpu import HOST_DEVICE, ON_ZEROGPU, is_api_call, on_zerogpu_gpu, stop_on_gpu, updates_on_gpu, was_refused
-from demo.model_store import HeldModels
+from serving.model_store import HeldModels
 from demo.settings import DEFAULT_PRESET, Settings, check_budget, checked_arms, preset_controls, preset_note, preset_values
 from demo.views import explained, results_table, table_notes
 from models import INITS, WeightsUnavailableError

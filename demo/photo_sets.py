@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from demo.uploads import PhotoError, read_photo
-from training.lru import BoundedLRU
+from serving.lru import BoundedLRU
 from training.datasets import FOLDER_STORED_SIZE, DatasetSpec, forget_dataset, hold_out, photo_dataset, register_dataset
 from training.images import IMAGE_SUFFIXES, square_rgb
 

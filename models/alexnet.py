@@ -16,6 +16,8 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from models.checkpoint import foreign_digest
+
 MODES = ("feature_extraction", "fine_tuning")
 
 
@@ -32,8 +34,6 @@ def check_cached(url: str) -> None:
     """Refuse torch's cached copy of `url` if its content is not what its name says. torch checks
     the hash of what it downloads, never of what it finds cached: a truncated or foreign file
     there would train quietly to chance."""
-    from training.sources import foreign_digest  # here, not at import: models are below training
-
     path = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
     try:
         stat = os.stat(path)

@@ -5,11 +5,13 @@ folder directly, and for a repo id uses the Hub cache, honouring HF_HUB_OFFLINE.
 only loads strictly and turns every way that can fail into one clear `CheckpointError`.
 """
 
+import hashlib
 import json
 from pathlib import Path
 
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 from safetensors import SafetensorError
+import torch
 from torch import nn
 
 
@@ -55,3 +57,16 @@ def _load(model_class: type[nn.Module], source: str) -> nn.Module:
         # its constructor rejects.
         raise ArchitectureMismatchError(str(error)[:400]) from None
     return model.eval()
+
+
+def foreign_digest(path: Path) -> str | None:
+    """The SHA-256 of a checkpoint whose content is not what its name says (torch's convention:
+    `name-<first hex digits of its SHA-256>.ext`), or None where it matches or the name holds no hash."""
+    prefix = torch.hub.HASH_REGEX.search(path.name)
+    if not prefix:
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 22):
+            digest.update(chunk)
+    return None if digest.hexdigest().startswith(prefix.group(1)) else digest.hexdigest()

@@ -149,7 +149,7 @@ def app_url(tiny_root, torch_home, tmp_path_factory):
     """The whole app, served in-process on a free port with the tiny datasets and an
     ants-vs-bees checkpoint of our own loaded the way a Space loads ANTS_BEES_MODEL."""
     import app as cnn_app
-    from demo import transfer
+    from demo.tabs import transfer
     from demo.uploads import ConfiguredModel
     from models import AlexNetTransfer
 

@@ -7,7 +7,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from app import TABS
-from demo.classroom import classroom
+from serving.classroom import classroom
 from demo.lesson import lesson_tabs
 from test_classify import odd_images
 

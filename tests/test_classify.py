@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from demo import classifiers, final_cnn, first_layer, transfer, uploads, views
-from demo.model_store import HeldModels
+from demo import classifiers, first_layer, uploads, views
+from demo.tabs import final_cnn, transfer
+from serving.model_store import HeldModels
 from models import AlexNetTransfer, TeachingCNN, create_model
 from training.datasets import CIFAR10_CLASSES, CIFAR10_DATASET
 from handlers import SMALL, last

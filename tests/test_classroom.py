@@ -14,11 +14,13 @@ import gradio as gr
 import pytest
 import torch
 
-from demo import batchnorm, classroom as classroom_module, jobs, panel
-from demo.classroom import REPLACED, Classroom
+from demo import panel
+from demo.tabs import batchnorm
+from serving import classroom as classroom_module, jobs
+from serving.classroom import REPLACED, Classroom
 from models import create_model
-from training import cache as cache_module
-from training.cache import RunCache, run_key
+from serving import cache as cache_module
+from serving.cache import RunCache, run_key
 from training.config import TrainConfig
 from training.devices import resolve_precision
 from training.experiments import get_experiment
@@ -398,7 +400,7 @@ def test_a_full_disk_costs_the_cache_entry_and_nothing_else(tiny_data, run_cache
 
 KILLED_WRITER = """
 import sys, time
-from training import cache
+from serving import cache
 from models import create_model
 
 def stalled(folder):

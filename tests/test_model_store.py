@@ -6,8 +6,9 @@ import pickle
 import pytest
 import torch
 
-from demo import final_cnn, model_store, transfer, your_images
-from demo.model_store import HeldModels, weight_bytes
+from demo.tabs import final_cnn, transfer, your_images
+from serving import model_store
+from serving.model_store import HeldModels, weight_bytes
 from models import create_model
 
 

@@ -95,7 +95,7 @@ def test_a_cached_file_that_is_not_imagenets_weights_is_refused_saying_what_is_w
 
 
 def test_a_cached_checkpoint_is_hashed_once_per_process_until_it_changes(tmp_path, monkeypatch, names_hold_hashes):
-    import training.sources as sources
+    import models.checkpoint as checkpoint
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     content = b"stand-in weights"
@@ -104,7 +104,7 @@ def test_a_cached_checkpoint_is_hashed_once_per_process_until_it_changes(tmp_pat
     cached.parent.mkdir(parents=True)
     cached.write_bytes(content)
     hashed = []
-    monkeypatch.setattr(sources.hashlib, "sha256", lambda: hashed.append(1) or hashlib.new("sha256"))
+    monkeypatch.setattr(checkpoint.hashlib, "sha256", lambda: hashed.append(1) or hashlib.new("sha256"))
     check_cached(url)
     check_cached(url)
     assert len(hashed) == 1

@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from demo import gpu
-from training import cache, devices
+from serving import cache
+from training import devices
 from training.config import TrainConfig
 from training.devices import accelerator, cpu_threads, device_name, resolve_device, resolve_precision
 
@@ -186,7 +187,7 @@ LINUX_ONLY_CALLS = {
     ("signal", "SIGKILL"): "POSIX only",
 }
 LINUX_ONLY_MODULES = {"fcntl", "resource", "pwd", "grp", "termios"}
-STUDENT_PATHS = [ROOT / "app.py", *sorted(p for folder in ("training", "demo", "models") for p in (ROOT / folder).rglob("*.py"))]
+STUDENT_PATHS = [ROOT / "app.py", *sorted(p for folder in ("training", "serving", "demo", "models") for p in (ROOT / folder).rglob("*.py"))]
 
 
 def guarded_nodes(tree: ast.AST) -> set[int]:

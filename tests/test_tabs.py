@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from demo.classroom import classroom
-from demo import activations, adaptive_lr, batchnorm, depth, momentum, panel, settings, transfer, views
-from demo import classroom as classroom_module
+from serving.classroom import classroom
+from demo import panel, settings, views
+from demo.tabs import activations, adaptive_lr, batchnorm, depth, momentum, transfer
+from serving import classroom as classroom_module
 from training.experiments import get_experiment
 from conftest import NO_HASH_IN_NAMES
 from handlers import SMALL, last, Session

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from demo import batchnorm, depth, views
+from demo import views
+from demo.tabs import batchnorm, depth
 from training.experiments import get_experiment
 from handlers import SMALL, last
 

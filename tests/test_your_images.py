@@ -14,7 +14,9 @@ import torch
 from gradio_client import Client, handle_file
 from PIL import Image, ImageDraw
 
-from demo import jobs, panel, photo_sets, your_images
+from demo import panel, photo_sets
+from demo.tabs import your_images
+from serving import jobs
 from demo.photo_sets import PhotoSetError
 from training.__main__ import main
 from handlers import Session, last

@@ -40,7 +40,8 @@ from PIL import Image
 from spaces.zero.decorator import decorated_cache
 
 import app
-from demo import batchnorm, gpu, momentum, panel, your_images
+from demo import gpu, panel
+from demo.tabs import batchnorm, momentum, your_images
 from demo.lesson import lesson_tabs
 from demo.views import REFERENCE_TAG
 from training.engine import Arm

@@ -9,7 +9,6 @@ streams to a `.part` file renamed into place when whole, so an interrupted one i
 for the file.
 """
 
-import hashlib
 import itertools
 import os
 from contextlib import contextmanager
@@ -18,6 +17,8 @@ from typing import Callable, Iterator
 from urllib.request import urlopen
 
 import torch
+
+from models.checkpoint import foreign_digest
 
 
 class DatasetMissingError(RuntimeError):
@@ -84,19 +85,6 @@ def download_checkpoint(url: str, title: str) -> None:
     if foreign_digest(path):
         path.unlink()
         raise OSError(f"the download of {url} is corrupt (its hash does not match); try again")
-
-
-def foreign_digest(path: Path) -> str | None:
-    """The SHA-256 of a checkpoint whose content is not what its name says (torch's convention:
-    `name-<first hex digits of its SHA-256>.ext`), or None where it matches or the name holds no hash."""
-    prefix = torch.hub.HASH_REGEX.search(path.name)
-    if not prefix:
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 22):
-            digest.update(chunk)
-    return None if digest.hexdigest().startswith(prefix.group(1)) else digest.hexdigest()
 
 
 def _fetch(url: str, path: Path, title: str, report: Callable[[str], None]) -> None:

@@ -14,11 +14,11 @@ import gradio as gr
 import torch
 
 from demo import photo_sets
-from demo.classroom import answer_first
+from serving.classroom import answer_first
 from demo.instruments import Drawing, InstrumentView
 from demo.panel import RunButtons, reveal, training_updates
 from demo.photo_sets import MAX_CLASSES, MIN_CLASSES, MIN_PHOTOS_PER_CLASS, PhotoSetError
-from demo.model_store import dropped_message
+from serving.model_store import dropped_message
 from demo.uploads import Refusal, classify, image_upload, open_upload
 from demo.views import curves, line_plots, plot_series, results_table
 from models import WeightsUnavailableError

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 
 from torch import nn
 
-from training.lru import BoundedLRU
+from serving.lru import BoundedLRU
 
 MAX_BYTES = int(os.environ.get("CNNLAB_MODEL_STORE_MB", 3072)) * 2**20
 DROPPED = (

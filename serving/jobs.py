@@ -1,4 +1,4 @@
-"""What the classroom's queue (demo.classroom) trains and hands out: a `Job` is one comparison to
+"""What the classroom's queue (serving.classroom) trains and hands out: a `Job` is one comparison to
 train and the latest `Update` its readers are shown; a `Ticket` is one reader's request for it.
 Plain objects and plain text: Gradio is not imported here.
 """

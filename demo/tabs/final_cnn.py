@@ -13,10 +13,10 @@ import torch
 
 from demo import classifiers
 from demo.classifiers import Classifier, cell_examples, confusion, default_classifier, session_classifier
-from demo.classroom import answer_first
+from serving.classroom import answer_first
 from demo.first_layer import enlarged, feature_maps_file, filters_file
 from demo.lesson import Lesson
-from demo.model_store import dropped_message
+from serving.model_store import dropped_message
 from demo.panel import ComparisonPanel
 from demo.settings import GPU_AVAILABLE, Settings
 from demo.uploads import Refusal, classify, image_upload, open_upload

@@ -3,10 +3,10 @@ and a classifier for uploaded photos. Idea: the PyTorch transfer-learning tutori
 
 import gradio as gr
 
-from demo.classroom import answer_first
+from serving.classroom import answer_first
 from demo.lesson import Lesson
 from demo.panel import ComparisonPanel
-from demo.model_store import dropped_message
+from serving.model_store import dropped_message
 from demo.uploads import ConfiguredModel, Refusal, classify, image_upload, open_upload
 from demo.views import photo_file
 from models import AlexNetTransfer

@@ -36,7 +36,7 @@ from models.checkpoint import CheckpointError, load_pretrained
 from training.datasets import data_source
 from training.sources import cache_dir
 from training.config import TrainConfig
-from training.lru import BoundedLRU
+from serving.lru import BoundedLRU
 from training.devices import device_name, resolve_device, resolve_precision
 from training.results import CODE_FOLDERS
 from training.runner import folder_name

@@ -1,7 +1,7 @@
 """The classroom's training queue: thirty students who click Train within a minute each learn where
 they stand, and the runs they ask for in common are trained once.
 
-Our runs are deterministic, so identical requests (`training.cache.run_key`) need one training:
+Our runs are deterministic, so identical requests (`serving.cache.run_key`) need one training:
 - a finished identical run is replayed from the `RunCache`, curves, verdict and models;
 - an identical run queued or training is attached to: every reader receives the same stream;
 - anything else becomes a `Job` in the queue, and one trainer thread trains the jobs in turn (on
@@ -26,13 +26,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-from demo.jobs import REPLACED, UPDATES_PER_SECOND, Job, Ticket, Update, ordinal, replaced, replayed
+from serving.jobs import REPLACED, UPDATES_PER_SECOND, Job, Ticket, Update, ordinal, replaced, replayed
 from models.alexnet import WeightsUnavailableError
-from training.cache import RunCache, run_key, shared_cache
+from serving.cache import RunCache, run_key, shared_cache
 from training.config import TrainConfig
 from training.sources import DatasetMissingError
 from training.experiments import Experiment
-from training.lru import BoundedLRU
+from serving.lru import BoundedLRU
 
 log = logging.getLogger(__name__)
 
