@@ -96,9 +96,9 @@ def test_the_app_trains_through_its_api_without_linux_apis(tiny_root, tmp_path):
 
 @pytest.fixture
 def apple_gpu(monkeypatch):
-    """torch.accelerator as it reports on an Apple-silicon Mac (macOS 14): MPS, able to compute bf16."""
+    """torch.accelerator as it reports on an Apple-silicon Mac (macOS 14.5): MPS, able to compute bf16."""
     monkeypatch.setattr(torch.accelerator, "current_accelerator", lambda check_available=False: torch.device("mps"))
-    monkeypatch.setattr(torch.accelerator, "get_device_capability", lambda device=None: {"supported_dtypes": {torch.float32, torch.float16, torch.bfloat16}})
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: (major, minor) <= (14, 5))  # macOS 14.5
     monkeypatch.setattr(devices, "cpu_brand", lambda: "Apple M2")
 
 
@@ -134,8 +134,8 @@ def test_a_mac_computes_fp32_unless_bf16_is_asked_for_and_it_can(apple_gpu, monk
     mps = torch.device("mps")
     assert resolve_precision("auto", mps) == "fp32"  # whether bf16 is faster depends on the chip
     assert resolve_precision("bf16", mps) == "bf16"
-    monkeypatch.setattr(torch.accelerator, "get_device_capability", lambda device=None: {"supported_dtypes": {torch.float32, torch.float16}})
-    with pytest.raises(ValueError, match="cannot compute bf16 .*MPS needs macOS 14"):
+    monkeypatch.setattr(torch.backends.mps, "is_macos_or_newer", lambda major, minor: (major, minor) <= (13, 6))  # macOS 13.6
+    with pytest.raises(ValueError, match="cannot compute bf16; use fp32 or auto"):
         resolve_precision("bf16", mps)
 
 

@@ -25,8 +25,9 @@ ACCELERATORS = ("cuda", "mps")
 
 
 def accelerator() -> torch.device | None:
-    """This machine's accelerator, as PyTorch reports it (None: the CPU only). It does not
-    initialise the accelerator, so a process that forks later (ZeroGPU's workers) stays clean."""
+    """This machine's accelerator, as PyTorch reports it (None: the CPU only). On CUDA it asks NVML,
+    not the CUDA driver (PYTORCH_NVML_BASED_CUDA_CHECK, set in training/__init__.py), so that a
+    process that forks later stays able to use CUDA in its children."""
     return torch.accelerator.current_accelerator(check_available=True)
 
 
@@ -94,7 +95,9 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def computes_bf16(device: torch.device) -> bool:
-    """Whether the device can compute bf16 at all (MPS needs macOS 14), natively or not."""
+    """Whether the device can compute bf16 at all, natively or not."""
+    if device.type == "mps":  # autocast's own test (torch.amp.autocast_mode); torch 2.11's MPS needs macOS 14 anyway
+        return torch.backends.mps.is_macos_or_newer(14, 0)
     if device.type in ("cpu", "cuda"):
         return True
     try:
@@ -109,7 +112,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
     if name not in ("fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, got {name!r}")
     if name == "bf16" and not computes_bf16(device):
-        raise ValueError(f"this {device_name(device)} cannot compute bf16 (MPS needs macOS 14); use fp32 or auto")
+        raise ValueError(f"this {device_name(device)} cannot compute bf16; use fp32 or auto")
     return name
 
 
@@ -122,8 +125,8 @@ def synchronize(device: torch.device) -> None:
 def empty_cache(device: torch.device) -> None:
     """Hand the accelerator's cached free memory back, so that the next run, or the next process
     on a shared GPU, finds it free."""
-    if device.type != "cpu":
-        torch.accelerator.empty_cache()
+    if device.type != "cpu":  # the device's own module: torch 2.11's accelerator-wide call asserts on MPS
+        torch.get_device_module(device).empty_cache()
 
 
 class ArmClock:
@@ -153,7 +156,9 @@ class ArmClock:
 
     def total(self) -> float:
         if self.pending:
-            self.pending[-1][1].synchronize()
+            # The device's queue, not the last event: on MPS (torch 2.11) an event waited on and
+            # then timed waits forever for a signal already used up (pytorch/pytorch#162872).
+            torch.accelerator.synchronize(self.device)
             self.seconds += sum(begin.elapsed_time(end) for begin, end in self.pending) / 1000
             self.pending.clear()
         return self.seconds
