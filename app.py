@@ -8,7 +8,7 @@ import os
 import training  # noqa: F401  first: it sets PyTorch's MPS fallback before torch loads
 import gradio as gr
 
-from demo import classifiers
+from demo import classifiers, views
 from demo.tabs import activations, adaptive_lr, batchnorm, depth, final_cnn, momentum, transfer, your_images
 from demo.gpu import ON_ZEROGPU
 from demo.panel import MAX_STREAMS, warm_up
@@ -44,19 +44,29 @@ MAX_WAITING_EVENTS = 256
 # every event by default, for its monitoring page alone; beside a class's thousands of answers it
 # is redone every this many events instead.
 ANALYTICS_EVERY_EVENTS = 1000
+# Gradio's copies of uploads and answers: every 10 minutes, those made over 50 minutes ago go, so
+# that nothing of a session that never says goodbye outlives the hour (docs/classroom.md).
+DELETE_CACHE = (600, 3000)
 
 # The app's tabs, in the tab bar's order: the one list the tests, the benchmarks and the warm-up read.
 TABS = (activations.TAB, momentum.TAB, adaptive_lr.TAB, batchnorm.TAB, depth.TAB, final_cnn.TAB, transfer.TAB, your_images.TAB)
 
 
+def end_session(request: gr.Request) -> None:
+    """A browser session ended (its tab closed or reloaded): its photos and the pictures of its
+    answers go at once."""
+    your_images.forget_session(request)
+    views.release(request.session_hash)
+
+
 def build_app(tabs=TABS) -> gr.Blocks:
-    with gr.Blocks(title="CNN Lab") as app, gr.Column(elem_classes="cnnlab-page"):
+    with gr.Blocks(title="CNN Lab", delete_cache=DELETE_CACHE) as app, gr.Column(elem_classes="cnnlab-page"):
         gr.Markdown(INTRO)
         with gr.Tabs(overflow_behavior="wrap"):  # on a phone every tab stays in sight, on two or three rows
             for tab in tabs:
                 with gr.Tab(tab.title):
                     tab.build()
-        app.unload(your_images.forget_session)  # a closed tab's photos go at once
+        app.unload(end_session)
     # Classification runs beside training; trainings share one queue (see ComparisonPanel.wire).
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(ANALYTICS_EVERY_EVENTS))  # read as the queue is made
     return app.queue(default_concurrency_limit=4, max_size=MAX_WAITING_EVENTS)

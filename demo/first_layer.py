@@ -43,13 +43,14 @@ def filters_file(model: torch.nn.Module) -> str:
     every photo the model sees."""
     if model not in _filters_shown:
         filters = model.features[0].conv.weight.float().cpu()  # C, 3, k, k
-        _filters_shown[model] = image_file(tiles(filters, columns=8, scale=FILTER_PIXELS // filters.shape[-1]))
+        _filters_shown[model] = image_file(tiles(filters, columns=8, scale=FILTER_PIXELS // filters.shape[-1]), owner=model)
     return _filters_shown[model]
 
 
 @torch.no_grad()
-def feature_maps_file(model: torch.nn.Module, image: Image.Image) -> str:
-    """The picture of what the model's first layer makes of a photo, one tile per channel."""
+def feature_maps_file(model: torch.nn.Module, image: Image.Image, session: str | None) -> str:
+    """The picture of what the model's first layer makes of a photo, one tile per channel, kept
+    for the session that sent the photo."""
     first = model.features[0]
     maps = first(model_input(image, CIFAR10_DATASET).to(first.conv.weight.device))[0, :MAPS_SHOWN].float().cpu()  # channels, side, side
-    return image_file(tiles(maps[:, None], columns=8, scale=3))
+    return image_file(tiles(maps[:, None], columns=8, scale=3), owner=session or "anonymous")

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from demo.uploads import PhotoError, read_photo
+from demo.uploads import OverBudget, PhotoError, PixelBudget, consume, read_photo
 from serving.lru import BoundedLRU
 from training.datasets import FOLDER_STORED_SIZE, DatasetSpec, forget_dataset, hold_out, photo_dataset, register_dataset
 from training.images import IMAGE_SUFFIXES, square_rgb
@@ -31,6 +31,10 @@ MAX_TOTAL_BYTES = 100 * 2**20  # uncompressed, all files together
 # A zip whose members expand more than this many times their compressed size is refused as a
 # zip bomb before anything is extracted (photos barely compress: JPEGs and PNGs stay near 1×).
 MAX_COMPRESSION_RATIO = 50
+# Pixels one upload may decode, all its photos together, at the size each is decoded at (a JPEG
+# at an eighth of its sides where that still covers 512 pixels): 600 phone photos as JPEGs come to
+# about 160; the same as 3-megapixel PNGs to 1,800, some 20 s of a 2-core server's time.
+MAX_MEGAPIXELS = 300
 # Sessions whose photos are held at once, each up to MAX_FILES photos at 256×256 (118 MB decoded):
 # a classroom of 30 fits, and past that the session that sent its photos longest ago loses them
 # first, so no number of sessions can fill the server's memory.
@@ -79,16 +83,19 @@ def decode(files: dict[str, list[tuple[str, bytes]]]) -> PhotoSet:
     if sum(len(members) for members in files.values()) > MAX_FILES:
         raise PhotoSetError(f"That is {sum(len(m) for m in files.values())} files; at most {MAX_FILES} in all, please.")
     images, labels, skipped = [], [], []
+    budget = PixelBudget(MAX_MEGAPIXELS)
     for label, name in enumerate(classes):
         for file_name, data in files[name]:
             if PurePosixPath(file_name).suffix.lower() not in IMAGE_SUFFIXES:
                 skipped.append((file_name, "not a photo (PNG, JPEG, BMP or WebP)"))
                 continue
             try:
-                images.append(square_rgb(read_photo(io.BytesIO(data), len(data)), FOLDER_STORED_SIZE))
+                images.append(square_rgb(read_photo(io.BytesIO(data), len(data), budget), FOLDER_STORED_SIZE))
                 labels.append(label)
             except PhotoError as error:
                 skipped.append((file_name, str(error)))
+            except OverBudget as error:
+                raise PhotoSetError(str(error)) from None
     counts = np.bincount(labels, minlength=len(classes))
     short = [f"{name} ({count})" for name, count in zip(classes, counts) if count < MIN_PHOTOS_PER_CLASS]
     if short:
@@ -141,7 +148,11 @@ def from_photos(named: list[tuple[str, list[str]]]) -> PhotoSet:
         raise PhotoSetError(f"That is {len(paths)} files; at most {MAX_FILES} in all, please.")
     if sum(os.path.getsize(p) for p in paths) > MAX_TOTAL_BYTES:
         raise PhotoSetError(f"These photos come to more than {MAX_TOTAL_BYTES // 2**20} MB; send fewer or smaller ones.")
-    return decode({name.strip(): [(Path(p).name, Path(p).read_bytes()) for p in ps] for name, ps in named})
+    try:
+        return decode({name.strip(): [(Path(p).name, Path(p).read_bytes()) for p in ps] for name, ps in named})
+    finally:
+        for path in paths:
+            consume(path)  # read into memory: no copy stays on disk
 
 
 def register(photos: PhotoSet, session: str, seed: int) -> DatasetSpec:

@@ -15,6 +15,7 @@ from typing import IO
 import gradio as gr
 import numpy as np
 import torch
+from gradio.utils import get_upload_folder
 from huggingface_hub import SpaceCard
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -25,6 +26,9 @@ from training.loader import model_input
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_UPLOAD_PIXELS = 40_000_000  # a 40-megapixel photo decodes to 120 MB; more is refused unread
+# Pixels a JPEG is decoded at, at least, a side: what any answer shows (a 512-pixel photo) or
+# reads (224). PIL's draft decodes a large JPEG at a half, quarter or eighth of its size instead.
+DECODED_SIDE = 512
 
 
 class Refusal(gr.Error):
@@ -39,19 +43,60 @@ class PhotoError(ValueError):
     """Why a file is not a photo this app can use."""
 
 
+class OverBudget(ValueError):
+    """A request's photos come to more pixels than it may decode; the message says what to send."""
+
+
+class PixelBudget:
+    """The pixels one request may decode, all its photos together: what bounds the CPU a single
+    upload can take (a 100 MB zip of compressible 40-megapixel PNGs is 24 gigapixels)."""
+
+    def __init__(self, megapixels: float):
+        self.megapixels = megapixels
+        self.left = megapixels * 10**6
+
+    def spend(self, width: int, height: int) -> None:
+        self.left -= width * height
+        if self.left < 0:
+            raise OverBudget(
+                f"These photos come to more than the {self.megapixels:g} megapixels one upload may decode here: send fewer or "
+                "smaller photos, or JPEGs (a large JPEG is read at a reduced size)."
+            )
+
+
+def consume(path: str | None) -> None:
+    """Delete an upload once it is read, so that nothing a student sends stays on the server's
+    disk. Only Gradio's own uploads: a path on this host that an API caller names (an example
+    photo from DATA_DIR) is not ours to delete."""
+    if not path:
+        return
+    try:
+        file = Path(path).resolve()
+        if file.is_relative_to(Path(get_upload_folder()).resolve()):
+            file.unlink(missing_ok=True)
+    except OSError:  # Windows: still open elsewhere; Gradio's delete_cache takes it within the hour
+        pass
+
+
 def open_upload(path: str | None) -> Image.Image:
-    """An uploaded file as an RGB PIL image, or a gr.Error saying why it cannot be used."""
+    """An uploaded file as an RGB PIL image, or a gr.Error saying why it cannot be used. The
+    upload is deleted once read, whatever it held."""
     if not path:
         raise Refusal("Upload an image first.")
     try:
         with open(path, "rb") as file:
-            return read_photo(file, os.path.getsize(path))
-    except PhotoError as error:
+            return read_photo(file, os.path.getsize(path), PixelBudget(MAX_UPLOAD_PIXELS / 10**6))
+    except (PhotoError, OverBudget) as error:
         raise Refusal(str(error)) from None
+    except FileNotFoundError:
+        raise Refusal("That upload is no longer on the server (each photo is deleted once it is read): upload it again.") from None
+    finally:
+        consume(path)
 
 
-def read_photo(file: IO[bytes], size: int) -> Image.Image:
-    """A photo of `size` bytes read from `file` as an RGB PIL image, or a PhotoError saying why not."""
+def read_photo(file: IO[bytes], size: int, budget: PixelBudget) -> Image.Image:
+    """A photo of `size` bytes read from `file` as an RGB PIL image, or a PhotoError saying why
+    not; what it decodes is taken from `budget` (an OverBudget once that is spent)."""
     if size > MAX_UPLOAD_BYTES:
         raise PhotoError(f"That file is over {MAX_UPLOAD_BYTES // 2**20} MB; upload a smaller image.")
     try:
@@ -60,11 +105,13 @@ def read_photo(file: IO[bytes], size: int) -> Image.Image:
             image = Image.open(file)
             if image.width * image.height > MAX_UPLOAD_PIXELS:
                 raise PhotoError(f"That image is {image.width}×{image.height} pixels, more than the {MAX_UPLOAD_PIXELS // 10**6} megapixels allowed.")
+            image.draft("RGB", (DECODED_SIDE, DECODED_SIDE))  # a JPEG only: decoded at 1/2, 1/4 or 1/8 where that still covers the side
+            budget.spend(*image.size)
             image.seek(0)  # the first frame of an animation
             image = ImageOps.exif_transpose(image)
             return to_rgb(image)
-    except PhotoError:
-        raise  # a ValueError: let the pixel-count message through unchanged
+    except (PhotoError, OverBudget):
+        raise  # ValueErrors: let their messages through unchanged
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError, SyntaxError, ValueError) as error:
         raise PhotoError(f"That file is not an image this app can read ({type(error).__name__}). Upload a PNG, JPEG, GIF, BMP or WebP photo.") from None
 

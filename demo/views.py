@@ -8,11 +8,13 @@ never the other way round (trackio's rule).
 import functools
 import hashlib
 import html
-import itertools
 import math
 import os
+import shutil
 import tempfile
 import threading
+import time
+import weakref
 from pathlib import Path
 
 import gradio as gr
@@ -246,16 +248,6 @@ def line_plots(experiment: Experiment, series: tuple[str, ...]) -> tuple[gr.Line
     )
 
 
-# Images shown in answers (classify_cifar10, browse_cell), written once each; the oldest files
-# beyond SHOWN_IMAGES are deleted, every PRUNE_EVERY new files (a look at every file's age costs
-# more than writing one), since Gradio keeps its own copy of each.
-SHOWN_DIR = Path(tempfile.gettempdir()) / "cnnlab-shown"
-SHOWN_IMAGES = 2000
-PRUNE_EVERY = 100
-_written = itertools.count(1)
-_pruning = threading.Lock()
-
-
 def explained(heading: str, error: Exception) -> str:
     """Markdown for a refusal that stays on the page beside what it refuses (not in a toast that
     vanishes): a bold heading, then the reason line by line, escaped, since a reason can read like
@@ -263,10 +255,25 @@ def explained(heading: str, error: Exception) -> str:
     return f"**{heading}** " + "  \n".join(html.escape(line) for line in str(error).splitlines())
 
 
-def image_file(pixels: np.ndarray | Image.Image, photo: bool = False) -> str:
+# Images shown in answers (classify_cifar10, browse_cell, the transfer tabs' photos), each written
+# once and kept as long as what shows it: a model's pictures (its first-layer filters, its test
+# images) as long as the model, an answer's (the student's photo, what the network made of it) as
+# long as the session asked within SESSION_IDLE_S and for its last ANSWER_FILES files. Gradio
+# copies each file it hands out into its own cache, which app.py's delete_cache empties.
+SHOWN_DIR = Path(tempfile.gettempdir()) / "cnnlab-shown"
+ANSWER_FILES = 12  # per session: the pictures of its last few answers
+SESSION_IDLE_S = 3000  # with Gradio's hour for its copies, nothing of a session's outlives an hour
+_owners: dict[Path, set] = {}  # file → who shows it
+_session_files: dict[str, list[Path]] = {}  # session → its answers' files, oldest first
+_session_seen: dict[str, float] = {}  # session → when it last asked (monotonic)
+_shown_lock = threading.RLock()
+
+
+def image_file(pixels: np.ndarray | Image.Image, photo: bool = False, owner: object = None) -> str:
     """The image as a file named by its pixels, written once and atomically: a PNG at the fastest
     compression (enlarged pixels and tiles compress well at any level), or with `photo` a JPEG,
-    which encodes a photo several times faster than a PNG does.
+    which encodes a photo several times faster than a PNG does. `owner` keeps it: a model (the
+    file lives as long as it), a session's name (see above), or None (the app's, for good).
 
     Returned as an array, Gradio would write it into its cache again on every answer, in place
     (`gradio.processing_utils.save_pil_to_cache`), so a student downloading it while another is
@@ -275,36 +282,91 @@ def image_file(pixels: np.ndarray | Image.Image, photo: bool = False) -> str:
     image = pixels if isinstance(pixels, Image.Image) else Image.fromarray(pixels)
     digest = hashlib.sha256(f"{image.mode}{image.size}".encode() + image.tobytes()).hexdigest()[:32]
     path = SHOWN_DIR / f"{digest}.{'jpg' if photo else 'png'}"
-    if not path.exists():
-        SHOWN_DIR.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{threading.get_ident()}.tmp")
-        image.save(partial, format="JPEG", quality=90) if photo else image.save(partial, format="PNG", compress_level=1)
-        try:
+    with _shown_lock:
+        if not path.exists():
+            SHOWN_DIR.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(f".{threading.get_ident()}.tmp")
+            image.save(partial, format="JPEG", quality=90) if photo else image.save(partial, format="PNG", compress_level=1)
             os.replace(partial, path)
-        except PermissionError:  # Windows: another thread wrote it first and it is being served
-            os.unlink(partial)
-        if next(_written) % PRUNE_EVERY == 0:
-            prune_shown()
+        _own(path, owner)
     return str(path)
 
 
-def photo_file(image: Image.Image) -> str:
-    """A photo as shown beside its answer: at most 512 px a side, as a JPEG."""
+def _own(path: Path, owner: object) -> None:
+    if owner is None:
+        owner = "app"
+    elif isinstance(owner, str):
+        _session_answer(path, owner)
+    else:  # a model: its pictures go with it
+        model, owner = owner, ("model", id(owner))
+        if not any(owner in owners for owners in _owners.values()):
+            weakref.finalize(model, release, owner)
+    _owners.setdefault(path, set()).add(owner)
+
+
+def _session_answer(path: Path, session: str) -> None:
+    now = time.monotonic()
+    for idle in [s for s, seen in _session_seen.items() if now - seen > SESSION_IDLE_S]:
+        release(idle)
+    _session_seen[session] = now
+    files = _session_files.setdefault(session, [])
+    if path in files:
+        files.remove(path)
+    files.append(path)
+    while len(files) > ANSWER_FILES:
+        _disown(files.pop(0), session)
+
+
+def release(owner: object) -> None:
+    """`owner` shows nothing any more (a model let go, a session ended): delete each file nobody
+    else shows. A file being served (Windows refuses to delete it) goes with the temp folder."""
+    with _shown_lock:
+        if isinstance(owner, str):
+            _session_seen.pop(owner, None)
+            files = _session_files.pop(owner, [])
+        else:
+            files = [path for path, owners in _owners.items() if owner in owners]
+        for path in files:
+            _disown(path, owner)
+
+
+def _disown(path: Path, owner: object) -> None:
+    owners = _owners.get(path, set())
+    owners.discard(owner)
+    if not owners:
+        _owners.pop(path, None)
+        try:
+            path.unlink(missing_ok=True)
+        except PermissionError:
+            pass
+
+
+def photo_file(image: Image.Image, session: str | None) -> str:
+    """A photo as shown beside its answer: at most 512 px a side, as a JPEG, kept for the session."""
     shown = image.copy()
     shown.thumbnail((512, 512))
-    return image_file(shown, photo=True)
+    return image_file(shown, photo=True, owner=session or "anonymous")
 
 
-def prune_shown() -> None:
-    """Delete the oldest shown images beyond SHOWN_IMAGES (one thread at a time)."""
-    if not _pruning.acquire(blocking=False):
-        return
-    try:
-        shown = sorted((p for p in SHOWN_DIR.iterdir() if p.suffix in (".png", ".jpg")), key=lambda p: p.stat().st_mtime)
-        for old in shown[: max(0, len(shown) - SHOWN_IMAGES)]:
-            try:
-                old.unlink(missing_ok=True)
-            except PermissionError:  # Windows deletes no file that is being served
-                pass
-    finally:
-        _pruning.release()
+# Downloads (a trained model as a zip): each written into a folder of its own under one folder,
+# bounded in size. Gradio hands out its own copy, from its cache (emptied by app.py's
+# delete_cache), so ours go, oldest first, once the folder holds more than DOWNLOADS_MAX_BYTES,
+# but never in the minute after they were written, while Gradio may still be copying them.
+DOWNLOADS_DIR = Path(tempfile.gettempdir()) / "cnnlab-downloads"
+DOWNLOADS_MAX_BYTES = 1 << 30  # two Your images zips (460 MB each)
+DOWNLOAD_COPY_S = 60
+
+
+def download_folder(prefix: str) -> Path:
+    """A new, empty folder for one download, made after the oldest downloads beyond the bound went."""
+    DOWNLOADS_DIR.mkdir(parents=True, exist_ok=True)
+    with _shown_lock:
+        folders = sorted((entry.stat().st_mtime, entry) for entry in DOWNLOADS_DIR.iterdir() if entry.is_dir())
+        sizes = {folder: sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) for _, folder in folders}
+        total = sum(sizes.values())
+        for written, folder in folders:
+            if total <= DOWNLOADS_MAX_BYTES or time.time() - written < DOWNLOAD_COPY_S:
+                break
+            shutil.rmtree(folder, ignore_errors=True)
+            total -= sizes[folder]
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=DOWNLOADS_DIR))

@@ -1,5 +1,7 @@
 """Classifying photos: uploads of every kind, the CIFAR-10 and ants-vs-bees classifiers, the confusion matrix and its cells."""
 
+import gc
+import io
 import json
 import time
 import weakref
@@ -9,10 +11,11 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
+from gradio_client import Client, handle_file
 from PIL import Image
 from safetensors.torch import load_file
 
-from demo import classifiers, first_layer, uploads, views
+from demo import classifiers, first_layer, photo_sets, uploads, views
 from demo.tabs import final_cnn, transfer
 from serving.model_store import HeldModels
 from models import AlexNetTransfer, TeachingCNN, create_model
@@ -121,15 +124,31 @@ def test_an_image_shown_is_written_once_and_never_rewritten_under_a_reader(tmp_p
     assert views.image_file(pixels[::-1].copy()) != str(path)
 
 
-def test_shown_images_beyond_the_bound_are_pruned_oldest_first(tmp_path, monkeypatch):
+def test_a_models_pictures_live_as_long_as_the_model_however_many_answers_come_after(tmp_path, monkeypatch):
     monkeypatch.setattr(views, "SHOWN_DIR", tmp_path)
-    monkeypatch.setattr(views, "SHOWN_IMAGES", 3)
-    monkeypatch.setattr(views, "PRUNE_EVERY", 1)
-    paths = []
-    for value in range(6):
-        paths.append(Path(views.image_file(np.full((4, 4, 3), value, dtype=np.uint8))))
-        time.sleep(0.01)  # distinct modification times
-    assert sorted(tmp_path.iterdir()) == sorted(paths[-3:])
+    monkeypatch.setattr(views, "ANSWER_FILES", 3)
+    model = torch.nn.Linear(1, 1)
+    filters = Path(views.image_file(np.zeros((4, 4, 3), np.uint8), owner=model))
+    answers = [Path(views.image_file(np.full((4, 4, 3), (value % 256, value // 256, 1), np.uint8), owner="a student")) for value in range(1, 2001)]
+    # Two thousand answers later the model's picture is still there to hand out; of the
+    # session's own answers it keeps its last three.
+    assert filters.exists() and sorted(tmp_path.glob("*.png")) == sorted([filters, *answers[-3:]])
+    del model
+    gc.collect()
+    assert not filters.exists()
+
+
+def test_a_sessions_pictures_go_when_it_ends_or_falls_idle(tmp_path, monkeypatch):
+    monkeypatch.setattr(views, "SHOWN_DIR", tmp_path)
+    first = Path(views.photo_file(Image.new("RGB", (600, 300), (200, 10, 10)), "first"))
+    second = Path(views.photo_file(Image.new("RGB", (60, 30), (10, 200, 10)), "second"))
+    shared = Path(views.image_file(np.ones((4, 4, 3), np.uint8), owner="second"))
+    assert Image.open(first).size == (512, 256) and views.image_file(np.ones((4, 4, 3), np.uint8), owner="first") == str(shared)
+    views.release("first")  # the first session's tab closed
+    assert not first.exists() and second.exists() and shared.exists()  # still shown to the second
+    monkeypatch.setattr(views, "SESSION_IDLE_S", 0)
+    views.image_file(np.full((4, 4, 3), 9, np.uint8), owner="third")  # any answer sweeps the idle sessions
+    assert not second.exists() and not shared.exists()
 
 
 def test_the_first_layer_filters_are_drawn_once_per_model_and_photos_are_jpegs(monkeypatch):
@@ -283,3 +302,42 @@ def test_transfer_examples_come_from_the_validation_photos(tiny_data):
     assert len(photos) == 4 and all("/val/" in p for p in photos)
 
 
+
+
+def test_a_photo_sent_to_the_app_leaves_no_copy_of_itself_on_disk(app_url, tmp_path):
+    from gradio.utils import get_upload_folder
+
+    name = f"photo-{time.time_ns()}.png"
+    save(Image.new("RGB", (64, 48), (200, 10, 10)), tmp_path / name)
+    client = Client(app_url, verbose=False)
+    client.predict(handle_file(str(tmp_path / name)), final_cnn.DEFAULT, api_name="/classify_cifar10")
+    assert not list(Path(get_upload_folder()).rglob(name))  # the upload went once it was read
+    assert (tmp_path / name).exists()  # a file of the caller's own is not the server's to delete
+
+
+def test_a_large_jpeg_is_decoded_at_a_fraction_of_its_size(tmp_path):
+    path = save(Image.new("RGB", (4000, 3000), (10, 200, 10)), tmp_path / "large.jpg", quality=90)
+    image = uploads.open_upload(path)
+    assert image.size == (1000, 750)  # a quarter of each side: still over the 512 an answer shows
+
+
+def test_a_set_of_photos_over_the_decoding_budget_is_refused_with_what_to_send(monkeypatch):
+    monkeypatch.setattr(photo_sets, "MAX_MEGAPIXELS", 0.05)
+    buffer = io.BytesIO()
+    Image.new("RGB", (100, 100), (1, 2, 3)).save(buffer, "PNG")
+    photos = {name: [(f"{i}.png", buffer.getvalue()) for i in range(5)] for name in ("a", "b")}
+    with pytest.raises(photo_sets.PhotoSetError, match="more than the 0.05 megapixels one upload may decode here"):
+        photo_sets.decode(photos)
+
+
+def test_downloads_live_in_one_folder_bounded_in_size(tmp_path, monkeypatch):
+    monkeypatch.setattr(views, "DOWNLOADS_DIR", tmp_path)
+    monkeypatch.setattr(views, "DOWNLOADS_MAX_BYTES", 2500)
+    monkeypatch.setattr(views, "DOWNLOAD_COPY_S", 0)
+    folders = []
+    for _ in range(4):
+        folders.append(views.download_folder("model-"))
+        (folders[-1] / "model.zip").write_bytes(b"x" * 1000)
+        time.sleep(0.01)
+    views.download_folder("model-")
+    assert [folder.exists() for folder in folders] == [False, False, True, True]

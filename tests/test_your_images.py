@@ -14,7 +14,7 @@ import torch
 from gradio_client import Client, handle_file
 from PIL import Image, ImageDraw
 
-from demo import panel, photo_sets
+from demo import panel, photo_sets, views
 from demo.tabs import your_images
 from serving import jobs
 from demo.photo_sets import PhotoSetError
@@ -214,11 +214,15 @@ def test_closing_the_session_lets_its_photos_go(app_url, tmp_path, monkeypatch):
         beats = heartbeat.iter_lines()  # held: a dropped line iterator closes the stream
         next(beats)
         student.predict(handle_file(shapes_zip(tmp_path / "p.zip")), your_images.NETWORKS[1], 1, 0, api_name="/train_your_images")
-        assert name in _registered
+        Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "red.png")
+        student.predict(handle_file(str(tmp_path / "red.png")), "default model", api_name="/classify_cifar10")
+        answered = list(views._session_files[student.session_hash])
+        assert name in _registered and answered and all(path.exists() for path in answered)
     deadline = time.monotonic() + 10
     while name in _registered and time.monotonic() < deadline:
         time.sleep(0.1)
     assert name not in _registered
+    assert not any(path.exists() for path in answered)  # the pictures of its answers went with it
 
 
 def test_stop_reports_how_far_a_run_on_your_photos_got_and_its_stream_ends_on_that_report(tmp_path, monkeypatch):

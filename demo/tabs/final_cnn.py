@@ -4,8 +4,6 @@ images behind each cell of its confusion matrix, and train the final CNN yoursel
 CIFAR-10 recipe (airbench, hlb-CIFAR10) or the report's own."""
 
 import shutil
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -20,7 +18,7 @@ from serving.model_store import dropped_message
 from demo.panel import ComparisonPanel
 from demo.settings import GPU_AVAILABLE, Settings
 from demo.uploads import Refusal, classify, image_upload, open_upload
-from demo.views import explained, image_file, photo_file
+from demo.views import download_folder, explained, image_file, photo_file
 from training.datasets import CIFAR10_DATASET
 from training.images import square_rgb
 from training.sources import DatasetMissingError
@@ -100,7 +98,7 @@ def classifier_named(choice: str, session: dict | None) -> Classifier:
 
 @answer_first
 @torch.no_grad()
-def classify_cifar10(image_path=None, choice=DEFAULT, session=None):
+def classify_cifar10(image_path=None, choice=DEFAULT, session=None, request: gr.Request = None):
     """The top-3 classes first (what an API client reads as `result[0]`), which model answered,
     the photo, the 32×32 image the network reads, the first layer's filters and the feature maps
     they make of the photo."""
@@ -109,7 +107,8 @@ def classify_cifar10(image_path=None, choice=DEFAULT, session=None):
     model = classifier.model.eval()
     probabilities = classify(model, image, CIFAR10_DATASET, flip=classifier.test_time_flip, shift=classifier.test_time_shift)
     seen = torch.from_numpy(square_rgb(image, CIFAR10_DATASET.stored_size).copy()).permute(2, 0, 1)
-    return probabilities, classifier.summary(), photo_file(image), image_file(enlarged(seen, 6)), filters_file(model), feature_maps_file(model, image)
+    asker = request.session_hash if request else None  # the answer's pictures are kept for its session
+    return probabilities, classifier.summary(), photo_file(image, asker), image_file(enlarged(seen, 6), owner=asker or "anonymous"), filters_file(model), feature_maps_file(model, image, asker)
 
 
 def confusion_table(matrix: list[list[int]]) -> pd.DataFrame:
@@ -143,7 +142,7 @@ def cell_view(classifier: Classifier, true_class: str, predicted_class: str, dow
     """One cell's gallery and the note above it; a DatasetMissingError without the test images."""
     classes = CIFAR10_DATASET.classes
     examples, count = cell_examples(classifier, classes.index(true_class), classes.index(predicted_class), download)
-    gallery = [(image_file(enlarged(image, 4)), f"{probability:.0%} {predicted_class}") for image, probability in examples]
+    gallery = [(image_file(enlarged(image, 4), owner=classifier.model), f"{probability:.0%} {predicted_class}") for image, probability in examples]
     verb = "correctly called" if true_class == predicted_class else "called"
     note = f"**{count}** test images of a {true_class} {verb} {predicted_class}" + (f"; the {len(examples)} most confident:" if count > len(examples) else ".")
     return gallery, note
@@ -183,7 +182,7 @@ def select_cell(event: gr.SelectData):
 
 def saved_model_file(model: torch.nn.Module) -> str:
     """The model as a downloadable .zip of its save_pretrained folder."""
-    folder = Path(tempfile.mkdtemp(prefix="cnnlab-final-"))
+    folder = download_folder("final-cnn-")
     model.save_pretrained(folder / "model")
     return shutil.make_archive(str(folder / "cnn-lab-final"), "zip", folder / "model")
 

@@ -51,14 +51,14 @@ def classify_ants_bees(image_path=None, arm="fine tuning", session=None):
 
 
 @answer_first
-def classify_on_page(image_path=None, arm="fine tuning", session=None) -> tuple:
+def classify_on_page(image_path=None, arm="fine tuning", session=None, request: gr.Request = None) -> tuple:
     """The page's call: the prediction, a note and the photo itself; a refusal (no model yet, not
     a photo) is the note, on the page beside the photo, where a toast would vanish."""
     try:
         image = open_upload(image_path)
     except Refusal as error:
         return None, f"**Cannot classify this file.** {error.message}", None
-    shown = photo_file(image)
+    shown = photo_file(image, request.session_hash if request else None)
     try:
         model = answering_model(arm, session)
     except Refusal as error:

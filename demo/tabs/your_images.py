@@ -6,9 +6,7 @@ Idea: Teachable Machine, with the paired comparison and real numbers beside it."
 
 import json
 import shutil
-import tempfile
 from dataclasses import replace
-from pathlib import Path
 
 import gradio as gr
 import torch
@@ -19,8 +17,8 @@ from demo.instruments import Drawing, InstrumentView
 from demo.panel import RunButtons, reveal, training_updates
 from demo.photo_sets import MAX_CLASSES, MIN_CLASSES, MIN_PHOTOS_PER_CLASS, PhotoSetError
 from serving.model_store import dropped_message
-from demo.uploads import Refusal, classify, image_upload, open_upload
-from demo.views import curves, line_plots, plot_series, results_table
+from demo.uploads import Refusal, classify, consume, image_upload, open_upload
+from demo.views import curves, download_folder, line_plots, plot_series, results_table
 from models import WeightsUnavailableError
 from models.alexnet import load_backbone
 from training.config import requested
@@ -41,7 +39,9 @@ a few dozen photos per class it only has to learn which of its features tell *yo
    (every layer learns, slowly).
 3. Classify a new photo, look at the validation photos it got wrong, download the model.
 
-Your photos stay in this browser session's memory and are gone when you close the page.
+Your photos are deleted from the server's disk as soon as they are read. Decoded, they stay in this
+browser session's memory for training and for the mistakes gallery, and go when you close the page
+(or an hour after, if the page could not say goodbye).
 """
 NETWORKS = ("AlexNet (ImageNet weights)", "small CNN from scratch")
 SCRATCH_ARM = "small CNN"  # the arm of the network from scratch; short, so that three arms' legend fits a phone
@@ -58,7 +58,7 @@ def photos_from(archive, rows: list) -> photo_sets.PhotoSet:
         try:
             return photo_sets.from_zip(archive)
         finally:
-            Path(archive).unlink(missing_ok=True)  # read into memory: no copy stays on disk
+            consume(archive)  # read into memory: no copy stays on disk
     named = list(zip(rows[0::2], rows[1::2]))
     if not any(paths for _, paths in named):
         raise PhotoSetError("Upload a .zip with one folder per class, or give each class a name and photos.")
@@ -175,11 +175,11 @@ def download_models(session=None) -> str:
         raise Refusal("Nothing has been trained in this session yet.")
     if session["models"].dropped:
         raise Refusal(dropped_message())
-    folder = Path(tempfile.mkdtemp(prefix="your-images-"))
+    folder = download_folder("your-images-")
     for label, model in session["models"].items():
-        model.save_pretrained(folder / folder_name(label))
-    (folder / "results.json").write_text(json.dumps(session["results"], indent=1))
-    return shutil.make_archive(str(folder), "zip", folder)
+        model.save_pretrained(folder / "models" / folder_name(label))
+    (folder / "models" / "results.json").write_text(json.dumps(session["results"], indent=1))
+    return shutil.make_archive(str(folder / "your-images"), "zip", folder / "models")
 
 
 def forget_photos(dataset: str | None) -> None:
