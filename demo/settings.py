@@ -45,8 +45,11 @@ class Settings:
         return cls(preset, **{name: None if value is None else requested(name, value) for name, value in given.items()}, seed=requested("seed", seed), init=init)
 
     def arms(self, experiment: Experiment) -> list[TrainConfig]:
-        """The experiment's arms with these settings."""
-        changes = {name: getattr(self, name) for name in (*CHANGEABLE, "init") if getattr(self, name) is not None}
+        """The experiment's arms with these settings. A setting the page shows as the preset's own
+        (the whole split as its image count, say) is no change: the arms, and so the run and its
+        replay, are the preset's."""
+        shown = dict(zip((*CHANGEABLE, "init"), preset_values(experiment.name, self.preset)))
+        changes = {name: value for name in (*CHANGEABLE, "init") if (value := getattr(self, name)) is not None and value != shown[name]}
         return experiment.arms(self.preset, seed=self.seed, **changes)
 
 

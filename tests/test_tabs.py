@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from serving.classroom import classroom
+from app import TABS
 from demo import panel, settings, views
+from demo.lesson import lesson_tabs
 from demo.tabs import activations, adaptive_lr, batchnorm, depth, momentum, transfer
 from serving import classroom as classroom_module
+from serving.classroom import classroom
 from training.experiments import get_experiment
 from conftest import NO_HASH_IN_NAMES
 from handlers import SMALL, last, Session
@@ -274,3 +276,16 @@ def test_at_a_small_rate_plain_sgd_glides_and_momentum_overshoots_as_the_tab_say
     assert "try 0.005" in momentum.SURFACE_NOTE
 
 
+
+
+def test_every_tabs_default_click_replays_what_the_warm_up_trained(app_url, tiny_data):
+    from gradio_client import Client
+
+    from serving.cache import run_key
+
+    endpoints = Client(app_url, verbose=False).view_api(print_info=False, return_format="dict")["named_endpoints"]
+    for tab in lesson_tabs(TABS):
+        # What a click sends: every input as the page shows it first (the endpoint's defaults).
+        shown = {p["parameter_name"]: p["parameter_default"] for p in endpoints[f"/{tab.api_name}"]["parameters"]}
+        clicked = panel.lesson_arms(tab, **{name: tuple(v) if isinstance(v, list) else v for name, v in shown.items()})
+        assert run_key(tab.experiment_name, clicked) == run_key(tab.experiment_name, tab.warm_up_arms()), tab.title
