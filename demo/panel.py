@@ -66,7 +66,14 @@ def run_updates(experiment: Experiment, configs: list[TrainConfig], preset: str,
     # A ZeroGPU Space's own process trains on its CPU: it must never touch CUDA.
     configs = [replace(c, device="cpu" if on_cpu or ON_ZEROGPU else HOST_DEVICE) for c in configs]
     check_budget(configs, resolve_device(configs[0].device).type)
-    yield from classroom.follow(classroom.request(experiment, configs, preset, session))
+    yield from classroom.follow(classroom.request(experiment, configs, preset, session, client=client_address(request)))
+
+
+def client_address(request: gr.Request | None) -> str | None:
+    """The address a request came from (Gradio's reading of it: behind a Space's proxy, the
+    visitor's), which bounds what one client may hold in the queue."""
+    client = getattr(request, "client", None)
+    return getattr(client, "host", None)
 
 
 def training_updates(experiment: Experiment, configs: list[TrainConfig], preset: str, progress, request: gr.Request | None, on_cpu: bool = False) -> Iterator[tuple[Update, dict | object]]:

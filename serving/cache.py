@@ -184,9 +184,11 @@ class RunCache:
                 models[run["label"]] = load_pretrained(model_class(run["config"]["model"]), str(entry / manifest["models"][run["label"]]))
         return CachedRun(results, models, datetime.datetime.fromisoformat(manifest["finished_at"]))
 
-    def put(self, key: str, results: dict, models: dict[str, nn.Module]) -> bool:
+    def put(self, key: str, results: dict, models: dict[str, nn.Module], pinned: bool = False) -> bool:
         """Store a finished run; False when it could not be written (the disk full, say), which
-        costs only a later training: the run itself is already with its students."""
+        costs only a later training: the run itself is already with its students. A `pinned` run
+        (a tab's defaults, trained by the warm-up) goes only after every other run: runs nobody
+        else asks for cannot push out what a class's first clicks replay."""
         # Not kept in memory here: the sessions that trained the run hold its models already, and
         # keeping every run as it is written would keep the models of the last runs written
         # alive after their sessions let them go, though most runs are never replayed. A replay
@@ -205,7 +207,7 @@ class RunCache:
             size = sum((partial / name).stat().st_size for name in files)
             if size > self.limit_bytes:
                 raise OSError(f"the run needs {size / 2**20:.0f} MB, more than the cache's {self.limit_bytes / 2**20:.0f} MB")
-            manifest = {"files": files, "models": folders, "finished_at": run.finished_at.isoformat(), "bytes": size}
+            manifest = {"files": files, "models": folders, "finished_at": run.finished_at.isoformat(), "bytes": size, "pinned": pinned}
             (partial / "manifest.json").write_text(json.dumps(manifest))
             _fsync_tree(partial)  # closes every file too: Windows renames no folder with one open
             partial.rename(self.folder / key)
@@ -223,12 +225,12 @@ class RunCache:
         entries = []
         for entry in self.folder.iterdir():
             try:
-                size = json.loads((entry / "manifest.json").read_text())["bytes"]
-                entries.append((entry.stat().st_mtime, size, entry))
+                manifest = json.loads((entry / "manifest.json").read_text())
+                entries.append((manifest.get("pinned", False), entry.stat().st_mtime, manifest["bytes"], entry))
             except (OSError, ValueError, KeyError):
                 continue  # a partial write, or a corrupt entry that `get` drops
-        total = sum(size for _, size, _ in entries)
-        for _, size, entry in sorted(entries):
+        total = sum(size for _, _, size, _ in entries)
+        for _, _, size, entry in sorted(entries):  # unpinned first, each kind read longest ago first
             if total <= self.limit_bytes:
                 break
             shutil.rmtree(entry, ignore_errors=True)

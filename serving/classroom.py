@@ -42,6 +42,11 @@ __all__ = ["REPLACED", "Classroom", "QueueFull", "TrainingFailed", "Update", "cl
 WAITING_UPDATE_S = 5.0
 # Runs waiting at once; one more is refused with a message. Each session holds at most one.
 MAX_QUEUED = 64
+# What one client address may hold, since it can invent session ids: runs waiting (a class of
+# thirty behind one school address fits, and a quarter of the places stay for everyone else), and
+# new sessions a minute (a class arriving at once opens thirty).
+MAX_QUEUED_PER_CLIENT = 48
+MAX_NEW_SESSIONS_PER_MINUTE = 60
 # A reader that has not asked for its next update this long after it was handed one is gone. A
 # reader asks within milliseconds, or a few seconds when thirty streams share two cores.
 ABANDONED_AFTER_S = 10.0
@@ -78,6 +83,7 @@ class Classroom:
         self.running: Job | None = None
         self._by_key: dict[str, Job] = {}  # queued, training, or done and being written to the cache
         self._sessions = BoundedLRU(REMEMBERED_SESSIONS)  # session → its latest Ticket
+        self._new_sessions = BoundedLRU(REMEMBERED_SESSIONS)  # client address → when its last new sessions came (monotonic)
         self._seconds_per_image: dict[str, float] = {}  # by experiment, measured here
         self._trainer: threading.Thread | None = None
         self._closing = False
@@ -116,9 +122,10 @@ class Classroom:
         with self._no_answers:
             self._no_answers.wait_for(lambda: not self._answers, timeout=GIVE_WAY_MAX_S)
 
-    def request(self, experiment: Experiment, configs: list[TrainConfig], preset: str, session: str | None = None, inline: bool = False) -> Ticket:
+    def request(self, experiment: Experiment, configs: list[TrainConfig], preset: str, session: str | None = None, inline: bool = False, client: str | None = None) -> Ticket:
         """A ticket for this run: a replay, a place beside identical readers, or a new job.
-        `inline`: train in the caller's thread, outside the queue and the cache (a ZeroGPU call)."""
+        `inline`: train in the caller's thread, outside the queue and the cache (a ZeroGPU call).
+        `client`: the address it came from, which bounds what one client may hold."""
         if inline:
             ticket = Ticket(session, Job(None, experiment, configs, preset), inline=True)
             ticket.job.tickets.add(ticket)
@@ -126,6 +133,7 @@ class Classroom:
         key = run_key(experiment.name, configs) if self.cache.enabled else None
         cached = self.cache.get(key) if key else None
         with self._lock:
+            self._count_new_session(session, client)
             self._replace(session)
             job = self._by_key.get(key) if key else None
             if cached:
@@ -133,18 +141,30 @@ class Classroom:
             elif job and job.state == "done":  # its cache entry is being written
                 ticket = Ticket(session, replay=replayed(experiment, job.results(), job.run.recorder.models, job.ended_at))
             else:
-                ticket = Ticket(session, self._job_for(key, job, experiment, configs, preset))
+                ticket = Ticket(session, self._job_for(key, job, experiment, configs, preset, client))
                 ticket.job.tickets.add(ticket)
             return self._remember(ticket)
 
-    def _job_for(self, key: str | None, job: Job | None, experiment: Experiment, configs: list[TrainConfig], preset: str) -> Job:
+    def _count_new_session(self, session: str | None, client: str | None) -> None:
+        """A QueueFull if this client address has opened too many sessions in the last minute."""
+        if not session or not client or session in self._sessions:
+            return
+        now = time.monotonic()
+        recent = [t for t in self._new_sessions.get(client, []) if now - t < 60]
+        if len(recent) >= MAX_NEW_SESSIONS_PER_MINUTE:
+            raise QueueFull(f"{MAX_NEW_SESSIONS_PER_MINUTE} new sessions came from your address in the last minute. Wait a minute and press Train again.")
+        self._new_sessions[client] = [*recent, now]
+
+    def _job_for(self, key: str | None, job: Job | None, experiment: Experiment, configs: list[TrainConfig], preset: str, client: str | None) -> Job:
         """The job an identical request already has, moved up if a student now wants a warm-up, or
         a new one in the queue."""
         background = getattr(self._background, "on", False)
         if job is None:
             if len(self._queue) >= MAX_QUEUED:
                 raise QueueFull(f"{MAX_QUEUED} runs are already waiting on this server. Try again in a few minutes, or choose settings someone has already run.")
-            job = Job(key, experiment, configs, preset, background)
+            if client and sum(1 for waiting in self._queue if waiting.client == client) >= MAX_QUEUED_PER_CLIENT:
+                raise QueueFull(f"{MAX_QUEUED_PER_CLIENT} runs from your address are already waiting on this server. Try again once some have trained.")
+            job = Job(key, experiment, configs, preset, background, client)
             self._enqueue(job)
         elif job.background and not background:  # a student wants this warm-up: it waits as theirs
             job.background = False
@@ -372,7 +392,7 @@ class Classroom:
         """Write a finished run to the cache, beside the next run's training: identical requests
         meanwhile attach to the finished job, still under its key."""
         try:
-            self.cache.put(job.key, job.results(), job.run.recorder.models)
+            self.cache.put(job.key, job.results(), job.run.recorder.models, pinned=job.background)
         except Exception:  # the run is with its students already: only a later replay is lost
             log.exception("run %d (%s) was not cached", job.number, job.experiment.name)
         finally:

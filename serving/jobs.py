@@ -43,9 +43,10 @@ class Job:
 
     _numbers = itertools.count(1)
 
-    def __init__(self, key: str | None, experiment: Experiment, configs: list[TrainConfig], preset: str, background: bool = False):
+    def __init__(self, key: str | None, experiment: Experiment, configs: list[TrainConfig], preset: str, background: bool = False, client: str | None = None):
         self.key, self.experiment, self.configs, self.preset = key, experiment, configs, preset
         self.background = background  # a warm-up: queued after every student's run
+        self.client = client  # the address that asked for it first
         self.number = next(self._numbers)
         self.run = ComparisonRun(experiment, configs)
         self.images = sum(c.epochs * n for c, n in zip(configs, images_per_epoch(configs)))

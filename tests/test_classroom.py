@@ -520,3 +520,38 @@ def test_runs_read_back_are_held_in_memory_up_to_a_bound_in_bytes(tmp_path, monk
     for key in ("one", "two", "three"):
         reader.get(key)
     assert list(reader._loaded) == ["two", "three"]  # the third run pushed the first out
+
+
+def test_one_address_cannot_fill_the_queue_or_open_sessions_without_end(tiny_data, gate, tmp_path, monkeypatch):
+    monkeypatch.setattr(classroom_module, "MAX_QUEUED_PER_CLIENT", 3)
+    monkeypatch.setattr(classroom_module, "MAX_NEW_SESSIONS_PER_MINUTE", 5)
+    room = Classroom(RunCache(tmp_path, 0))
+    tickets = [room.request(EXPERIMENT, arms(seed=seed), "quick", f"invented {seed}", client="10.0.0.1") for seed in range(1, 4)]
+    wait_for_training(room)  # one trains; two wait
+    tickets.append(room.request(EXPERIMENT, arms(seed=4), "quick", "invented 4", client="10.0.0.1"))
+    with pytest.raises(classroom_module.QueueFull, match="3 runs from your address are already waiting"):
+        room.request(EXPERIMENT, arms(seed=5), "quick", "invented 5", client="10.0.0.1")
+    with pytest.raises(classroom_module.QueueFull, match="5 new sessions came from your address in the last minute"):
+        room.request(EXPERIMENT, arms(seed=1), "quick", "invented 6", client="10.0.0.1")
+    # Another address still queues, and a session the first address already has still asks again
+    # (its new request replaces its waiting one).
+    tickets.append(room.request(EXPERIMENT, arms(seed=7), "quick", "a student", client="10.0.0.2"))
+    tickets.append(room.request(EXPERIMENT, arms(seed=8), "quick", "invented 2", client="10.0.0.1"))
+    for ticket in tickets:
+        room.leave(ticket)
+    room.stop_training()
+
+
+def test_runs_nobody_else_asks_for_cannot_push_the_warm_ups_out_of_the_cache(tmp_path):
+    model = create_model("cnn-tiny")
+    results = {"runs": [{"label": "a", "config": {"model": "cnn-tiny"}}], "device": "cpu", "device_name": "test"}
+    probe = RunCache(tmp_path / "probe", 2**30)
+    probe.put("x", results, {"a": model})
+    entry = sum(f.stat().st_size for f in (tmp_path / "probe" / "x").rglob("*") if f.is_file())
+    cache = RunCache(tmp_path / "runs", 3 * entry + entry // 2)
+    cache.put("defaults", results, {"a": model}, pinned=True)
+    for n in range(6):
+        time.sleep(0.01)
+        cache.put(f"invented {n}", results, {"a": model})
+    kept = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert kept == ["defaults", "invented 4", "invented 5"]
