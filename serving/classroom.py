@@ -54,11 +54,13 @@ ABANDONED_AFTER_S = 10.0
 ABANDON_CHECK_S = 0.5
 # Browser sessions whose last request (and Stop's report of it) is remembered; the oldest go first.
 REMEMBERED_SESSIONS = 256
-# Answers go ahead of training: while a photo is being classified, the trainer waits between two
-# steps, since its steps take the GIL and the cores the answer needs; it waits at most this long at
-# a time, so that a class that keeps classifying still trains. (A lower OS priority for the trainer
-# did not help: the GIL it holds is not scheduled by priority. benchmarks/priority.py measured both.)
-GIVE_WAY_MAX_S = 1.0
+# Answers go ahead of training, and training keeps its share: while a photo is being classified,
+# the trainer waits between two steps (its steps take the GIL and the cores the answer needs), but
+# never for more than GIVE_WAY_SHARE of its own time: after a step of s seconds, at most
+# s × share / (1 − share). So a class that classifies without a pause still trains at (1 − share)
+# of its pace at least (benchmarks/priority.py measured the share chosen; a lower OS priority for
+# the trainer did not help: the GIL it holds is not scheduled by priority).
+GIVE_WAY_SHARE = 1 / 10
 # Errors whose message already tells the student what to do; any other is reported as a failure.
 EXPLAINED = (DatasetMissingError, WeightsUnavailableError, ValueError)
 
@@ -118,9 +120,11 @@ class Classroom:
                 if not self._answers:
                     self._no_answers.notify_all()
 
-    def _give_way(self) -> None:
+    def _give_way(self, step_s: float) -> None:
+        """Wait while photos are being classified, for at most the share of time the trainer
+        gives way after a step of `step_s` seconds."""
         with self._no_answers:
-            self._no_answers.wait_for(lambda: not self._answers, timeout=GIVE_WAY_MAX_S)
+            self._no_answers.wait_for(lambda: not self._answers, timeout=step_s * GIVE_WAY_SHARE / (1 - GIVE_WAY_SHARE))
 
     def request(self, experiment: Experiment, configs: list[TrainConfig], preset: str, session: str | None = None, inline: bool = False, client: str | None = None) -> Ticket:
         """A ticket for this run: a replay, a place beside identical readers, or a new job.
@@ -409,8 +413,10 @@ class Classroom:
         steps, checked = job.steps(), time.monotonic()
         try:
             self._drop_abandoned(job)  # it may have waited in line for readers long gone
+            stepped = time.monotonic()
             for _ in steps:
-                self._give_way()
+                self._give_way(time.monotonic() - stepped)
+                stepped = time.monotonic()
                 if time.monotonic() - checked >= ABANDON_CHECK_S:
                     checked = time.monotonic()
                     self._drop_abandoned(job)

@@ -296,34 +296,29 @@ def test_a_queued_run_nobody_waits_for_is_dropped_and_a_running_one_stopped(tiny
     assert running.job.state == "cancelled" and room.running is None
 
 
-def test_training_waits_between_steps_while_a_photo_is_classified_but_never_long(tmp_path, monkeypatch):
-    steps = []
-
-    def training(job):
-        for _ in range(200):
-            time.sleep(0.01)
-            steps.append(time.monotonic())
-            yield
-
-    monkeypatch.setattr(jobs.Job, "steps", training)
+def test_training_gives_way_to_answers_but_keeps_its_share_of_the_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(classroom_module, "GIVE_WAY_SHARE", 1 / 3)
     room = Classroom(RunCache(tmp_path, 0))
-    room.request(EXPERIMENT, arms(), "quick", "a student")
-    while len(steps) < 3:
-        time.sleep(0.01)
 
-    def steps_while_answering(seconds: float) -> int:
+    def waited(step_s: float) -> float:
+        started = time.monotonic()
+        room._give_way(step_s)
+        return time.monotonic() - started
+
+    assert waited(0.6) < 0.05  # nobody is answering: the next step at once
+    with room.answering():
+        assert 0.25 <= waited(0.6) < 0.6  # after a 0.6-s step, half as long: a third of the time
+        assert waited(0.03) < 0.1  # short steps, short waits: answers that never stop still let it train
+    answer = threading.Event()
+
+    def one_answer():
         with room.answering():
-            entered = time.monotonic()
-            time.sleep(seconds)
-            left = time.monotonic()
-        return len([t for t in steps if entered < t < left])
+            answer.set()
+            time.sleep(0.1)
 
-    assert steps_while_answering(0.5) <= 1  # the trainer ends the step it is in, then waits
-    time.sleep(0.1)  # between answers the trainer moves on at once
-    assert len(steps) < 200
-    monkeypatch.setattr(classroom_module, "GIVE_WAY_MAX_S", 0.05)
-    assert steps_while_answering(0.5) >= 3  # answers that never stop: training still moves
-    room.stop_training()
+    threading.Thread(target=one_answer).start()
+    answer.wait(5)
+    assert waited(3.0) < 1.0  # the answer ended after 0.1 s: the trainer goes on then, not after 1.5 s
 
 
 # --- faults ---------------------------------------------------------------------------------
