@@ -8,12 +8,13 @@ import os
 import training  # noqa: F401  first: it sets PyTorch's MPS fallback before torch loads
 import gradio as gr
 
-from demo import classifiers, views
+from demo import classifiers
 from demo.tabs import activations, adaptive_lr, batchnorm, depth, final_cnn, momentum, transfer, your_images
 from demo.gpu import ON_ZEROGPU
 from demo.panel import MAX_STREAMS, warm_up
 from demo.photo_sets import MAX_TOTAL_BYTES
 from demo.settings import DEFAULT_PRESET, GPU_AVAILABLE
+from serving.classroom import classroom
 from training.datasets import prefetch
 
 HOST = "ZeroGPU" if ON_ZEROGPU else "a GPU" if GPU_AVAILABLE else "a CPU"
@@ -53,10 +54,9 @@ TABS = (activations.TAB, momentum.TAB, adaptive_lr.TAB, batchnorm.TAB, depth.TAB
 
 
 def end_session(request: gr.Request) -> None:
-    """A browser session ended (its tab closed or reloaded): its photos and the pictures of its
-    answers go at once."""
-    your_images.forget_session(request)
-    views.release(request.session_hash)
+    """A browser session ended (its tab closed or reloaded): what it holds goes at once (its
+    photos, the pictures of its answers: serving.sessions)."""
+    classroom.sessions.end(request.session_hash)
 
 
 def build_app(tabs=TABS) -> gr.Blocks:

@@ -34,7 +34,6 @@ from training.config import TrainConfig
 from training.datasets import images_per_epoch, register_dataset
 from training.devices import resolve_device
 from training.experiments import Experiment, get_experiment
-from serving.lru import BoundedLRU
 
 ZEROGPU = tomllib.loads((Path(__file__).parent / "zerogpu.toml").read_text())
 ON_ZEROGPU = os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")  # how the `spaces` package itself tells
@@ -77,8 +76,6 @@ MAX_DURATION_S = int(os.environ.get("ZEROGPU_MAX_DURATION", ZEROGPU["daily_quota
 HOST_DEVICE = os.environ.get("CNNLAB_DEVICE", "auto")
 # What a granted call trains on: ZeroGPU's GPU. (A CPU-only test of this path sets cpu.)
 GRANTED_DEVICE = os.environ.get("CNNLAB_GRANTED_DEVICE", "cuda")
-# Browser sessions whose last training request ZeroGPU refused: they are offered the CPU.
-_refused = BoundedLRU(256)
 
 
 def gpu_available() -> bool:
@@ -113,7 +110,7 @@ def sentence(text: str) -> str:
 def refusal(session: str | None, reason: str, api_call: bool) -> GpuRefused:
     """The refusal's message: why, and what to do, which for a browser's session is one click."""
     if session and not api_call:
-        _refused[session] = None
+        classroom.sessions.get(session).gpu_refused = True
     advice = (
         "Try again once the quota has refilled, or run CNN Lab on a machine of your own (see its README)." if api_call
         else "Press **Use the CPU instead** to run the quick preset on this Space's own CPU (about a minute)."
@@ -130,7 +127,8 @@ def is_api_call(request: gr.Request | None) -> bool:
 
 def was_refused(request: gr.Request | None) -> bool:
     """Whether this session's last training request was refused a GPU (and is offered the CPU)."""
-    return bool(request and request.session_hash in _refused)
+    session = classroom.sessions.find(request.session_hash) if request else None
+    return bool(session and session.gpu_refused)
 
 
 def train_granted(experiment_name: str, configs: list[TrainConfig], preset: str, session: str | None, datasets: dict) -> Iterator[Update]:
@@ -164,13 +162,11 @@ class GpuRun:
     stopped: Update | None = None  # Stop's report, once Stop was pressed
 
 
-_runs = BoundedLRU(256)  # browser session → its GpuRun
-
-
 def stop_on_gpu(session: str | None) -> tuple[Experiment, Update] | None:
     """Stop's report for this session's run on the GPU, whose stream then ends on it; None where
     there is none to stop."""
-    run = _runs.get(session) if session else None
+    holder = classroom.sessions.find(session)
+    run = holder.gpu_run if holder else None
     if run is None or run.stopped or (run.latest and run.latest.finished):
         return None
     if run.latest and run.latest.steps[1]:
@@ -202,16 +198,16 @@ def updates_on_gpu(experiment_name: str, configs: list[TrainConfig], preset: str
     needed = gpu_seconds(configs)
     if needed > MAX_DURATION_S:
         raise refusal(session, f"This run needs about {needed} s of GPU time, more than the {MAX_DURATION_S} s one request may take here.", api_call)
-    _refused.pop(session, None)
+    holder = classroom.sessions.get(session) if session else None
     run = GpuRun(get_experiment(experiment_name))
-    if session:
-        _runs[session] = run  # a newer request of the session replaces its last
+    if holder:
+        holder.gpu_refused, holder.gpu_run = False, run  # a newer request of the session replaces its last
     started = None  # when the worker's first update came: the GPU's clock, not the queue's
     stream = on_gpu(experiment_name, configs, preset, session, datasets)
     try:
         for update in stream:
             started = started or time.monotonic()
-            if run.stopped or (session and _runs.get(session) is not run):
+            if run.stopped or (holder and holder.gpu_run is not run):
                 break  # closing the stream stops the worker at its next update
             run.latest = update
             yield update
@@ -227,5 +223,5 @@ def updates_on_gpu(experiment_name: str, configs: list[TrainConfig], preset: str
         stream.close()
     if run.stopped:
         yield run.stopped
-    elif session and _runs.get(session) is not run and run.latest:
+    elif holder and holder.gpu_run is not run and run.latest:
         yield replaced(run.latest)

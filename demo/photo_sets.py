@@ -12,6 +12,7 @@ session's own name until the session ends (`forget`), or until more sessions tha
 
 import io
 import os
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -20,7 +21,8 @@ import numpy as np
 import torch
 
 from demo.uploads import OverBudget, PhotoError, PixelBudget, consume, read_photo
-from serving.lru import BoundedLRU
+from serving.classroom import classroom
+from serving.sessions import Session
 from training.datasets import FOLDER_STORED_SIZE, DatasetSpec, forget_dataset, hold_out, photo_dataset, register_dataset
 from training.images import IMAGE_SUFFIXES, square_rgb
 
@@ -39,7 +41,9 @@ MAX_MEGAPIXELS = 300
 # a classroom of 30 fits, and past that the session that sent its photos longest ago loses them
 # first, so no number of sessions can fill the server's memory.
 MAX_SESSIONS_HELD = 32
-_held = BoundedLRU(MAX_SESSIONS_HELD, on_evict=lambda name, _: forget_dataset(name))  # registered dataset names, oldest first
+
+
+DATASET_PREFIX = "your-images-"
 
 
 class PhotoSetError(ValueError):
@@ -161,15 +165,29 @@ def register(photos: PhotoSet, session: str, seed: int) -> DatasetSpec:
     name = dataset_name(session)
     train, validation = hold_out(photos.images, photos.labels, photo_dataset(name, "your photos", photos.classes), seed)
     register_dataset(train, validation)
-    _held[name] = None
+    holder = classroom.sessions.get(session)
+    holder.photos, holder.photos_at = name, time.monotonic()
+    for oldest in classroom.sessions.holding_photos()[:-MAX_SESSIONS_HELD]:
+        forget(oldest.photos)
     return train.spec
 
 
 def forget(name: str) -> None:
     """Drop a session's photos (a name from `dataset_name`); nothing happens if they are gone."""
-    _held.pop(name, None)
+    holder = classroom.sessions.find(name.removeprefix(DATASET_PREFIX))
+    if holder and holder.photos == name:
+        holder.photos = None
     forget_dataset(name)
 
 
+def forget_held(session: Session) -> None:
+    """A session ended: its photos go with it."""
+    if session.photos:
+        forget(session.photos)
+
+
+classroom.sessions.on_end(forget_held)
+
+
 def dataset_name(session: str) -> str:
-    return f"your-images-{session}"
+    return f"{DATASET_PREFIX}{session}"

@@ -24,6 +24,7 @@ from PIL import Image
 
 from demo.settings import DEFAULT_PRESET
 from demo.photo_sets import MAX_CLASSES
+from serving.classroom import classroom
 from training.datasets import get_dataset
 from training.experiments import Experiment, get_experiment
 from training.lessons import member
@@ -328,6 +329,9 @@ def release(owner: object) -> None:
             files = [path for path, owners in _owners.items() if owner in owners]
         for path in files:
             _disown(path, owner)
+
+
+classroom.sessions.on_end(lambda session: release(session.id))  # a session's answers go with it
 
 
 def _disown(path: Path, owner: object) -> None:

@@ -33,6 +33,7 @@ from training.config import TrainConfig
 from training.sources import DatasetMissingError
 from training.experiments import Experiment
 from serving.lru import BoundedLRU
+from serving.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ MAX_NEW_SESSIONS_PER_MINUTE = 60
 ABANDONED_AFTER_S = 10.0
 # How often the trainer looks for readers that are gone.
 ABANDON_CHECK_S = 0.5
-# Browser sessions whose last request (and Stop's report of it) is remembered; the oldest go first.
+# Browser sessions this server remembers (their last request, Stop's report of it, their photos);
+# the one seen longest ago goes first.
 REMEMBERED_SESSIONS = 256
 # Answers go ahead of training, and training keeps its share: while a photo is being classified,
 # the trainer waits between two steps (its steps take the GIL and the cores the answer needs), but
@@ -84,7 +86,7 @@ class Classroom:
         self._queue: list[Job] = []
         self.running: Job | None = None
         self._by_key: dict[str, Job] = {}  # queued, training, or done and being written to the cache
-        self._sessions = BoundedLRU(REMEMBERED_SESSIONS)  # session → its latest Ticket
+        self.sessions = Sessions(REMEMBERED_SESSIONS)  # each browser session's state, its latest Ticket among it
         self._new_sessions = BoundedLRU(REMEMBERED_SESSIONS)  # client address → when its last new sessions came (monotonic)
         self._seconds_per_image: dict[str, float] = {}  # by experiment, measured here
         self._trainer: threading.Thread | None = None
@@ -151,7 +153,7 @@ class Classroom:
 
     def _count_new_session(self, session: str | None, client: str | None) -> None:
         """A QueueFull if this client address has opened too many sessions in the last minute."""
-        if not session or not client or session in self._sessions:
+        if not session or not client or self.sessions.find(session):
             return
         now = time.monotonic()
         recent = [t for t in self._new_sessions.get(client, []) if now - t < 60]
@@ -179,7 +181,7 @@ class Classroom:
 
     def _remember(self, ticket: Ticket) -> Ticket:
         if ticket.session:
-            self._sessions[ticket.session] = ticket
+            self.sessions.get(ticket.session).ticket = ticket
         return ticket
 
     def _enqueue(self, job: Job) -> None:
@@ -195,50 +197,57 @@ class Classroom:
             atexit.register(self.stop_training)
         self._work.notify()
 
+    def _take_ticket(self, session: str | None) -> Ticket | None:
+        """The session's latest request, which it no longer holds."""
+        holder = self.sessions.find(session)
+        if holder is None:
+            return None
+        ticket, holder.ticket = holder.ticket, None
+        return ticket
+
     def _queue_moved(self) -> None:
         """Wake the readers of every waiting run: their places in line changed."""
         for waiting in self._queue:
             waiting.nudge()
 
     def _replace(self, session: str | None) -> None:
-        previous = self._sessions.pop(session, None) if session else None
-        if previous and not previous.left:
-            previous.replaced = True
-            self._leave(previous)
+        previous = self._take_ticket(session)
+        if previous and previous.ended is None:
+            self._leave(previous, "replaced")
             _wake(previous)
 
     def stop(self, session: str | None) -> tuple[Experiment, Update] | None:
         """Stop's report for this session's request, which it leaves (its run stops unless another
         session reads it too, and its stream ends on the same report): how far its run got. None
         where there is nothing to stop: no request, or one that finished or was replaced."""
-        ticket = self._sessions.pop(session, None) if session else None
-        if ticket is None or ticket.job is None or ticket.finished or ticket.replaced:
+        ticket = self._take_ticket(session)
+        if ticket is None or ticket.job is None or ticket.ended in ("finished", "replaced", "failed"):
             return None
         with self._lock:
-            if ticket.stopped is None:
-                ticket.stopped = ticket.job.stop_update()
-            self._leave(ticket)
+            if ticket.report is None:
+                ticket.report = ticket.job.stop_update()
+            self._leave(ticket, "stopped")
         _wake(ticket)
-        return ticket.job.experiment, ticket.stopped
+        return ticket.job.experiment, ticket.report
 
     def leave(self, ticket: Ticket) -> None:
         """The reader is gone (its stream closed, or it stopped asking): a job nobody reads any
         more is dropped, and the reader's stream, if still open, ends. An unfinished run's report
         is kept for the session's Stop, which may come after its stream closed."""
         with self._lock:
-            if ticket.finished and self._sessions.get(ticket.session) is ticket:
-                del self._sessions[ticket.session]
-            if ticket.job and not ticket.finished and ticket.stopped is None:
-                ticket.stopped = ticket.job.stop_update()
-            self._leave(ticket)
+            holder = self.sessions.find(ticket.session)
+            if ticket.ended == "finished" and holder and holder.ticket is ticket:
+                holder.ticket = None
+            if ticket.job and ticket.ended is None and ticket.report is None:
+                ticket.report = ticket.job.stop_update()
+            self._leave(ticket, "stopped")
         _wake(ticket)
 
-    def _leave(self, ticket: Ticket) -> None:
-        if ticket.left:
-            return
-        ticket.left = True
+    def _leave(self, ticket: Ticket, ending: str) -> None:
+        """The ticket ends (unless it already has) and no longer holds its job."""
+        ticket.end(ending)
         job = ticket.job
-        if job is None:
+        if job is None or ticket not in job.tickets:
             return
         job.tickets.discard(ticket)
         if job.tickets or ticket.inline or job.state not in ("queued", "running"):
@@ -263,12 +272,13 @@ class Classroom:
             source = self._read(ticket)
         try:
             for update in source:
-                ticket.finished = update.finished
+                if update.finished:
+                    ticket.end("finished")
                 ticket.suspended_since = time.monotonic()
                 yield update
                 ticket.suspended_since = None
         except Exception:
-            ticket.finished = True  # it ended on an error its reader is told: nothing left to stop
+            ticket.end("failed")  # on an error its reader is told: nothing left to stop
             raise
         finally:
             self.leave(ticket)
@@ -279,8 +289,9 @@ class Classroom:
         steps = job.steps()
         try:
             for _ in itertools.chain(steps, [None]):  # the last look sees the verdict, published as the steps end
-                if ticket.left:
-                    yield ticket.stopped
+                if ticket.ended in ("stopped", "replaced"):
+                    if ticket.report:
+                        yield ticket.report
                     return
                 if job.version != seen:
                     seen = job.version
@@ -292,15 +303,15 @@ class Classroom:
         job, seen, waiting, told_at = ticket.job, -1, None, 0.0
         while True:
             with job.changed:
-                if job.version == seen and job.state in ("queued", "running") and not ticket.left:
+                if job.version == seen and job.state in ("queued", "running") and ticket.ended is None:
                     job.changed.wait(WAITING_UPDATE_S if job.state == "queued" else 1 / UPDATES_PER_SECOND)
                 version, update, state = job.version, job.update, job.state
-            if ticket.replaced:
+            if ticket.ended == "replaced":
                 yield replaced(update)
                 return
-            if ticket.left:  # stopped: the stream ends on Stop's report
-                if ticket.stopped:
-                    yield ticket.stopped
+            if ticket.ended == "stopped":  # the stream ends on Stop's report
+                if ticket.report:
+                    yield ticket.report
                 return
             if state == "failed":
                 raise job.error if isinstance(job.error, EXPLAINED) else TrainingFailed(

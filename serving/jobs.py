@@ -114,17 +114,28 @@ class Job:
 
 
 class Ticket:
-    """One reader's request: the job it reads, or the finished run it replays. `suspended_since`
-    is when its stream last handed its reader an update that the reader has not asked past yet: a
-    reader gone mid-stream (a closed tab, a cancel through the API) stops asking without closing it."""
+    """One reader's request: the job it reads, or the finished run it replays. Its life is one
+    `state`: waiting or training (as its job is) until it ends, as finished (its reader saw the
+    run's last update), stopped (Stop, or its reader left), replaced (its session's next request)
+    or failed. `suspended_since` is when its stream last handed its reader an update that the
+    reader has not asked past yet: a reader gone mid-stream (a closed tab, a cancel through the
+    API) stops asking without closing it."""
 
     def __init__(self, session: str | None, job: Job | None = None, replay: Update | None = None, inline: bool = False):
         self.session, self.job, self.replay, self.inline = session, job, replay, inline
-        self.replaced = False
-        self.left = False
-        self.finished = False  # its reader saw the run's last update
-        self.stopped: Update | None = None  # how far its run got when its reader stopped or left it
+        self.ended: str | None = None  # finished | stopped | replaced | failed
+        self.report: Update | None = None  # how far its run got when it was stopped
         self.suspended_since: float | None = None  # monotonic
+
+    @property
+    def state(self) -> str:
+        if self.ended:
+            return self.ended
+        return "waiting" if self.job is not None and self.job.state == "queued" else "training"
+
+    def end(self, how: str) -> None:
+        """Its first ending is the one it keeps."""
+        self.ended = self.ended or how
 
 
 def replay_status(experiment: Experiment, results: dict, finished_at: datetime.datetime) -> str:

@@ -169,7 +169,7 @@ def test_without_imagenet_weights_the_tab_says_how_and_offers_the_small_cnn(tmp_
 
 
 def test_photos_of_the_oldest_session_go_first_and_its_model_still_classifies(tmp_path, monkeypatch):
-    monkeypatch.setattr(photo_sets._held, "max_items", 2)
+    monkeypatch.setattr(photo_sets, "MAX_SESSIONS_HELD", 2)
     *_, session, dataset, _, _ = run_to_the_end(shapes_zip(tmp_path / "p.zip"), your_images.NETWORKS[1], 1, 0)
     others = [photo_sets.register(photo_sets.from_zip(shapes_zip(tmp_path / f"{i}.zip")), f"other-{i}", 0).name for i in range(2)]
     try:
@@ -214,8 +214,9 @@ def test_closing_the_session_lets_its_photos_go(app_url, tmp_path, monkeypatch):
         beats = heartbeat.iter_lines()  # held: a dropped line iterator closes the stream
         next(beats)
         student.predict(handle_file(shapes_zip(tmp_path / "p.zip")), your_images.NETWORKS[1], 1, 0, api_name="/train_your_images")
-        Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "red.png")
-        student.predict(handle_file(str(tmp_path / "red.png")), "default model", api_name="/classify_cifar10")
+        # A photo of its own: a picture another session also shows (a plain colour's) would stay for that one.
+        Image.fromarray(np.random.default_rng(11).integers(0, 256, (30, 40, 3), dtype=np.uint8)).save(tmp_path / "noise.png")
+        student.predict(handle_file(str(tmp_path / "noise.png")), "default model", api_name="/classify_cifar10")
         answered = list(views._session_files[student.session_hash])
         assert name in _registered and answered and all(path.exists() for path in answered)
     deadline = time.monotonic() + 10

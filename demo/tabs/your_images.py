@@ -189,11 +189,6 @@ def forget_photos(dataset: str | None) -> None:
         photo_sets.forget(dataset)
 
 
-def forget_session(request: gr.Request) -> None:
-    """When a browser session ends (its tab closed or reloaded), its photos go at once."""
-    photo_sets.forget(photo_sets.dataset_name(request.session_hash))
-
-
 def collect_rows(*boxes) -> list:
     """The class rows' values (name, photos, name, ...), kept in a State for Train: the public
     endpoint then takes just a zip and the settings."""
