@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from demo.uploads import OverBudget, PhotoError, PixelBudget, consume, read_photo
+from demo.uploads import OverBudget, PhotoError, PixelBudget, consume, read_photo, read_upload
 from serving.classroom import classroom
 from serving.sessions import Session
 from training.datasets import FOLDER_STORED_SIZE, DatasetSpec, forget_dataset, hold_out, photo_dataset, register_dataset
@@ -30,6 +30,7 @@ MIN_CLASSES, MAX_CLASSES = 2, 10
 MIN_PHOTOS_PER_CLASS = 5
 MAX_FILES = 600  # photos in one upload, all classes together
 MAX_TOTAL_BYTES = 100 * 2**20  # uncompressed, all files together
+MAX_ZIP_BYTES = MAX_TOTAL_BYTES  # the zip itself, as sent (app.py: Gradio's limit on any upload)
 # A zip whose members expand more than this many times their compressed size is refused as a
 # zip bomb before anything is extracted (photos barely compress: JPEGs and PNGs stay near 1×).
 MAX_COMPRESSION_RATIO = 50
@@ -44,6 +45,7 @@ MAX_SESSIONS_HELD = 32
 
 
 DATASET_PREFIX = "your-images-"
+GONE = "That upload is no longer on the server (each upload is deleted once it is read): send it again."
 
 
 class PhotoSetError(ValueError):
@@ -110,9 +112,15 @@ def decode(files: dict[str, list[tuple[str, bytes]]]) -> PhotoSet:
 
 def from_zip(path: str) -> PhotoSet:
     """A zip with one folder per class (optionally all inside one top folder), read in memory."""
-    if not zipfile.is_zipfile(path):
+    try:
+        data = io.BytesIO(read_upload(path, MAX_ZIP_BYTES))
+    except PhotoError as error:
+        raise PhotoSetError(str(error)) from None
+    except FileNotFoundError:
+        raise PhotoSetError(GONE) from None
+    if not zipfile.is_zipfile(data):
         raise PhotoSetError("That file is not a .zip archive.")
-    with zipfile.ZipFile(path) as archive:
+    with zipfile.ZipFile(data) as archive:
         members = [m for m in archive.infolist() if not m.is_dir() and not PurePosixPath(m.filename).name.startswith(".")]
         members = [m for m in members if "__MACOSX" not in PurePosixPath(m.filename).parts]
         for member in members:
@@ -150,10 +158,12 @@ def from_photos(named: list[tuple[str, list[str]]]) -> PhotoSet:
     paths = [p for _, ps in named for p in ps]
     if len(paths) > MAX_FILES:
         raise PhotoSetError(f"That is {len(paths)} files; at most {MAX_FILES} in all, please.")
-    if sum(os.path.getsize(p) for p in paths) > MAX_TOTAL_BYTES:
+    if sum(os.path.getsize(p) for p in paths if os.path.exists(p)) > MAX_TOTAL_BYTES:  # one another's identical upload took is in memory
         raise PhotoSetError(f"These photos come to more than {MAX_TOTAL_BYTES // 2**20} MB; send fewer or smaller ones.")
     try:
-        return decode({name.strip(): [(Path(p).name, Path(p).read_bytes()) for p in ps] for name, ps in named})
+        return decode({name.strip(): [(Path(p).name, read_upload(p, MAX_TOTAL_BYTES)) for p in ps] for name, ps in named})
+    except FileNotFoundError:
+        raise PhotoSetError(GONE) from None
     finally:
         for path in paths:
             consume(path)  # read into memory: no copy stays on disk

@@ -6,8 +6,11 @@ GIF) and everything else — a corrupt or non-image file, a decompression bomb, 
 size limit — becomes a clear `gr.Error` instead of a stack trace.
 """
 
+import io
+import math
 import os
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import IO
@@ -20,6 +23,7 @@ from huggingface_hub import SpaceCard
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from models.checkpoint import ArchitectureMismatchError, CheckpointError, load_pretrained
+from serving.lru import BoundedLRU
 from training.datasets import DatasetSpec
 from training.evaluation import view_logits
 from training.loader import model_input
@@ -64,6 +68,29 @@ class PixelBudget:
             )
 
 
+# Gradio names an upload by its content, so students who send the same photo at once share one
+# file: the first answer deletes it, and the others read it from here, in memory, for RECENT_S.
+RECENT_S = 60
+RECENT_BYTES = 128 * 2**20  # a whole zip of photos (100 MB) fits
+_recent = BoundedLRU(too_full=lambda recent: sum(len(data) for _, data in recent.values()) > RECENT_BYTES)  # path → (read at, bytes)
+
+
+def read_upload(path: str, limit_bytes: int) -> bytes:
+    """An upload's bytes, from its file or, where an identical upload's answer already deleted
+    it, from memory; a PhotoError over `limit_bytes`, FileNotFoundError where neither has it."""
+    try:
+        if os.path.getsize(path) > limit_bytes:
+            raise PhotoError(f"That file is over {limit_bytes // 2**20} MB; send a smaller one.")
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        read_at, data = _recent.get(path, (-math.inf, b""))
+        if time.monotonic() - read_at > RECENT_S:
+            raise
+        return data
+    _recent[path] = (time.monotonic(), data)
+    return data
+
+
 def consume(path: str | None) -> None:
     """Delete an upload once it is read, so that nothing a student sends stays on the server's
     disk. Only Gradio's own uploads: a path on this host that an API caller names (an example
@@ -84,8 +111,8 @@ def open_upload(path: str | None) -> Image.Image:
     if not path:
         raise Refusal("Upload an image first.")
     try:
-        with open(path, "rb") as file:
-            return read_photo(file, os.path.getsize(path), PixelBudget(MAX_UPLOAD_PIXELS / 10**6))
+        data = read_upload(path, MAX_UPLOAD_BYTES)
+        return read_photo(io.BytesIO(data), len(data), PixelBudget(MAX_UPLOAD_PIXELS / 10**6))
     except (PhotoError, OverBudget) as error:
         raise Refusal(str(error)) from None
     except FileNotFoundError:

@@ -341,3 +341,17 @@ def test_downloads_live_in_one_folder_bounded_in_size(tmp_path, monkeypatch):
         time.sleep(0.01)
     views.download_folder("model-")
     assert [folder.exists() for folder in folders] == [False, False, True, True]
+
+
+def test_students_who_send_the_same_photo_at_once_are_both_answered(monkeypatch):
+    from gradio.utils import get_upload_folder
+
+    # Gradio names an upload by its content: two students sending one photo share its file.
+    folder = Path(get_upload_folder()) / f"same-photo-{time.time_ns()}"
+    folder.mkdir(parents=True)
+    shared = save(Image.new("RGB", (40, 30), (5, 100, 200)), folder / "photo.png")
+    first, second = uploads.open_upload(shared), uploads.open_upload(shared)
+    assert first.size == second.size == (40, 30) and not Path(shared).exists()
+    monkeypatch.setattr(uploads, "RECENT_S", -1)  # long after: nothing of it is kept
+    with pytest.raises(gr.Error, match="no longer on the server"):
+        uploads.open_upload(shared)
