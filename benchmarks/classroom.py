@@ -222,7 +222,7 @@ def main() -> None:
                 time.sleep(0.5)
         if args.cache == "on" and args.defaults + args.own:
             runs = Path(cache) / "runs"
-            while len([p for p in runs.glob("*") if not p.name.startswith(".")]) < len(TABS):
+            while len([p for p in runs.glob("*") if not p.name.startswith(".")]) < len(args.tabs):  # the warm-up trains every tab; the class's tabs must be there
                 if time.monotonic() - booted > 1800:
                     raise SystemExit("the warm-up did not finish in 30 minutes")
                 time.sleep(2)
