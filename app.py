@@ -92,8 +92,6 @@ def load_classifiers() -> None:
 
 
 if __name__ == "__main__":
-    if classroom.worker:  # the training process imports torch beside the server's start, not on the first Train
-        classroom.worker.start()
     if os.environ.get("SPACE_ID"):  # on a Hugging Face Space: have CIFAR-10 ready before the first Train
         prefetch(["cifar10"])
     load_classifiers()

@@ -1,5 +1,5 @@
-"""How to keep classification instant while the server trains: where training runs and how it
-gives way to answers, each option measured through the app under the classroom's load.
+"""How to keep classification instant while the server trains: each way of making training give
+way, measured through the app under the classroom's load.
 
     DATA_DIR=/path/to/data python benchmarks/priority.py [--classifiers 5] [--options ...]
 
@@ -29,18 +29,41 @@ from gradio_client import Client
 sys.path.insert(0, str(Path(__file__).parent))
 import classroom as bench  # noqa: E402  (benchmarks/classroom.py: its server, photos and loops)
 
-# What each option changes in the server before it starts (serving.classroom: where runs train, and
+def in_the_trainer(statement: str) -> str:
+    """Code that runs `statement` first in the classroom's trainer thread, and lets it train with
+    nothing else giving way."""
+    return (
+        "import os, threading, torch\n"
+        "c.GIVE_WAY_SHARE = 0\n"
+        "train_forever = c.Classroom._train_forever\n"
+        f"def first(self):\n    {statement}\n    train_forever(self)\n"
+        "c.Classroom._train_forever = first"
+    )
+
+
+# The trainer as it gave way before: whenever a photo was being classified, for up to 1 s a step.
+UP_TO_A_SECOND = (
+    "def up_to_a_second(self, step_s):\n"
+    "    with self._no_answers:\n"
+    "        self._no_answers.wait_for(lambda: not self._answers, timeout=1.0)\n"
+    "c.Classroom._give_way = up_to_a_second"
+)
+
+# What each option changes in the server before it starts (serving.classroom: the trainer thread, and
 # GIVE_WAY_SHARE, the most of its time the trainer waits between two steps while a photo is classified).
 OPTIONS = {
     "alone": "",
     "no training": "",  # the students classify for NO_TRAINING_S with nothing training: the floor
-    "training in the server's process, giving way for a tenth of its time (before)": "c.classroom.worker = None",
-    "training in a worker process, nothing gives way": "c.GIVE_WAY_SHARE = 0",
-    "training in a worker process at niceness 10, nothing gives way": (
-        "import os\nc.GIVE_WAY_SHARE = 0\nc.classroom.worker.start()\nos.setpriority(os.PRIO_PROCESS, c.classroom.worker.pid, 10)"
-    ),
-    "training in a worker process, giving way for at most a tenth of its time (chosen)": "",
-    "training in a worker process, giving way for at most a quarter of its time": "c.GIVE_WAY_SHARE = 1 / 4",
+    "nothing gives way": "c.GIVE_WAY_SHARE = 0",
+    "trainer at niceness 10": in_the_trainer("os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)"),
+    "trainer at niceness 19": in_the_trainer("os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)"),
+    # The trainer keeps one core to itself; answers have the other.
+    "one intra-op thread for the trainer": in_the_trainer("torch.set_num_threads(1)"),
+    "the trainer waits up to 1 s a step while a photo is classified (before)": UP_TO_A_SECOND,
+    "the trainer gives way for at most a tenth of its time (chosen)": "",
+    "the trainer gives way for at most a quarter of its time": "c.GIVE_WAY_SHARE = 1 / 4",
+    "the trainer gives way for at most a third of its time": "c.GIVE_WAY_SHARE = 1 / 3",
+    "the trainer gives way for at most half its time": "c.GIVE_WAY_SHARE = 1 / 2",
 }
 SEED = 7  # a run nobody else asks for, the same under every option
 NO_TRAINING_S = 60

@@ -5,8 +5,7 @@ Our runs are deterministic, so identical requests (`serving.cache.run_key`) need
 - a finished identical run is replayed from the `RunCache`, curves, verdict and models;
 - an identical run queued or training is attached to: every reader receives the same stream;
 - anything else becomes a `Job` in the queue, and one trainer thread trains the jobs in turn (on
-  two cores two trainings at once help nobody), in a worker process (serving.worker) so that
-  training never holds the server's GIL. Each waiting reader is told its place in line
+  two cores two trainings at once help nobody). Each waiting reader is told its place in line
   and when its run should start, from the measured speed of the runs ahead.
 The classroom owns each browser session's state: a session holds at most one request (its next
 click replaces the last), Stop ends it and reports how far it got, and a job nobody reads any
@@ -35,8 +34,6 @@ from training.sources import DatasetMissingError
 from training.experiments import Experiment
 from serving.lru import BoundedLRU
 from serving.sessions import Sessions
-from serving.worker import GiveWay, WorkerProcess
-from training.engine import Event, compare
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +57,11 @@ ABANDON_CHECK_S = 0.5
 # the one seen longest ago goes first.
 REMEMBERED_SESSIONS = 256
 # Answers go ahead of training, and training keeps its share: while a photo is being classified,
-# the trainer waits between two steps (its steps take the cores the answer needs, and in this
-# process the GIL too), but never for more than GIVE_WAY_SHARE of its own time (serving.worker's
-# GiveWay). So a class that classifies without a pause still trains at (1 − share) of its pace at
-# least (benchmarks/priority.py measured the share chosen).
+# the trainer waits between two steps (its steps take the GIL and the cores the answer needs), but
+# never for more than GIVE_WAY_SHARE of its own time: after a step of s seconds, at most
+# s × share / (1 − share). So a class that classifies without a pause still trains at (1 − share)
+# of its pace at least (benchmarks/priority.py measured the share chosen; a lower OS priority for
+# the trainer did not help: the GIL it holds is not scheduled by priority).
 GIVE_WAY_SHARE = 1 / 10
 # Errors whose message already tells the student what to do; any other is reported as a failure.
 EXPLAINED = (DatasetMissingError, WeightsUnavailableError, ValueError)
@@ -79,11 +77,10 @@ class TrainingFailed(RuntimeError):
 
 class Classroom:
     """The queue, the trainer thread, the cache and each session's request, shared by every session
-    of the app. `worker`: the process its runs train in; None trains them in the trainer thread."""
+    of the app."""
 
-    def __init__(self, cache: RunCache | None = None, worker: WorkerProcess | None = None):
+    def __init__(self, cache: RunCache | None = None):
         self._cache = cache
-        self.worker = worker
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
         self._queue: list[Job] = []
@@ -97,8 +94,7 @@ class Classroom:
         self._background = threading.local()
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="classroom-cache-writer")
         self._answers = 0  # photos being classified now
-        self._answers_lock = threading.Lock()
-        self._give_way = GiveWay()  # the trainer thread's, where it trains in this process
+        self._no_answers = threading.Condition()
 
     @property
     def cache(self) -> RunCache:
@@ -116,24 +112,21 @@ class Classroom:
     @contextmanager
     def answering(self):
         """Inside, a photo is being classified: the trainer waits between two steps."""
-        self._count_answers(+1)
+        with self._no_answers:
+            self._answers += 1
         try:
             yield
         finally:
-            self._count_answers(-1)
+            with self._no_answers:
+                self._answers -= 1
+                if not self._answers:
+                    self._no_answers.notify_all()
 
-    def _count_answers(self, change: int) -> None:
-        with self._answers_lock:
-            self._answers += change
-            self._give_way.answers(self._answers)
-            if self.worker:
-                self.worker.answers(self._answers)
-
-    def _train_events(self, configs: list[TrainConfig], lockstep: bool) -> Iterator[Event]:
-        """A job's events: trained in the worker, which gives way itself, or in this thread."""
-        if self.worker:
-            return self.worker.events(configs, lockstep, GIVE_WAY_SHARE)
-        return compare(configs, lockstep)
+    def _give_way(self, step_s: float) -> None:
+        """Wait while photos are being classified, for at most the share of time the trainer
+        gives way after a step of `step_s` seconds."""
+        with self._no_answers:
+            self._no_answers.wait_for(lambda: not self._answers, timeout=step_s * GIVE_WAY_SHARE / (1 - GIVE_WAY_SHARE))
 
     def request(self, experiment: Experiment, configs: list[TrainConfig], preset: str, session: str | None = None, inline: bool = False, client: str | None = None) -> Ticket:
         """A ticket for this run: a replay, a place beside identical readers, or a new job.
@@ -177,7 +170,7 @@ class Classroom:
                 raise QueueFull(f"{MAX_QUEUED} runs are already waiting on this server. Try again in a few minutes, or choose settings someone has already run.")
             if client and sum(1 for waiting in self._queue if waiting.client == client) >= MAX_QUEUED_PER_CLIENT:
                 raise QueueFull(f"{MAX_QUEUED_PER_CLIENT} runs from your address are already waiting on this server. Try again once some have trained.")
-            job = Job(key, experiment, configs, preset, background, client, self._train_events)
+            job = Job(key, experiment, configs, preset, background, client)
             self._enqueue(job)
         elif job.background and not background:  # a student wants this warm-up: it waits as theirs
             job.background = False
@@ -381,8 +374,6 @@ class Classroom:
         if self._trainer:
             self._trainer.join(wait_s)
         self._writer.shutdown(wait=True)
-        if self.worker:
-            self.worker.close()
 
     def _train_forever(self) -> None:
         while True:
@@ -435,8 +426,7 @@ class Classroom:
             self._drop_abandoned(job)  # it may have waited in line for readers long gone
             stepped = time.monotonic()
             for _ in steps:
-                if not self.worker:
-                    self._give_way.after_step(time.monotonic() - stepped, GIVE_WAY_SHARE)
+                self._give_way(time.monotonic() - stepped)
                 stepped = time.monotonic()
                 if time.monotonic() - checked >= ABANDON_CHECK_S:
                     checked = time.monotonic()
@@ -475,4 +465,4 @@ def _wake(ticket: Ticket) -> None:
             ticket.job.changed.notify_all()
 
 
-classroom = Classroom(worker=WorkerProcess())
+classroom = Classroom()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from training.config import TrainConfig
 from training.datasets import images_per_epoch
 from training.devices import device_name, resolve_device
-from training.engine import Finished, Started, compare
+from training.engine import Finished, Started
 from training.experiments import Experiment
 from training.lessons import verdicts
 from training.results import Recorder
@@ -43,12 +43,12 @@ class Job:
 
     _numbers = itertools.count(1)
 
-    def __init__(self, key: str | None, experiment: Experiment, configs: list[TrainConfig], preset: str, background: bool = False, client: str | None = None, train=compare):
+    def __init__(self, key: str | None, experiment: Experiment, configs: list[TrainConfig], preset: str, background: bool = False, client: str | None = None):
         self.key, self.experiment, self.configs, self.preset = key, experiment, configs, preset
         self.background = background  # a warm-up: queued after every student's run
         self.client = client  # the address that asked for it first
         self.number = next(self._numbers)
-        self.run = ComparisonRun(experiment, configs, train)  # `train`: where it trains (serving.classroom)
+        self.run = ComparisonRun(experiment, configs)
         self.images = sum(c.epochs * n for c, n in zip(configs, images_per_epoch(configs)))
         self.state = "queued"  # → running → done | failed | cancelled
         self.tickets: set[Ticket] = set()  # the readers it trains for

@@ -2,7 +2,6 @@
 
 import hashlib
 import io
-import os
 import pickle
 import re
 import socket
@@ -120,20 +119,11 @@ STAND_IN_WEIGHTS_PATH = str(Path(__file__).parent / "stand_in_weights")
 TORCH_HASH_IN_NAMES = torch.hub.HASH_REGEX  # torch's own, read before any fixture replaces it
 
 
-def take_stand_in_weights(patch: pytest.MonkeyPatch) -> None:
-    """No hash read from file names here, nor in the processes started meanwhile (the classroom's
-    training worker builds the models)."""
-    patch.setattr(torch.hub, "HASH_REGEX", NO_HASH_IN_NAMES)
-    patch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [STAND_IN_WEIGHTS_PATH, os.environ.get("PYTHONPATH")])))
-
-
 @pytest.fixture
 def names_hold_hashes(monkeypatch):
     """torch's reading of a checkpoint's hash from its name, for the tests of that check: the
     in-process app (app_url) takes names as hashless for the rest of the session."""
     monkeypatch.setattr(torch.hub, "HASH_REGEX", TORCH_HASH_IN_NAMES)
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != STAND_IN_WEIGHTS_PATH]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
 
 
 @pytest.fixture(scope="session")
@@ -150,7 +140,7 @@ def torch_home(tmp_path_factory):
 @pytest.fixture
 def imagenet_weights(torch_home, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
-    take_stand_in_weights(monkeypatch)
+    monkeypatch.setattr(torch.hub, "HASH_REGEX", NO_HASH_IN_NAMES)
     return torch.load(torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth")
 
 
@@ -166,7 +156,7 @@ def app_url(tiny_root, torch_home, tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setenv("DATA_DIR", str(tiny_root))
     patch.setenv("TORCH_HOME", str(torch_home))
-    take_stand_in_weights(patch)
+    patch.setattr(torch.hub, "HASH_REGEX", NO_HASH_IN_NAMES)
     patch.setenv("CNNLAB_CACHE", str(tmp_path_factory.mktemp("app-cache")))
     folder = tmp_path_factory.mktemp("ants-bees-model")
     AlexNetTransfer(mode="feature_extraction").save_pretrained(folder)

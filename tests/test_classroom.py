@@ -296,12 +296,13 @@ def test_a_queued_run_nobody_waits_for_is_dropped_and_a_running_one_stopped(tiny
     assert running.job.state == "cancelled" and room.running is None
 
 
-def test_training_gives_way_to_answers_but_keeps_its_share_of_the_time(tmp_path):
+def test_training_gives_way_to_answers_but_keeps_its_share_of_the_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(classroom_module, "GIVE_WAY_SHARE", 1 / 3)
     room = Classroom(RunCache(tmp_path, 0))
 
     def waited(step_s: float) -> float:
         started = time.monotonic()
-        room._give_way.after_step(step_s, share=1 / 3)
+        room._give_way(step_s)
         return time.monotonic() - started
 
     assert waited(0.6) < 0.05  # nobody is answering: the next step at once

@@ -5,7 +5,7 @@ shows progress (a tqdm bar, live plots)."""
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from tqdm import tqdm
 
@@ -60,13 +60,11 @@ def fetch_data(configs: list[TrainConfig], poll_s: float) -> Iterator[str]:
 class ComparisonRun:
     """Iterate it for the comparison's events; meanwhile `recorder` holds every arm's history and
     models, and `done` and `planned` the training steps of each arm (an early stop drops the
-    steps an arm skipped from `planned`). `train` yields the events of the comparison's configs:
-    the engine's `compare`, in this thread, unless the caller trains elsewhere (serving.worker)."""
+    steps an arm skipped from `planned`)."""
 
-    def __init__(self, experiment: Experiment, configs: list[TrainConfig], train: Callable[[list[TrainConfig], bool], Iterator[Event]] = compare):
+    def __init__(self, experiment: Experiment, configs: list[TrainConfig]):
         self.experiment = experiment
         self.configs = configs
-        self.train = train
         self.recorder = Recorder(configs)
         self.planned: dict[str, int] = {}
         self.done: dict[str, int] = {}
@@ -80,7 +78,7 @@ class ComparisonRun:
         return sum(self.planned.values())
 
     def __iter__(self) -> Iterator[Event]:
-        for event in self.train(self.configs, self.experiment.lockstep):
+        for event in compare(self.configs, lockstep=self.experiment.lockstep):
             self.recorder.add(event)
             if isinstance(event, Started):
                 self.planned[event.arm] = event.total_steps
