@@ -194,6 +194,7 @@ def main() -> None:
     parser.add_argument("--classifiers", type=int, default=5, help="students who classify photos in a loop")
     parser.add_argument("--arrivals", type=float, default=ARRIVALS_S, help="seconds within which the clicks come")
     parser.add_argument("--give-up-after", type=float, default=3600, help="seconds after the class starts at which a click still waiting or training is cancelled and counted as unfinished")
+    parser.add_argument("--one-after-another", action="store_true", help="each click waits for the one before it to end, on an otherwise idle server (the own clicks' time alone)")
     parser.add_argument("--tabs", nargs="+", default=TABS, choices=TABS, help="the tabs students pick from")
     parser.add_argument("--out", type=Path, help="write the measurements as JSON")
     parser.add_argument("--cache-dir", type=Path, help="a CNNLAB_CACHE an earlier --cache on run warmed (its folder is printed): the warm-up replays every default from it")
@@ -241,13 +242,19 @@ def main() -> None:
                 time.sleep(1)
 
         begin = time.monotonic() + 5
-        students = [("default", random.choice(args.tabs), 0) for _ in range(args.defaults)] + [("own", random.choice(args.tabs), random.randint(1, 10**6)) for _ in range(args.own)]
+        # The own clicks draw from a generator of their own: the same --seed picks the same runs with
+        # or without the default clicks, so that --one-after-another times the class's own runs alone.
+        own = random.Random(f"own clicks {args.seed}")
+        students = [("default", random.choice(args.tabs), 0) for _ in range(args.defaults)] + [("own", own.choice(args.tabs), own.randint(1, 10**6)) for _ in range(args.own)]
         trainers = [threading.Thread(target=train, args=(url, tab, seed, records, begin + random.uniform(0, args.arrivals), begin + args.give_up_after)) for _, tab, seed in students]
         classifying = Classifying(url, photos, args.classifiers, begin)
         threading.Thread(target=sample_memory, daemon=True).start()
-        for thread in trainers:
+        if args.one_after_another:
+            for _, tab, seed in students:
+                train(url, tab, seed, records, time.monotonic(), time.monotonic() + args.give_up_after)
+        for thread in [] if args.one_after_another else trainers:
             thread.start()
-        for thread in trainers:
+        for thread in [] if args.one_after_another else trainers:
             thread.join()
         done.set()
         latencies, errors = classifying.stop()
@@ -263,6 +270,7 @@ def main() -> None:
                 "last_s": sorted(round(r["last_s"], 1) for r in mine if r["last_s"] is not None),
                 "errors": [f"{r['tab']}: {r['error']}" for r in mine if r["error"]],
                 "unfinished": sum(r["unfinished"] for r in mine),
+                "runs": [{"tab": r["tab"], "seed": r["seed"], "last_s": r["last_s"] and round(r["last_s"], 1)} for r in mine],
             }
             print(
                 f"{group} clicks ({len(mine)}, {report[group]['replayed']} replayed, {report[group]['unfinished']} unfinished after {args.give_up_after:.0f} s): "
