@@ -259,14 +259,13 @@ def explained(heading: str, error: Exception) -> str:
 # Images shown in answers (classify_cifar10, browse_cell, the transfer tabs' photos), each written
 # once and kept as long as what shows it: a model's pictures (its first-layer filters, its test
 # images) as long as the model, an answer's (the student's photo, what the network made of it) as
-# long as the session asked within SESSION_IDLE_S and for its last ANSWER_FILES files. Gradio
+# long as the session lasts (serving.sessions ends it) and for its last ANSWER_FILES files. Gradio
 # copies each file it hands out into its own cache, which app.py's delete_cache empties.
 SHOWN_DIR = Path(tempfile.gettempdir()) / "cnnlab-shown"
 ANSWER_FILES = 12  # per session: the pictures of its last few answers
-SESSION_IDLE_S = 3000  # with Gradio's hour for its copies, nothing of a session's outlives an hour
 _owners: dict[Path, set] = {}  # file → who shows it
 _session_files: dict[str, list[Path]] = {}  # session → its answers' files, oldest first
-_session_seen: dict[str, float] = {}  # session → when it last asked (monotonic)
+_models_shown: set[tuple] = set()  # the models whose pictures go with them (each has its finalizer)
 _shown_lock = threading.RLock()
 
 
@@ -300,16 +299,14 @@ def _own(path: Path, owner: object) -> None:
         _session_answer(path, owner)
     else:  # a model: its pictures go with it
         model, owner = owner, ("model", id(owner))
-        if not any(owner in owners for owners in _owners.values()):
+        if owner not in _models_shown:
+            _models_shown.add(owner)
             weakref.finalize(model, release, owner)
     _owners.setdefault(path, set()).add(owner)
 
 
 def _session_answer(path: Path, session: str) -> None:
-    now = time.monotonic()
-    for idle in [s for s, seen in _session_seen.items() if now - seen > SESSION_IDLE_S]:
-        release(idle)
-    _session_seen[session] = now
+    classroom.sessions.get(session)  # seen now: the sessions idle too long end, and their pictures go
     files = _session_files.setdefault(session, [])
     if path in files:
         files.remove(path)
@@ -323,9 +320,9 @@ def release(owner: object) -> None:
     else shows. A file being served (Windows refuses to delete it) goes with the temp folder."""
     with _shown_lock:
         if isinstance(owner, str):
-            _session_seen.pop(owner, None)
             files = _session_files.pop(owner, [])
         else:
+            _models_shown.discard(owner)
             files = [path for path, owners in _owners.items() if owner in owners]
         for path in files:
             _disown(path, owner)

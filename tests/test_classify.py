@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from demo import classifiers, first_layer, photo_sets, uploads, views
 from demo.tabs import final_cnn, transfer
+from serving import sessions
 from serving.model_store import HeldModels
 from models import AlexNetTransfer, TeachingCNN, create_model
 from training.datasets import CIFAR10_CLASSES, CIFAR10_DATASET
@@ -146,7 +147,7 @@ def test_a_sessions_pictures_go_when_it_ends_or_falls_idle(tmp_path, monkeypatch
     assert Image.open(first).size == (512, 256) and views.image_file(np.ones((4, 4, 3), np.uint8), owner="first") == str(shared)
     views.release("first")  # the first session's tab closed
     assert not first.exists() and second.exists() and shared.exists()  # still shown to the second
-    monkeypatch.setattr(views, "SESSION_IDLE_S", 0)
+    monkeypatch.setattr(sessions, "IDLE_S", 0)
     views.image_file(np.full((4, 4, 3), 9, np.uint8), owner="third")  # any answer sweeps the idle sessions
     assert not second.exists() and not shared.exists()
 
