@@ -9,9 +9,10 @@ from training import lessons
 from training.experiments import EXPERIMENTS, Lesson
 
 
-def results(experiment: str, accuracies: dict[str, float], preset: str = "quick", **changes) -> dict:
+def results(experiment: str, accuracies: dict[str, float], preset: str = "quick", test_images: int = 200, **changes) -> dict:
     arms = {arm.label: arm for arm in EXPERIMENTS[experiment].arms(preset, **changes)}
-    runs = [{"label": label, "config": asdict(arms[label]), "test_acc": acc, "confusion": [[100, 0], [0, 100]]} for label, acc in accuracies.items()]
+    confusion = [[test_images // 2, 0], [0, test_images // 2]]
+    runs = [{"label": label, "config": asdict(arms[label]), "test_acc": acc, "confusion": confusion} for label, acc in accuracies.items()]
     return {"experiment": experiment, "preset": preset, "runs": runs}
 
 
@@ -52,9 +53,32 @@ def test_a_reversed_margin_is_called_the_opposite_of_the_report(recorded):
 
 
 def test_changed_settings_fall_back_to_the_test_sets_own_noise(recorded):
-    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.50, "batch norm": 0.53}, lr=0.5))
-    # 200 test images at 51.5%: a difference is uncertain by 100·√(2·p(1−p)/200) ≈ 5.0 points.
-    assert line.startswith("Inconclusive this time") and "No seed spread was measured for these settings" in line and "±5.0" in line
+    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.50, "batch norm": 0.53}, test_images=100, lr=0.5))
+    # 100 test images at 51.5%: a difference is uncertain by 100·√(2·p(1−p)/100) ≈ 7.1 points, more than the seeds' 5.0.
+    assert line.startswith("Inconclusive this time") and "within twice the test set's own noise" in line
+    assert "No seed spread was measured for these settings; the test set alone makes a margin uncertain by ±7.1 (1 σ), more than the seed-to-seed σ of the nearest measured preset, quick (5.0; these differ in lr)" in line
+
+
+def test_off_the_preset_a_margin_inside_the_nearest_presets_seed_spread_is_inconclusive(recorded):
+    # 2,000 test images make a difference uncertain by only 1.6 points, so a 4-point margin was called
+    # "as the report found"; seeds alone moved this margin by σ 5.0 at the quick preset, next door.
+    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.50, "batch norm": 0.54}, test_images=2000, lr=0.5))
+    assert line.startswith("Inconclusive this time: batch norm ahead of no batch norm by 4.0 points, within twice the seed-to-seed σ measured at the quick preset")
+    assert "the quick preset's (these differ in lr), ran +20.0 to +30.0" in line and "more than the test set alone makes a margin uncertain by ±1.6" in line
+    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.50, "batch norm": 0.62}, test_images=2000, lr=0.5))
+    assert line.startswith("batch norm ahead of no batch norm by 12.0 points, as the report found")
+
+
+def test_the_nearest_measured_preset_is_the_one_fewest_settings_away(recorded):
+    experiment = EXPERIMENTS["batchnorm"]
+    quick = [asdict(arm) for arm in experiment.arms("quick", lr=0.5, epochs=3)]
+    preset, _, differing = lessons.nearest_measured(experiment, quick)
+    assert (preset, differing) == ("quick", ["epochs", "lr"])
+    report = [asdict(arm) for arm in experiment.arms("report")]
+    assert lessons.differing_settings(experiment, "report", report) == []
+    assert {"lr", "n_train", "model"} <= set(lessons.differing_settings(experiment, "quick", report))
+    assert lessons.differing_settings(experiment, "quick", report[:1]) == ["arms"]
+    assert lessons.nearest_measured(EXPERIMENTS["momentum"], quick) is None  # nothing recorded for it here
 
 
 def test_a_spread_measured_for_other_settings_is_not_used(recorded):

@@ -3,8 +3,10 @@
 A lesson (`experiments.Lesson`) is a margin in test-accuracy points between arms. Whether one
 run's margin means anything depends on how much that margin moves when only the seed changes,
 so `benchmarks/lessons.py` measures it (seeds 0–4, fp32 and bf16, on the weak host) and writes
-`results/lessons.json`; the verdict reads that spread back. For settings nobody measured, the
-only noise we know is the test set's own sampling error, and the verdict says so.
+`results/lessons.json`; the verdict reads that spread back. For settings nobody measured, a
+margin is judged against the larger of the test set's own sampling error and the seed spread
+measured at the nearest preset (moving a slider does not make seeds agree more), and the verdict
+says which.
 """
 
 import json
@@ -70,16 +72,37 @@ def spread(lesson: Lesson, recorded: dict) -> dict | None:
     return {"runs": len(values), "min": min(values), "median": statistics.median(values), "max": max(values), "std": statistics.stdev(values)}
 
 
+def differing_settings(experiment: Experiment, preset: str, configs: list[dict]) -> list[str]:
+    """The settings in which these arms differ from the preset's (seed, device and precision
+    aside); "arms" where the arms themselves are not the preset's."""
+    arms = {arm.label: asdict(arm) for arm in experiment.arms(preset)}
+    if sorted(arms) != sorted(config["label"] for config in configs):
+        return ["arms"]
+    differing = {key for config in map(with_new_settings, configs) for key, value in arms[config["label"]].items() if key not in UNMEASURED_FIELDS and config.get(key) != value}
+    return sorted(differing)
+
+
 def is_preset(experiment: Experiment, preset: str, configs: list[dict]) -> bool:
     """Whether every arm ran the preset's own settings (seed, device and precision aside)."""
-    if preset not in experiment.base:
-        return False
-    arms = {arm.label: asdict(arm) for arm in experiment.arms(preset)}
-    for config in map(with_new_settings, configs):
-        own = arms.get(config["label"])
-        if own is None or any(config.get(key) != value for key, value in own.items() if key not in UNMEASURED_FIELDS):
-            return False
-    return len(configs) == len(arms)
+    return preset in experiment.base and not differing_settings(experiment, preset, configs)
+
+
+def nearest_measured(experiment: Experiment, configs: list[dict]) -> tuple[str, dict, list[str]] | None:
+    """Of the experiment's presets whose seed runs are recorded, the nearest to these arms: the one
+    they differ from in the fewest settings (the first in preset order on a tie). Returns the
+    preset, its recorded runs and the settings that differ, or None where no preset is recorded."""
+    candidates = [(preset, recorded) for preset in experiment.base if (recorded := measured(experiment.name, preset))]
+    ranked = [(preset, recorded, differing_settings(experiment, preset, configs)) for preset, recorded in candidates]
+    return min(ranked, key=lambda entry: len(entry[2]), default=None)
+
+
+def seed_context(seeds: dict, recorded: dict) -> str:
+    runs = recorded["runs"]
+    return (
+        f"{seeds['min']:+.1f} to {seeds['max']:+.1f} (median {seeds['median']:+.1f}, σ {seeds['std']:.1f}) "
+        f"over seeds {', '.join(str(s) for s in sorted({r['seed'] for r in runs}))} in {' and '.join(sorted({r['precision'] for r in runs}))} "
+        f"on {recorded['host']}"
+    )
 
 
 def sampling_noise(runs: list[dict]) -> float:
@@ -95,24 +118,16 @@ def verdicts(experiment: Experiment, results: dict) -> list[str]:
     if not runs:
         return []
     accuracies = {run["label"]: run["test_acc"] for run in runs}
-    recorded = measured(experiment.name, results["preset"]) if is_preset(experiment, results["preset"], [run["config"] for run in runs]) else None
+    configs = [run["config"] for run in runs]
+    on_preset = is_preset(experiment, results["preset"], configs)
+    recorded = measured(experiment.name, results["preset"]) if on_preset else None
+    nearest = None if on_preset else nearest_measured(experiment, configs)
     lines = []
     for lesson in experiment.lessons:
         points = margin(lesson, accuracies)
         if points is None:
             continue
-        seeds = spread(lesson, recorded) if recorded else None
-        if seeds:
-            noise, what = seeds["std"], "this preset's seed-to-seed σ"
-            runs_measured = recorded["runs"]
-            context = (
-                f"Seed-to-seed spread of this preset: {seeds['min']:+.1f} to {seeds['max']:+.1f} (median {seeds['median']:+.1f}, σ {noise:.1f}) "
-                f"over seeds {', '.join(str(s) for s in sorted({r['seed'] for r in runs_measured}))} in {' and '.join(sorted({r['precision'] for r in runs_measured}))} "
-                f"on {recorded['host']}."
-            )
-        else:
-            noise, what = sampling_noise(runs), "the test set's own noise"
-            context = f"No seed spread was measured for these settings; the test set alone makes a margin uncertain by ±{noise:.1f} (1 σ)."
+        noise, what, context = judged_against(lesson, runs, recorded, nearest)
         ahead, behind = lesson.ahead_label, lesson.behind_label
         if abs(points) <= 2 * noise:
             lines.append(f"Inconclusive this time: {ahead} {'ahead of' if points >= 0 else 'behind'} {behind} by {abs(points):.1f} points, within twice {what}. {context}")
@@ -121,3 +136,26 @@ def verdicts(experiment: Experiment, results: dict) -> list[str]:
         else:
             lines.append(f"{behind} ahead of {ahead} by {-points:.1f} points: the opposite of the report's finding. {context}")
     return lines
+
+
+def judged_against(lesson: Lesson, runs: list[dict], recorded: dict | None, nearest: tuple[str, dict, list[str]] | None) -> tuple[float, str, str]:
+    """The noise a margin is judged against, its name, and the sentence that says where it comes
+    from: this preset's measured seed σ; off the preset, the larger of the test set's own noise and
+    the nearest measured preset's seed σ."""
+    seeds = spread(lesson, recorded) if recorded else None
+    if seeds:
+        return seeds["std"], "this preset's seed-to-seed σ", f"Seed-to-seed spread of this preset: {seed_context(seeds, recorded)}."
+    test = sampling_noise(runs)
+    alone = f"the test set alone makes a margin uncertain by ±{test:.1f} (1 σ)"
+    nearby = spread(lesson, nearest[1]) if nearest else None
+    if nearby is None:
+        return test, "the test set's own noise", f"No seed spread was measured for these settings; {alone}."
+    preset, differing = nearest[0], ", ".join(nearest[2])
+    if nearby["std"] > test:
+        return nearby["std"], f"the seed-to-seed σ measured at the {preset} preset", (
+            f"No seed spread was measured for these settings; the nearest measured, the {preset} preset's (these differ in {differing}), "
+            f"ran {seed_context(nearby, nearest[1])}, more than {alone}, so the margin is judged against it."
+        )
+    return test, "the test set's own noise", (
+        f"No seed spread was measured for these settings; {alone}, more than the seed-to-seed σ of the nearest measured preset, {preset} ({nearby['std']:.1f}; these differ in {differing})."
+    )
