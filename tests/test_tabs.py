@@ -105,7 +105,7 @@ def test_batchnorm_arms_differ_only_in_batch_norm(tiny_data):
 def test_batchnorm_init_control_reaches_both_arms_and_a_verdict_follows(tiny_data):
     *_, status, session, _, _ = last(batchnorm.TAB.handler(**SMALL, init="he"))
     assert [r["config"]["init"] for r in session["results"]["runs"]] == ["he", "he"]
-    # Tiny settings are not the preset's, so the verdict can only cite the test set's own noise.
+    # Tiny settings are not the preset's: no seed spread was measured for them.
     assert "**Verdict:**" in status and "No seed spread was measured for these settings" in status
 
 
