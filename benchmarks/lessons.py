@@ -122,7 +122,7 @@ def readings_table(experiments: dict[str, dict]) -> str:
             present = [v for v in values.values() if v is not None]
             cells = [f"{values[c]:.3g}" if values.get(c) is not None else "–" for c in columns]
             spread = [f"{min(present):.3g}", f"{max(present):.3g}"] if present else ["–", "–"]
-            lines.append(f"| {name}: {gauge.name} | " + " | ".join(cells) + " | " + " | ".join(spread) + f" | {gauge.expected or '–'} |")
+            lines.append(f"| {name}: {gauge.name} | " + " | ".join(cells) + " | " + " | ".join(spread) + f" | {gauge.expected.words if gauge.expected else '–'} |")
     return "\n".join(lines)
 
 
@@ -177,6 +177,7 @@ def main() -> int:
             print("\n" + readings_table(json.loads(READINGS_FILE.read_text())["experiments"]))
         return 0
     experiments = {}
+    broken: list[str] = []  # readings against what their gauge expects
     for name in args.experiments:
         runs = []
         for precision in args.precisions:
@@ -189,6 +190,9 @@ def main() -> int:
                 margins = {lesson.name: round(margin(lesson, run["accuracies"]), 2) for lesson in get_experiment(name).lessons}
                 extra = f", time grows with depth: {time_grows_with_depth(run)}" if name == "architecture" else ""
                 print(f"{name} {precision} seed {seed} ({run['cpu_capability']}): {margins}, train {run['train_time_s']} s, wall {run['wall_time_s']} s{extra}", flush=True)
+                for line in instrument_of(name).contrary(run["readings"]):  # the tab would tell a student the same
+                    broken.append(f"{name} {precision} seed {seed}: {line}")
+                    print(f"!!! {broken[-1]}", flush=True)
                 runs.append(run)
             else:
                 continue
@@ -213,6 +217,8 @@ def main() -> int:
         recorded["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         LESSONS_FILE.write_text(json.dumps(recorded, indent=1) + "\n")
         print(f"written to {LESSONS_FILE}")
+    if broken:  # recorded as measured, and loudly: the tab's words or the gauge must change
+        raise SystemExit("readings against their gauge's expectation:\n" + "\n".join(broken))
     return 0
 
 

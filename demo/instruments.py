@@ -74,8 +74,9 @@ class InstrumentView:
 
     def words(self, runs: Runs) -> str:
         measured = self.instrument.sentences(runs)
+        contrary = self.instrument.contrary(self.instrument.numbers(runs))
         if measured:
-            said = " ".join(measured)
+            said = " ".join(measured) + "".join(f"\n\n**{line}**" for line in contrary)
         elif any(runs.values()):
             said = "the plot shows each arm's readings (the sentences here compare the tab's default arms)."
         else:

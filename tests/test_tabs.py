@@ -289,3 +289,12 @@ def test_every_tabs_default_click_replays_what_the_warm_up_trained(app_url, tiny
         shown = {p["parameter_name"]: p["parameter_default"] for p in endpoints[f"/{tab.api_name}"]["parameters"]}
         clicked = panel.lesson_arms(tab, **{name: tuple(v) if isinstance(v, list) else v for name, v in shown.items()})
         assert run_key(tab.experiment_name, clicked) == run_key(tab.experiment_name, tab.warm_up_arms()), tab.title
+
+
+def test_a_reading_against_what_its_gauge_expects_is_said_beside_the_plot(tiny_data):
+    # At momentum 0 the "momentum" arm is plain SGD, sharing its partner's seed, weights and batches:
+    # its first layer travels exactly as far, not farther, and the page says so instead of a bare number.
+    *_, sentences = last(momentum.TAB.handler(0.0, **SMALL))
+    assert "**Not as expected at these settings: expected > 1: momentum's first conv layer travels farther than plain SGD's; this run read 1.**" in sentences
+    *_, sentences = last(momentum.TAB.handler(0.9, **SMALL))
+    assert "farther than plain SGD's; this run read" not in sentences  # momentum 0.9 did travel farther

@@ -98,13 +98,29 @@ def times(value: float) -> str:
 
 
 @dataclass(frozen=True)
+class Expectation:
+    """What the literature expects of a gauge, stated once: the words the readings table and the tab
+    print, and the test the recorded seeds, the benchmark and a student's own run are held to. Its
+    bounds are the literature's direction or a margin stated in its words, never the recorded spread."""
+
+    words: str  # "< 1: sigmoid's first layer gets less gradient than ReLU's"
+    holds: Callable[[float], bool]
+
+
+@dataclass(frozen=True)
 class Gauge:
-    """One number read from the arms' records, with its sentence and expected direction."""
+    """One number read from the arms' records, with its sentence and what is expected of it."""
 
     name: str  # its row in the readings table
     read: Callable[[Runs], float | None]
     sentence: Callable[[float], str]  # what the tab prints for the value
-    expected: str = ""  # the direction the literature expects, as the table states it ("< 1"); empty: none
+    expected: Expectation | None = None  # None: the literature expects no direction
+
+    def contrary(self, value: float | None) -> str | None:
+        """What a run whose reading goes against the expectation is told, or None."""
+        if value is None or self.expected is None or self.expected.holds(value):
+            return None
+        return f"Not as expected at these settings: expected {self.expected.words}; this run read {value:.3g}."
 
 
 @dataclass(frozen=True)
@@ -123,6 +139,10 @@ class Instrument:
     def sentences(self, runs: Runs) -> list[str]:
         return [gauge.sentence(value) for gauge, value in zip(self.gauges, self.numbers(runs).values()) if value is not None]
 
+    def contrary(self, numbers: dict[str, float | None]) -> list[str]:
+        """One line for each gauge whose reading goes against what is expected of it."""
+        return [line for gauge in self.gauges if (line := gauge.contrary(numbers.get(gauge.name)))]
+
 
 ACTIVATIONS = Instrument(
     "grad_norm",
@@ -132,7 +152,8 @@ ACTIVATIONS = Instrument(
     "Through sigmoid each layer passes back at most a quarter of the gradient it gets (σ′ ≤ 1/4), so the first layers get least; "
     "ReLU passes it whole (its slope is 1 or 0), but a unit that is zero on every image passes nothing: it is dead.",
     (
-        Gauge("sigmoid ÷ relu: gradient at conv 1", ratio(at(0, "grad_norm", "sigmoid"), at(0, "grad_norm", "relu")), lambda v: f"sigmoid: the first conv layer got {times(v)} ReLU's gradient.", "< 1"),
+        Gauge("sigmoid ÷ relu: gradient at conv 1", ratio(at(0, "grad_norm", "sigmoid"), at(0, "grad_norm", "relu")), lambda v: f"sigmoid: the first conv layer got {times(v)} ReLU's gradient.",
+              Expectation("< 1: through sigmoid the first conv layer gets less gradient than through ReLU (σ′ ≤ 1/4 at every layer)", lambda v: v < 1)),
         Gauge("tanh ÷ relu: gradient at conv 1", ratio(at(0, "grad_norm", "tanh"), at(0, "grad_norm", "relu")), lambda v: f"tanh: the first conv layer got {times(v)} ReLU's gradient."),
         Gauge("relu: dead share, largest conv layer (last reading)", largest("dead_share", "relu", "conv"), lambda v: f"relu: {v:.0%} of the channels of its most affected conv layer were dead at the last reading."),
     ),
@@ -145,13 +166,16 @@ MOMENTUM = Instrument(
     "Each point is the cosine between one step of a layer's weights and the step before: near 1 the steps point the same way and add up, "
     "near 0 or below they zig-zag and cancel. Momentum averages the gradients, so its steps agree, and its weights travel farther for the same number of steps.",
     (
-        Gauge("no momentum: step cosine at conv 1", at(0, "step_cosine", "no momentum"), lambda v: f"no momentum: successive steps of the first conv layer had a median cosine of {v:+.2f}."),
-        Gauge("momentum: step cosine at conv 1", at(0, "step_cosine", "momentum"), lambda v: f"momentum: {v:+.2f}.", "near 1, above no momentum's"),
+        Gauge(
+            "no momentum: step cosine at conv 1", at(0, "step_cosine", "no momentum"), lambda v: f"no momentum: successive steps of the first conv layer had a median cosine of {v:+.2f}.",
+            Expectation("between −0.5 and +0.5: plain SGD's successive steps barely agree (they zig-zag)", lambda v: abs(v) < 0.5),
+        ),
+        Gauge("momentum: step cosine at conv 1", at(0, "step_cosine", "momentum"), lambda v: f"momentum: {v:+.2f}.", Expectation("above +0.5: momentum's successive steps mostly point the same way", lambda v: v > 0.5)),
         Gauge(
             "momentum ÷ no momentum: distance travelled by conv 1",
             ratio(at(0, "travelled", "momentum", last=True), at(0, "travelled", "no momentum", last=True)),
             lambda v: f"So momentum's first conv layer travelled {times(v)} the distance plain SGD's did from its initial weights.",
-            "> 1",
+            Expectation("> 1: momentum's first conv layer travels farther than plain SGD's", lambda v: v > 1),
         ),
     ),
 )
@@ -164,8 +188,10 @@ ADAPTIVE_LR = Instrument(
     "Constant-rate SGD moves every weight by its gradient times the rate; Adadelta scales each weight's step by the running size of its own gradients and steps, "
     "so layers whose gradients are small still take real steps.",
     (
-        Gauge("adadelta ÷ constant lr: step size at conv 1", ratio(at(0, "update_ratio", "adadelta"), at(0, "update_ratio", "constant lr")), lambda v: f"Adadelta's steps in the first conv layer were {times(v)} constant-rate SGD's.", "> 1"),
-        Gauge("adadelta ÷ constant lr: step size at the last layer", ratio(at(-1, "update_ratio", "adadelta"), at(-1, "update_ratio", "constant lr")), lambda v: f"In the last layer: {times(v)}.", "> 1, less than at conv 1"),
+        Gauge("adadelta ÷ constant lr: step size at conv 1", ratio(at(0, "update_ratio", "adadelta"), at(0, "update_ratio", "constant lr")), lambda v: f"Adadelta's steps in the first conv layer were {times(v)} constant-rate SGD's.",
+              Expectation("> 1: Adadelta's steps in the first conv layer are larger than constant-rate SGD's", lambda v: v > 1)),
+        Gauge("adadelta ÷ constant lr: step size at the last layer", ratio(at(-1, "update_ratio", "adadelta"), at(-1, "update_ratio", "constant lr")), lambda v: f"In the last layer: {times(v)}.",
+              Expectation("> 1: Adadelta's steps in the last layer are larger than constant-rate SGD's", lambda v: v > 1)),
     ),
 )
 
@@ -177,8 +203,10 @@ BATCHNORM = Instrument(
     "Under the report's init every layer shrinks the signal, so without batch norm the deep layers' outputs are tiny and learn slowly; "
     "batch norm rescales every layer's input to one scale.",
     (
-        Gauge("no batch norm: last conv ÷ conv 1 output scale", ratio(at("conv 5", "act_std", "no batch norm"), at(0, "act_std", "no batch norm")), lambda v: f"Without batch norm the fifth conv layer's outputs were {times(v)} the first's.", "< 1"),
-        Gauge("batch norm: last conv ÷ conv 1 output scale", ratio(at("conv 5", "act_std", "batch norm"), at(0, "act_std", "batch norm")), lambda v: f"With batch norm: {times(v)}.", "≈ 1"),
+        Gauge("no batch norm: last conv ÷ conv 1 output scale", ratio(at("conv 5", "act_std", "no batch norm"), at(0, "act_std", "no batch norm")), lambda v: f"Without batch norm the fifth conv layer's outputs were {times(v)} the first's.",
+              Expectation("< 1: without batch norm the deep layers' outputs shrink", lambda v: v < 1)),
+        Gauge("batch norm: last conv ÷ conv 1 output scale", ratio(at("conv 5", "act_std", "batch norm"), at(0, "act_std", "batch norm")), lambda v: f"With batch norm: {times(v)}.",
+              Expectation("between 0.5 and 2: batch norm keeps every layer's outputs at one scale, within a factor of two", lambda v: 0.5 < v < 2)),
     ),
 )
 
@@ -204,7 +232,12 @@ DEPTH = Instrument(
     "The gradient reaches the first layer back through every layer above it, and each layer can shrink it on the way. Under the quick preset's "
     "He init it arrived about whole at every depth (the deepest cells got 0.84–1.11 of the shallowest's, seeds 0–4); under the report's init "
     "it fell 440-fold from 1 conv × 1 fc to 5 × 3 (the explanation above).",
-    (Gauge("deepest ÷ shallowest: gradient at conv 1", depth_ratio, lambda v: f"The deepest cells' first layer got {times(v)} the gradient of the shallowest cells'."),),
+    (
+        Gauge(
+            "deepest ÷ shallowest: gradient at conv 1", depth_ratio, lambda v: f"The deepest cells' first layer got {times(v)} the gradient of the shallowest cells'.",
+            Expectation("between 0.5 and 2: under He's init the gradient reaches the first layer about whole at every depth, within a factor of two", lambda v: 0.5 < v < 2),
+        ),
+    ),
 )
 
 FINAL = Instrument(
@@ -220,6 +253,7 @@ FINAL = Instrument(
             "fast ÷ report recipe: step size at conv 2",
             ratio(at("conv 2", "update_ratio", "final"), at("conv 2", "update_ratio", "report recipe")),
             lambda v: f"The fast recipe's steps in the first learned conv layer were {times(v)} the report recipe's.",
+            Expectation("< 1: the fast recipe does not win by larger steps in its first learned conv layer", lambda v: v < 1),
         ),
     ),
 )
@@ -232,12 +266,13 @@ TRANSFER = Instrument(
     "Feature extraction trains only the new head, so its backbone stays at exactly 0; fine tuning trains every layer, "
     "and the sentence reads how far its first layer moved beside its new head.",
     (
-        Gauge("feature extraction: backbone's farthest layer", largest("travelled", "feature extraction", but_last=True), lambda v: f"Feature extraction: the backbone moved {v:.3g} (frozen).", "0"),
+        Gauge("feature extraction: backbone's farthest layer", largest("travelled", "feature extraction", but_last=True), lambda v: f"Feature extraction: the backbone moved {v:.3g} (frozen).",
+              Expectation("0: feature extraction never moves the backbone", lambda v: v == 0)),
         Gauge(
             "fine tuning: conv 1 ÷ head, distance travelled",
             ratio(at(0, "travelled", "fine tuning", last=True), at(-1, "travelled", "fine tuning", last=True)),
             lambda v: f"Fine tuning: the first conv layer moved {times(v)} the distance the new head moved.",
-            "< 1",
+            Expectation("< 1: fine tuning moves the pretrained first layer less than the new head", lambda v: v < 1),
         ),
     ),
 )
