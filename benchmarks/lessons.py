@@ -36,7 +36,7 @@ from demo.lesson import lesson_tabs  # noqa: E402
 from training.experiments import get_experiment  # noqa: E402
 from training.lessons import LESSONS_FILE, margin, preset_arms  # noqa: E402
 from training.readings import instrument_of  # noqa: E402
-from training.results import git_commit  # noqa: E402
+from training.results import code_version, git_commit  # noqa: E402
 
 # The instruments' readings of the same runs (training.readings), kept apart from the margins and
 # times: they can be recorded on a busy machine, since no reading depends on the time.
@@ -149,8 +149,11 @@ def write_readings(experiments: dict[str, dict]) -> None:
     for name, entry in experiments.items():
         runs = [{key: run[key] for key in ("seed", "precision", "cpu_capability", "readings")} for run in entry["runs"]]
         new = {(run["precision"], run["seed"]) for run in runs}
-        kept = [run for run in recorded["experiments"].get(name, {}).get("runs", []) if (run["precision"], run["seed"]) not in new]
-        recorded["experiments"][name] = {"preset": "quick", "runs": kept + runs}
+        # Runs at other seeds or precisions are kept where they ran the same arms with the same code.
+        earlier = recorded["experiments"].get(name, {})
+        same = (earlier.get("arms"), earlier.get("code")) == (entry["arms"], entry["code"])
+        kept = [run for run in earlier.get("runs", []) if (run["precision"], run["seed"]) not in new] if same else []
+        recorded["experiments"][name] = {"preset": "quick", "arms": entry["arms"], "code": entry["code"], "runs": kept + runs}
     recorded["host"] = os.environ.get("CNNLAB_HOST", "a 2-core AMD EPYC without AVX-512 (fp32 runs as AVX2, the weakest host we target)")
     recorded["git_commit"] = git_commit()
     recorded["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -198,7 +201,7 @@ def main() -> int:
                 continue
             break  # a failed run: the experiment's other runs would fail the same way
         if runs:
-            experiments[name] = {"preset": "quick", "arms": preset_arms(name, "quick"), "runs": runs}
+            experiments[name] = {"preset": "quick", "arms": preset_arms(name, "quick"), "code": code_version(), "runs": runs}
     print()
     print(summary_table(experiments) + "\n\n" + arm_table(experiments) + "\n\n" + readings_table(experiments))
     if args.write_readings:
@@ -206,10 +209,10 @@ def main() -> int:
     if args.write:
         recorded = json.loads(LESSONS_FILE.read_text()) if LESSONS_FILE.exists() else {"experiments": {}}
         for name, entry in experiments.items():
-            # Runs of the same preset at other seeds or precisions (an earlier invocation) are kept.
+            # Runs of the same preset at other seeds or precisions (an earlier invocation, the same code) are kept.
             kept = recorded["experiments"].get(name, {})
             new = {(run["precision"], run["seed"]) for run in entry["runs"]}
-            if kept.get("arms") == entry["arms"]:
+            if (kept.get("arms"), kept.get("code")) == (entry["arms"], entry["code"]):
                 entry["runs"] = [run for run in kept["runs"] if (run["precision"], run["seed"]) not in new] + entry["runs"]
             recorded["experiments"][name] = entry
         recorded["host"] = os.environ.get("CNNLAB_HOST", "a 2-core AMD EPYC (fp32 runs as AVX2, the weakest host we target)")

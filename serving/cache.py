@@ -38,7 +38,7 @@ from training.sources import cache_dir
 from training.config import TrainConfig
 from serving.lru import BoundedLRU
 from training.devices import device_name, resolve_device, resolve_precision
-from training.results import CODE_FOLDERS
+from training.results import code_version
 from training.runner import folder_name
 
 log = logging.getLogger(__name__)
@@ -53,21 +53,11 @@ LOADED_BYTES = int(float(os.environ.get("CNNLAB_RUN_CACHE_LOADED_MB", 1024)) * 2
 # (two AlexNets, 460 MB) is written in seconds.
 UNFINISHED_AFTER_S = 600
 # The source files whose change can change a run's numbers: a new version of them is a new key.
-CODE_FILES = sorted(path for folder in CODE_FOLDERS for path in (Path(__file__).parent.parent / folder).glob("*.py"))
 FLOAT_SETTINGS = {f.name for f in fields(TrainConfig) if "float" in str(f.type)}
 
 
 def max_bytes() -> int:
     return int(float(os.environ.get("CNNLAB_RUN_CACHE_MB", DEFAULT_MB)) * 2**20)
-
-
-@functools.cache
-def code_version() -> str:
-    """A digest of the training and model code and of torch's version."""
-    digest = hashlib.sha256(torch.__version__.encode())
-    for path in CODE_FILES:
-        digest.update(path.name.encode() + path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def device_kind(device: torch.device) -> str:

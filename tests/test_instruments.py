@@ -16,6 +16,7 @@ from training.config import TrainConfig
 from training.engine import Finished, Reading, TrainStep, compare
 from training.experiments import EXPERIMENTS
 from training.instruments import DYING, Instruments, reading_interval, weighted_layers
+from training.lessons import preset_arms, with_new_settings
 from training.readings import INSTRUMENTS, TITLE_CHARACTERS, layer_order, profile, times
 
 TINY = TrainConfig(model="cnn-tiny", init="he", batch_size=16, epochs=2, lr=0.01, momentum=0.9, device="cpu", precision="fp32")
@@ -166,6 +167,7 @@ def test_the_recorded_readings_show_what_the_tabs_say_at_every_seed():
     checked = set()
     for name, entry in recorded.items():
         gauges = {gauge.name for gauge in INSTRUMENTS[name].gauges}
+        assert [with_new_settings(arm) for arm in entry["arms"]] == preset_arms(name, "quick"), f"{name}: its quick preset changed since its readings were recorded"
         assert {run["seed"] for run in entry["runs"] if run["precision"] == "fp32"} == {0, 1, 2, 3, 4}, name
         for run in entry["runs"]:
             assert set(run["readings"]) == gauges, f"{name}: re-record its readings, its gauges changed"

@@ -15,6 +15,8 @@ predictions in TEST_PREDICTIONS (training/reproduce.py).
 """
 
 import datetime
+import functools
+import hashlib
 import json
 import subprocess
 from dataclasses import asdict
@@ -90,6 +92,17 @@ class Recorder:
 # The folders whose code decides a run's numbers: a recording names their uncommitted changes, and
 # the run cache keys its entries by their files.
 CODE_FOLDERS = ("training", "models")
+CODE_FILES = sorted(path for folder in CODE_FOLDERS for path in (Path(__file__).parent.parent / folder).glob("*.py"))
+
+
+@functools.cache
+def code_version() -> str:
+    """A digest of the training and model code and of torch's version: what a run's numbers depend
+    on besides its settings, data and device (the run cache's key; the recorded seed runs')."""
+    digest = hashlib.sha256(torch.__version__.encode())
+    for path in CODE_FILES:
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def git_commit(repo: Path = Path(__file__).parent.parent) -> str | None:
