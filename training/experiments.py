@@ -209,7 +209,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             lessons=(Lesson(("momentum",), ("no momentum",)),),
             quick_note=(
                 "It keeps the report's learning rate, 0.001, where momentum's tenfold longer stride matters most. It uses the He init: "
-                "with the report's own init both arms sit at chance for the whole minute (10.00% each at seed 0)."
+                "with the report's own init both arms sit at chance for the whole minute."
             ),
         ),
         Experiment(
