@@ -1,29 +1,80 @@
-"""Every accuracy a lesson tab quotes beside its controls can be checked: each percentage in its
-explanation and its quick preset's note is a test accuracy of the experiment's committed reference
-run (results/reference/), at one of its evaluations, or one of the report's own figures."""
+"""Every figure a lesson tab quotes beside its controls has one named source: each accuracy in its
+explanation and its quick preset's note is one arm's test accuracy at one evaluation of the
+experiment's committed reference run (results/reference/), or one of the report's own figures."""
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
 from app import TABS
 from demo.lesson import lesson_tabs
+from training.experiments import get_experiment
+from training.readings import DEPTH, times
 from training.results import load_reference
 
 ACCURACY = re.compile(r"(\d+\.\d\d)%")
 
+# Each quoted accuracy, by experiment: ("reference", arm, epoch), the reference run's evaluation
+# after that epoch, or ("report", arm), the report's figure for that arm.
+SOURCES = {
+    "activations": {"68.16": ("reference", "tanh", 5), "65.76": ("reference", "relu", 5)},
+    "momentum": {},
+    "adaptive-lr": {"52.05": ("reference", "adadelta", 5), "30.96": ("reference", "constant lr", 5), "51.24": ("report", "constant lr")},
+    "batchnorm": {"50.45": ("reference", "no batch norm", 2), "68.50": ("reference", "batch norm", 2)},
+    "architecture": {
+        "62.95": ("reference", "conv3-fc1", 2),
+        "58.79": ("reference", "conv5-fc1", 2),
+        "54.90": ("reference", "conv5-fc2", 2),
+        "50.45": ("reference", "conv5-fc3", 2),
+        "37.55": ("reference", "conv5-fc3", 1),
+        "51.74": ("reference", "conv1-fc1", 1),
+    },
+    "final": {"81.43": ("report", "final")},
+    "transfer": {},
+}
 
-def checkable_figures(experiment) -> set[str]:
-    """The accuracies, as written, that the reference run recorded and the report states."""
-    recorded = load_reference(experiment.name)
-    figures = set(ACCURACY.findall(experiment.finding))
-    figures |= {f"{100 * number.test_acc:.2f}" for number in experiment.report if number.test_acc}
-    for run in recorded["runs"] if recorded else []:
-        figures |= {f"{100 * point['test_acc']:.2f}" for point in run["history"] if point["type"] == "Evaluation"}
-    return figures
+
+def figure(experiment_name: str, source: tuple) -> str:
+    """The accuracy its source holds, written as the tabs write it."""
+    if source[0] == "report":
+        (number,) = [n for n in get_experiment(experiment_name).report if n.arm == source[1]]
+        return f"{100 * number.test_acc:.2f}"
+    (run,) = [run for run in load_reference(experiment_name)["runs"] if run["label"] == source[1]]
+    (point,) = [p for p in run["history"] if p["type"] == "Evaluation" and p["epoch"] == source[2]]
+    return f"{100 * point['test_acc']:.2f}"
 
 
 @pytest.mark.parametrize("tab", lesson_tabs(TABS), ids=lambda tab: tab.title)
-def test_every_quoted_accuracy_is_the_reference_runs_or_the_reports(tab):
-    quoted = set(ACCURACY.findall(tab.explanation + tab.experiment.quick_note))
-    assert quoted <= checkable_figures(tab.experiment), f"not in results/reference/{tab.experiment_name}.json nor the report"
+def test_every_quoted_accuracy_is_the_one_its_named_source_holds(tab):
+    sources = SOURCES[tab.experiment_name]
+    quoted = ACCURACY.findall(tab.explanation + tab.experiment.quick_note)
+    assert set(quoted) == set(sources), "each quoted accuracy needs its source here, and each source its quote"
+    for written, source in sources.items():
+        assert figure(tab.experiment_name, source) == written, f"{written}% is not what {source} holds"
+
+
+def test_the_figures_quoted_from_inside_the_network_are_the_ones_recorded():
+    """The Activations and Depth tabs and the README quote benchmarks/inside.py's measurements (the
+    report's settings and init, 500 steps, seed 0, fp32): each figure is formatted here from
+    results/inside.json, the one place they are kept, and must appear as written."""
+    recorded = json.loads((Path(__file__).parent.parent / "results" / "inside.json").read_text())["experiments"]
+    relu, tanh = (recorded["activations"]["measured"][arm] for arm in ("relu", "tanh"))
+    cells = recorded["architecture"]["measured"]
+    fall = {arm: run["act_std"]["conv 1"] / run["act_std"]["conv 5"] for arm, run in (("relu", relu), ("tanh", tanh))}
+    dead = [relu["dead_share"][layer] for layer in ("fc 1", "fc 2")]
+    deep = cells["conv1-fc1"]["grad_norm"]["conv 1"] / cells["conv5-fc3"]["grad_norm"]["conv 1"]
+    activations_text = next(tab for tab in lesson_tabs(TABS) if tab.experiment_name == "activations").explanation
+    for quoted in (
+        f"ReLU's output scale fell {fall['relu']:.0f}-fold, tanh's {fall['tanh']:.1f}-fold",
+        f"got {times(relu['grad_norm']['conv 1'] / tanh['grad_norm']['conv 1'])} tanh's gradient",
+        f"took steps {times(relu['update_ratio']['conv 1'] / tanh['update_ratio']['conv 1'])} tanh's size",
+        f"{100 * min(dead):.0f}–{max(dead):.0%} of its\nfully-connected units were dead",
+        f"still at chance (loss {relu['final_loss']:.2f})\nwhile tanh's was learning ({tanh['final_loss']:.2f})",
+    ):
+        assert quoted in activations_text
+    assert f"it fell {float(f'{deep:.2g}'):.0f}-fold from 1 conv × 1 fc to 5 × 3" in DEPTH.how_to_read
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert f"ReLU shrinks the signal {fall['relu']:.0f}-fold over the five conv layers (tanh {fall['tanh']:.1f}-fold)" in readme
+    assert f"falls {float(f'{deep:.2g}'):.0f}-fold from 1 conv × 1 fc to 5 × 3" in readme
