@@ -75,6 +75,13 @@ def test_the_figures_quoted_from_inside_the_network_are_the_ones_recorded():
     ):
         assert quoted in activations_text
     assert f"it fell {float(f'{deep:.2g}'):.0f}-fold from 1 conv × 1 fc to 5 × 3" in DEPTH.how_to_read
+    gradient = {cell: f"{cells[cell]['grad_norm']['conv 1']:.2g}" for cell in ("conv3-fc1", "conv5-fc1", "conv5-fc3")}
+    steps = cells["conv1-fc1"]["update_ratio"]["conv 1"] / cells["conv5-fc3"]["update_ratio"]["conv 1"]
+    depth_text = next(tab for tab in lesson_tabs(TABS) if tab.experiment_name == "architecture").explanation
+    assert (
+        f"got {cells['conv1-fc1']['grad_norm']['conv 1']:.3g} (gradient norm) in the 1 × 1 cell, {gradient['conv3-fc1']} with\n3 conv, {float(gradient['conv5-fc1']):.3f} with 5 and "
+        f"{gradient['conv5-fc3']} at 5 × 3, {float(f'{deep:.2g}'):.0f} times less, and its steps were {float(f'{steps:.2g}'):.0f} times smaller"
+    ) in depth_text
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert f"ReLU shrinks the signal {fall['relu']:.0f}-fold over the five conv layers (tanh {fall['tanh']:.1f}-fold)" in readme
     assert f"falls {float(f'{deep:.2g}'):.0f}-fold from 1 conv × 1 fc to 5 × 3" in readme
