@@ -11,7 +11,7 @@ import pytest
 from app import TABS
 from demo.lesson import lesson_tabs
 from training.experiments import get_experiment
-from training.readings import DEPTH, times
+from training.readings import DEPTH, FINAL, times
 from training.results import load_reference
 
 ACCURACY = re.compile(r"(\d+\.\d\d)%")
@@ -85,3 +85,12 @@ def test_the_figures_quoted_from_inside_the_network_are_the_ones_recorded():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert f"ReLU shrinks the signal {fall['relu']:.0f}-fold over the five conv layers (tanh {fall['tanh']:.1f}-fold)" in readme
     assert f"falls {float(f'{deep:.2g}'):.0f}-fold from 1 conv × 1 fc to 5 × 3" in readme
+
+
+@pytest.mark.parametrize("experiment_name, instrument, written", [("architecture", DEPTH, "got {}–{} of the shallowest's, seeds 0–4"), ("final", FINAL, "its steps were {}–{} of Adadelta's")])
+def test_the_ranges_an_instrument_quotes_are_its_recorded_seeds(experiment_name, instrument, written):
+    """A range under an instrument's plot is its gauge's min and max over results/readings.json."""
+    recorded = json.loads((Path(__file__).parent.parent / "results" / "readings.json").read_text())["experiments"][experiment_name]
+    (gauge,) = instrument.gauges
+    values = [run["readings"][gauge.name] for run in recorded["runs"]]
+    assert written.format(f"{min(values):.2f}", f"{max(values):.2f}") in instrument.how_to_read.replace("\n", " ")
