@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 from serving.lru import BoundedLRU
 
-# A session unseen this long has ended, whether or not its page said goodbye (Gradio lets a
-# session's State go after the same hour).
-IDLE_S = 3600
+# A session unseen this long has ended, whether or not its page said goodbye: 50 minutes, so that
+# what it held (its photos, its answers' pictures) is gone within the hour that docs/classroom.md
+# promises, beside Gradio's own copies (app.py's delete_cache).
+IDLE_S = 3000
 
 
 @dataclass(eq=False)
