@@ -69,6 +69,11 @@ def test_off_the_preset_a_margin_inside_the_nearest_presets_seed_spread_is_incon
     assert line.startswith("batch norm ahead of no batch norm by 12.0 points, as the report found")
 
 
+def test_a_preset_nobody_measured_is_judged_by_the_nearest_measured_one_too(recorded):
+    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.50, "batch norm": 0.54}, preset="report", test_images=2000))
+    assert line.startswith("Inconclusive this time") and "within twice the seed-to-seed σ measured at the quick preset" in line
+
+
 def test_the_nearest_measured_preset_is_the_one_fewest_settings_away(recorded):
     experiment = EXPERIMENTS["batchnorm"]
     quick = [asdict(arm) for arm in experiment.arms("quick", lr=0.5, epochs=3)]

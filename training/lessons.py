@@ -121,7 +121,7 @@ def verdicts(experiment: Experiment, results: dict) -> list[str]:
     configs = [run["config"] for run in runs]
     on_preset = is_preset(experiment, results["preset"], configs)
     recorded = measured(experiment.name, results["preset"]) if on_preset else None
-    nearest = None if on_preset else nearest_measured(experiment, configs)
+    nearest = None if recorded else nearest_measured(experiment, configs)  # a preset nobody measured (report) too
     lines = []
     for lesson in experiment.lessons:
         points = margin(lesson, accuracies)
