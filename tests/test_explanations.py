@@ -94,3 +94,18 @@ def test_the_ranges_an_instrument_quotes_are_its_recorded_seeds(experiment_name,
     (gauge,) = instrument.gauges
     values = [run["readings"][gauge.name] for run in recorded["runs"]]
     assert written.format(f"{min(values):.2f}", f"{max(values):.2f}") in instrument.how_to_read.replace("\n", " ")
+
+
+def test_the_margins_the_tabs_quote_are_their_sources():
+    """Activations' gaps come from its reference run, Batch normalization's default-init margins from
+    the quick preset's recorded seeds (results/lessons.json)."""
+    runs = {run["label"]: run for run in load_reference("activations")["runs"]}
+    accuracy = {label: {p["epoch"]: p["test_acc"] for p in run["history"] if p["type"] == "Evaluation"} for label, run in runs.items()}
+    gap = {epoch: 100 * (accuracy["tanh"][epoch] - accuracy["relu"][epoch]) for epoch in (1, 5)}
+    tabs = {tab.experiment_name: tab for tab in lesson_tabs(TABS)}
+    assert f"by {gap[1]:.1f} points\nafter the first, by {gap[5]:.1f} after the last" in tabs["activations"].explanation
+    assert f"by {gap[5]:.1f} points at the end" in tabs["activations"].experiment.quick_note
+    recorded = json.loads((Path(__file__).parent.parent / "results" / "lessons.json").read_text())["experiments"]["batchnorm"]["runs"]
+    margins = {run["seed"]: 100 * (run["accuracies"]["batch norm"] - run["accuracies"]["no batch norm"]) for run in recorded if run["precision"] == "fp32"}
+    written = f"+{margins[0]:.1f}, +{margins[1]:.1f} and +{margins[2]:.1f} points with the default\ninit"
+    assert written in tabs["batchnorm"].explanation
