@@ -52,7 +52,6 @@ LOADED_BYTES = int(float(os.environ.get("CNNLAB_RUN_CACHE_LOADED_MB", 1024)) * 2
 # A write's temporary folder untouched this long was left by a writer that died: the largest entry
 # (two AlexNets, 460 MB) is written in seconds.
 UNFINISHED_AFTER_S = 600
-# The source files whose change can change a run's numbers: a new version of them is a new key.
 FLOAT_SETTINGS = {f.name for f in fields(TrainConfig) if "float" in str(f.type)}
 
 
