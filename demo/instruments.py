@@ -73,8 +73,8 @@ class InstrumentView:
         return math.log10(value) if value > 0 else math.nan
 
     def words(self, runs: Runs) -> str:
-        measured = self.instrument.sentences(runs)
-        contrary = self.instrument.contrary(self.instrument.numbers(runs))
+        numbers = self.instrument.numbers(runs)  # read once: the frame is redrawn a few times a second
+        measured, contrary = self.instrument.sentences(numbers), self.instrument.contrary(numbers)
         if measured:
             said = " ".join(measured) + "".join(f"\n\n**{line}**" for line in contrary)
         elif any(runs.values()):

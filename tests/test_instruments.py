@@ -157,7 +157,7 @@ def test_each_instrument_reads_every_gauge_from_its_experiments_arms(name):
         runs[arm.label] = [{"step": step, "layer": layer.name, **dict.fromkeys(RECORD_KEYS[2:], 0.5)} for step in (2, 4) for layer in layers]
     numbers = instrument.numbers(runs)
     assert numbers and None not in numbers.values()
-    assert len(instrument.sentences(runs)) == len(instrument.gauges)
+    assert len(instrument.sentences(numbers)) == len(instrument.gauges)
 
 
 # Every gauge's expectation (training.readings), the one the tab holds a student's run to, held to

@@ -136,8 +136,9 @@ class Instrument:
     def numbers(self, runs: Runs) -> dict[str, float | None]:
         return {gauge.name: gauge.read(runs) for gauge in self.gauges}
 
-    def sentences(self, runs: Runs) -> list[str]:
-        return [gauge.sentence(value) for gauge, value in zip(self.gauges, self.numbers(runs).values()) if value is not None]
+    def sentences(self, numbers: dict[str, float | None]) -> list[str]:
+        """What the tab says of these numbers, one sentence for each gauge read."""
+        return [gauge.sentence(value) for gauge in self.gauges if (value := numbers.get(gauge.name)) is not None]
 
     def contrary(self, numbers: dict[str, float | None]) -> list[str]:
         """One line for each gauge whose reading goes against what is expected of it."""
