@@ -252,10 +252,11 @@ def main() -> None:
         if args.one_after_another:
             for _, tab, seed in students:
                 train(url, tab, seed, records, time.monotonic(), time.monotonic() + args.give_up_after)
-        for thread in [] if args.one_after_another else trainers:
-            thread.start()
-        for thread in [] if args.one_after_another else trainers:
-            thread.join()
+        else:
+            for thread in trainers:
+                thread.start()
+            for thread in trainers:
+                thread.join()
         done.set()
         latencies, errors = classifying.stop()
         report["class_s"] = round(time.monotonic() - begin, 1)
