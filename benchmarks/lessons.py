@@ -166,13 +166,11 @@ def main() -> int:
     parser.add_argument("--experiments", nargs="+", default=list(LESSON_EXPERIMENTS), choices=LESSON_EXPERIMENTS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
-    parser.add_argument("--init", choices=("default", "he"), help="run the presets with this init instead of their own (not with --write)")
+    parser.add_argument("--init", choices=("default", "he"), help="run the presets with this init instead of their own (--write keeps them apart, under the preset's with_init)")
     parser.add_argument("--write", action="store_true", help=f"merge the runs into {LESSONS_FILE.relative_to(ROOT)}")
     parser.add_argument("--write-readings", action="store_true", help=f"merge only the runs' instrument readings into {READINGS_FILE.relative_to(ROOT)}")
     parser.add_argument("--table", action="store_true", help=f"only print the table of the runs kept in {LESSONS_FILE.relative_to(ROOT)}")
     args = parser.parse_args()
-    if args.init and args.write:
-        parser.error("--write keeps the presets' own runs; --init changes them")
     if args.table:
         recorded = json.loads(LESSONS_FILE.read_text())["experiments"]
         print(summary_table(recorded) + "\n\n" + arm_table(recorded))
@@ -201,7 +199,7 @@ def main() -> int:
                 continue
             break  # a failed run: the experiment's other runs would fail the same way
         if runs:
-            experiments[name] = {"preset": "quick", "arms": preset_arms(name, "quick"), "code": code_version(), "runs": runs}
+            experiments[name] = {"preset": "quick", "arms": preset_arms(name, "quick", args.init), "code": code_version(), "runs": runs}
     print()
     print(summary_table(experiments) + "\n\n" + arm_table(experiments) + "\n\n" + readings_table(experiments))
     if args.write_readings:
@@ -209,12 +207,16 @@ def main() -> int:
     if args.write:
         recorded = json.loads(LESSONS_FILE.read_text()) if LESSONS_FILE.exists() else {"experiments": {}}
         for name, entry in experiments.items():
-            # Runs of the same preset at other seeds or precisions (an earlier invocation, the same code) are kept.
-            kept = recorded["experiments"].get(name, {})
+            # A preset's own runs are what verdicts read; runs under another init are kept apart, for
+            # the explanations that quote them.
+            home = recorded["experiments"].setdefault(name, {})
+            if args.init:
+                home = home.setdefault("with_init", {}).setdefault(args.init, {})
+            # Runs of the same arms at other seeds or precisions (an earlier invocation, the same code) are kept.
             new = {(run["precision"], run["seed"]) for run in entry["runs"]}
-            if (kept.get("arms"), kept.get("code")) == (entry["arms"], entry["code"]):
-                entry["runs"] = [run for run in kept["runs"] if (run["precision"], run["seed"]) not in new] + entry["runs"]
-            recorded["experiments"][name] = entry
+            if (home.get("arms"), home.get("code")) == (entry["arms"], entry["code"]):
+                entry["runs"] = [run for run in home["runs"] if (run["precision"], run["seed"]) not in new] + entry["runs"]
+            home.update(entry)
         recorded["host"] = os.environ.get("CNNLAB_HOST", "a 2-core AMD EPYC (fp32 runs as AVX2, the weakest host we target)")
         recorded["git_commit"] = git_commit()
         recorded["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

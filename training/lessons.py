@@ -59,9 +59,11 @@ def measured(experiment_name: str, preset: str, path: Path | None = None) -> dic
     return {"host": recorded.get("host", "unknown host"), **entry}
 
 
-def preset_arms(experiment_name: str, preset: str) -> list[dict]:
-    """A preset's arms as JSON-ready dicts, as recorded beside their measured spread."""
-    return json.loads(json.dumps([asdict(arm) for arm in get_experiment(experiment_name).arms(preset)]))
+def preset_arms(experiment_name: str, preset: str, init: str | None = None) -> list[dict]:
+    """A preset's arms (under another init, where one is named) as JSON-ready dicts, as recorded
+    beside their measured spread."""
+    arms = get_experiment(experiment_name).arms(preset, **({"init": init} if init else {}))
+    return json.loads(json.dumps([asdict(arm) for arm in arms]))
 
 
 def spread(lesson: Lesson, recorded: dict) -> dict | None:

@@ -33,7 +33,7 @@ flowing back, more than tenfold (the plot below measures twentyfold). The networ
 chance until its weights grow; batch norm restores the scale at every layer and trains at once.
 The He init ($2/n_\text{in}$) keeps the scale by itself: choose **he** under *Initial weights* and
 most of the gap goes (quick preset, fp32, seeds 0–2: +30.9, +26.6 and +27.5 points with the default
-init; +2.5, +7.0 and +7.2 with He).
+init; +2.4, +7.0 and +7.2 with He).
 At the report's settings our reference run reproduces the report's gap with the default init
 (50.45% without, 68.50% with batch norm after 2 epochs). The report saw the large gap without naming
 the cause.
