@@ -72,9 +72,9 @@ class InstrumentView:
             return value
         return math.log10(value) if value > 0 else math.nan
 
-    def words(self, runs: Runs) -> str:
+    def words(self, runs: Runs, configs: list[dict] = ()) -> str:
         numbers = self.instrument.numbers(runs)  # read once: the frame is redrawn a few times a second
-        measured, contrary = self.instrument.sentences(numbers), self.instrument.contrary(numbers)
+        measured, contrary = self.instrument.sentences(numbers), self.instrument.contrary(numbers, configs)
         if measured:
             said = " ".join(measured) + "".join(f"\n\n**{line}**" for line in contrary)
         elif any(runs.values()):
@@ -87,7 +87,8 @@ class InstrumentView:
         runs = arm_runs(recorder)
         data = self.rows(runs)
         order = list(dict.fromkeys(data[self.x]))  # the network's order (a grid's: by conv count)
-        return gr.LinePlot(data, sort=sorted(order, key=int) if self.by_depth and data[self.x].all() else order), self.words(runs)
+        configs = [run["config"] for run in recorder.runs.values()] if recorder else []
+        return gr.LinePlot(data, sort=sorted(order, key=int) if self.by_depth and data[self.x].all() else order), self.words(runs, configs)
 
 
 class Drawing:

@@ -90,6 +90,7 @@ def inside_phrases() -> dict[str, list[str]]:
         ],
         "architecture": [
             f"it fell {float(f'{deep:.2g}'):.0f}-fold from 1 conv × 1 fc to 5 × 3",
+            f"the gradient falling {float(f'{deep:.2g}'):.0f}-fold from 1 conv × 1 fc to 5 × 3",
             f"got {cells['conv1-fc1']['grad_norm']['conv 1']:.3g} (gradient norm) in the 1 × 1 cell, {gradient['conv3-fc1']} with 3 conv, "
             f"{float(gradient['conv5-fc1']):.3f} with 5 and {gradient['conv5-fc3']} at 5 × 3, {float(f'{deep:.2g}'):.0f} times less, "
             f"and its steps were {float(f'{steps:.2g}'):.0f} times smaller",
@@ -178,9 +179,12 @@ def phrases() -> dict[str, list[str]]:
 
 
 def text_of(tab) -> str:
-    """What a student reads of a tab's figures: its explanation, its quick preset's note and its
-    instrument's caption, with line breaks read as spaces."""
-    return " ".join((tab.explanation, tab.experiment.quick_note, instrument_of(tab.experiment_name).how_to_read)).replace("\n", " ")
+    """What a student reads of a tab's figures: its explanation, its quick preset's note, its
+    instrument's caption and the reasons it gives beside a contrary reading, with line breaks read
+    as spaces."""
+    instrument = instrument_of(tab.experiment_name)
+    reasons = [reason.words for gauge in instrument.gauges if gauge.expected for reason in gauge.expected.reasons]
+    return " ".join((tab.explanation, tab.experiment.quick_note, instrument.how_to_read, *reasons)).replace("\n", " ")
 
 
 @pytest.mark.parametrize("tab", lesson_tabs(TABS), ids=lambda tab: tab.title)

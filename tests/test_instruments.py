@@ -4,7 +4,7 @@ and the readings (training.readings)."""
 
 import json
 from pathlib import Path
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import pytest
 import torch
@@ -175,3 +175,15 @@ def test_the_recorded_readings_show_what_the_tabs_say_at_every_seed():
             checked |= {gauge.name for gauge in INSTRUMENTS[name].gauges if gauge.expected and run["readings"].get(gauge.name) is not None}
     expected = {gauge.name for name in recorded for gauge in INSTRUMENTS[name].gauges if gauge.expected}
     assert checked == expected  # every expectation of a recorded experiment was held to a reading
+
+
+@pytest.mark.parametrize("init, reason_given", [("default", True), ("he", False)])
+def test_a_contrary_reading_gives_its_measured_reason_only_where_the_run_has_its_setting(init, reason_given):
+    """Depth's gauge expects the gradient to arrive about whole under He's init; a run under the
+    report's init, where it measurably does not, is told why, and a run under He's init is not
+    given a reason that is not its own."""
+    configs = [{**asdict(arm), "init": init} for arm in EXPERIMENTS["architecture"].arms("quick")]
+    (line,) = INSTRUMENTS["architecture"].contrary({"deepest ÷ shallowest: gradient at conv 1": 0.002}, configs)
+    assert line.startswith("Not as expected at these settings") and "this run read 0.002." in line
+    assert ("Why: this run used the report's init" in line) is reason_given
+    assert INSTRUMENTS["architecture"].contrary({"deepest ÷ shallowest: gradient at conv 1": 0.9}, configs) == []

@@ -105,6 +105,16 @@ class Expectation:
 
     words: str  # "< 1: sigmoid's first layer gets less gradient than ReLU's"
     holds: Callable[[float], bool]
+    reasons: tuple["Reason", ...] = ()  # measured causes of a contrary reading, said where they apply
+
+
+@dataclass(frozen=True)
+class Reason:
+    """A measured cause of a reading against its expectation, said beside it when the run's arms
+    (their configs, as the results record them) have the setting it names."""
+
+    applies: Callable[[list[dict]], bool]
+    words: str
 
 
 @dataclass(frozen=True)
@@ -116,11 +126,13 @@ class Gauge:
     sentence: Callable[[float], str]  # what the tab prints for the value
     expected: Expectation | None = None  # None: the literature expects no direction
 
-    def contrary(self, value: float | None) -> str | None:
-        """What a run whose reading goes against the expectation is told, or None."""
+    def contrary(self, value: float | None, configs: list[dict] = ()) -> str | None:
+        """What a run whose reading goes against the expectation is told, with the measured reason
+        its arms' settings give, or None."""
         if value is None or self.expected is None or self.expected.holds(value):
             return None
-        return f"Not as expected at these settings: expected {self.expected.words}; this run read {value:.3g}."
+        why = "".join(f" Why: {reason.words}" for reason in self.expected.reasons if reason.applies(list(configs)))
+        return f"Not as expected at these settings: expected {self.expected.words}; this run read {value:.3g}.{why}"
 
 
 @dataclass(frozen=True)
@@ -140,9 +152,10 @@ class Instrument:
         """What the tab says of these numbers, one sentence for each gauge read."""
         return [gauge.sentence(value) for gauge in self.gauges if (value := numbers.get(gauge.name)) is not None]
 
-    def contrary(self, numbers: dict[str, float | None]) -> list[str]:
-        """One line for each gauge whose reading goes against what is expected of it."""
-        return [line for gauge in self.gauges if (line := gauge.contrary(numbers.get(gauge.name)))]
+    def contrary(self, numbers: dict[str, float | None], configs: list[dict] = ()) -> list[str]:
+        """One line for each gauge whose reading goes against what is expected of it (`configs`:
+        the arms' settings, for the reasons that depend on them)."""
+        return [line for gauge in self.gauges if (line := gauge.contrary(numbers.get(gauge.name), configs))]
 
 
 ACTIVATIONS = Instrument(
@@ -236,7 +249,13 @@ DEPTH = Instrument(
     (
         Gauge(
             "deepest ÷ shallowest: gradient at conv 1", depth_ratio, lambda v: f"The deepest cells' first layer got {times(v)} the gradient of the shallowest cells'.",
-            Expectation("between 0.5 and 2: under He's init the gradient reaches the first layer about whole at every depth, within a factor of two", lambda v: 0.5 < v < 2),
+            Expectation(
+                "between 0.5 and 2: under He's init the gradient reaches the first layer about whole at every depth, within a factor of two",
+                lambda v: 0.5 < v < 2,
+                (Reason(lambda configs: any(c["init"] == "default" for c in configs),
+                        "this run used the report's init, under which, at the report's settings, we measured the gradient "
+                        "falling 440-fold from 1 conv × 1 fc to 5 × 3 (the explanation above)."),),
+            ),
         ),
     ),
 )
