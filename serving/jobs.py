@@ -13,9 +13,10 @@ from dataclasses import dataclass, replace
 from training.config import TrainConfig
 from training.datasets import images_per_epoch
 from training.devices import device_name, resolve_device
-from training.engine import Finished, Started
+from training.engine import Finished
 from training.experiments import Experiment
 from training.lessons import verdicts
+from training.readings import instrument_of
 from training.results import Recorder
 from training.runner import ComparisonRun, fetch_data
 
@@ -92,16 +93,14 @@ class Job:
         for activity in fetch_data(self.configs, 1 / UPDATES_PER_SECOND):
             self.publish(f"{activity}…")
             yield
-        status, last = f"Training {arms} arm(s) on {where}…", 0.0
+        status, last = f"Training {'both arms' if arms == 2 else f'all {arms} arms'} side by side on {where}…", 0.0
         for event in self.run:
-            if isinstance(event, Started):
-                status = f"Training {arms} arm(s) on {where} in {event.precision}…"
             if time.perf_counter() - last >= 1 / UPDATES_PER_SECOND or isinstance(event, Finished):
                 last = time.perf_counter()
                 self.publish(status)
             yield
-        verdict = verdicts(self.experiment, self.results())
-        self.publish("\n\n".join([f"Done on {where}.", *(f"**Verdict:** {line}" for line in verdict)]), finished=True)
+        results = self.results()
+        self.publish("\n\n".join([f"Done on {where}, in {results['precision']}.", *verdict_lines(self.experiment, results)]), finished=True)
 
     def results(self) -> dict:
         return self.run.results(self.preset, self.configs[0].device)
@@ -138,10 +137,25 @@ class Ticket:
         self.ended = self.ended or how
 
 
+def verdict_lines(experiment: Experiment, results: dict) -> list[str]:
+    """A finished run's verdict as its status shows it: each lesson's in plain words, then why,
+    from the run's own instrument, then how sure, in small type."""
+    found = verdicts(experiment, results)
+    if not found:
+        return []
+    instrument = instrument_of(experiment.name)
+    why = instrument.sentences(instrument.numbers({run["label"]: run.get("instruments", []) for run in results["runs"]}))
+    return [
+        *(f"**Verdict:** {verdict.said}" for verdict in found),
+        *([f"**Why, inside the network:** {' '.join(why)}"] if why else []),
+        *(f"<small>{verdict.details}</small>" for verdict in found),
+    ]
+
+
 def replay_status(experiment: Experiment, results: dict, finished_at: datetime.datetime) -> str:
     when = finished_at.astimezone(datetime.UTC).strftime("%H:%M")
     lines = [f"Done: **the same run finished at {when} UTC; replayed.** It trained on {results['device_name']}; runs are deterministic, so training it again would draw the same curves."]
-    return "\n\n".join([*lines, *(f"**Verdict:** {line}" for line in verdicts(experiment, results))])
+    return "\n\n".join([*lines, *verdict_lines(experiment, results)])
 
 
 def replayed(experiment: Experiment, results: dict, models: dict, finished_at: datetime.datetime) -> Update:

@@ -311,7 +311,7 @@ def test_stop_says_the_run_stopped_and_where_each_arm_got_to(served_for_a_long_r
             box.fill(value)
             box.press("Tab")
         visible(page.get_by_role("button", name="Train")).click()
-        visible(page.get_by_text("Training 2 arm(s)")).first.wait_for()
+        visible(page.get_by_text("Training both arms")).first.wait_for()
         visible(page.get_by_role("button", name="Stop")).click()
         status = visible(page.get_by_text("Stopped after")).first
         try:

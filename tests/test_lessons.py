@@ -37,41 +37,46 @@ def test_margin_averages_each_side_and_counts_variants_by_prefix():
 
 
 def test_a_clear_margin_agrees_with_the_report_and_shows_the_measured_spread(recorded):
-    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.10, "batch norm": 0.35}, seed=3))
-    assert line.startswith("batch norm ahead of no batch norm by 25.0 points, as the report found")
-    assert "+20.0 to +30.0" in line and "over seeds 0, 5, 10 in fp32 on a test host" in line
+    (verdict,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.10, "batch norm": 0.35}, seed=3))
+    assert verdict.said == "batch norm came out ahead of no batch norm by 25.0 points, as the report found. In 3 repeat runs of these settings (other seeds) the gap was +20.0 to +30.0 points."
+    assert verdict.details == "Judged against σ 5.0 points (a clear result is over twice that): this preset's seed-to-seed spread, seeds 0, 5, 10 in fp32 on a test host."
 
 
 def test_a_margin_within_the_seed_spread_is_inconclusive(recorded):
-    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.30, "batch norm": 0.37}))
-    assert line.startswith("Inconclusive this time: batch norm ahead of no batch norm by 7.0 points")
+    (verdict,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.30, "batch norm": 0.37}))
+    # In plain words: what happened, what repeat runs did, what to try.
+    assert verdict.said.startswith("No clear winner this time: batch norm ahead of no batch norm by 7.0 points, a gap repeat runs can make by chance.")
+    assert "the gap was +20.0 to +30.0 points" in verdict.said and "another seed, or more epochs" in verdict.said
+    assert "σ" not in verdict.said and "σ 5.0" in verdict.details
 
 
 def test_a_reversed_margin_is_called_the_opposite_of_the_report(recorded):
-    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.60, "batch norm": 0.40}))
-    assert "no batch norm ahead of batch norm by 20.0 points: the opposite of the report's finding" in line
+    (verdict,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.60, "batch norm": 0.40}))
+    assert verdict.said.startswith("no batch norm came out ahead of batch norm by 20.0 points: the opposite of what the report found")
 
 
 def test_changed_settings_fall_back_to_the_test_sets_own_noise(recorded):
-    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.50, "batch norm": 0.53}, test_images=100, lr=0.5))
+    (verdict,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.50, "batch norm": 0.53}, test_images=100, lr=0.5))
     # 100 test images at 51.5%: a difference is uncertain by 100·√(2·p(1−p)/100) ≈ 7.1 points, more than the seeds' 5.0.
-    assert line.startswith("Inconclusive this time") and "within twice the test set's own noise" in line
-    assert "No seed spread was measured for these settings; the test set alone makes a margin uncertain by ±7.1 (1 σ), more than the seed-to-seed σ of the nearest measured preset, quick (5.0; these differ in lr)" in line
+    assert verdict.said.startswith("No clear winner this time")
+    assert "Nobody has repeated these settings; with 100 test images, a gap is uncertain by about 14.1 points either way from the test images alone, more than repeat runs at the quick preset vary by." in verdict.said
+    assert verdict.details == "Judged against σ 7.1 points (a clear result is over twice that): the test set's own sampling noise, more than the quick preset's seed σ (5.0; these settings differ in lr)."
 
 
 def test_off_the_preset_a_margin_inside_the_nearest_presets_seed_spread_is_inconclusive(recorded):
     # 2,000 test images make a difference uncertain by only 1.6 points, so a 4-point margin was called
     # "as the report found"; seeds alone moved this margin by σ 5.0 at the quick preset, next door.
-    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.50, "batch norm": 0.54}, test_images=2000, lr=0.5))
-    assert line.startswith("Inconclusive this time: batch norm ahead of no batch norm by 4.0 points, within twice the seed-to-seed σ measured at the quick preset")
-    assert "the quick preset's (these differ in lr), ran +20.0 to +30.0" in line and "more than the test set alone makes a margin uncertain by ±1.6" in line
-    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.50, "batch norm": 0.62}, test_images=2000, lr=0.5))
-    assert line.startswith("batch norm ahead of no batch norm by 12.0 points, as the report found")
+    (verdict,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.50, "batch norm": 0.54}, test_images=2000, lr=0.5))
+    assert verdict.said.startswith("No clear winner this time: batch norm ahead of no batch norm by 4.0 points")
+    assert "at the quick preset's, which differ in lr, the gap was +20.0 to +30.0 points over 3 repeat runs" in verdict.said
+    assert "σ 5.0" in verdict.details and "the test set alone would give ±1.6" in verdict.details
+    (verdict,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.50, "batch norm": 0.62}, test_images=2000, lr=0.5))
+    assert verdict.said.startswith("batch norm came out ahead of no batch norm by 12.0 points, as the report found")
 
 
 def test_a_preset_nobody_measured_is_judged_by_the_nearest_measured_one_too(recorded):
-    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.50, "batch norm": 0.54}, preset="report", test_images=2000))
-    assert line.startswith("Inconclusive this time") and "within twice the seed-to-seed σ measured at the quick preset" in line
+    (verdict,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.50, "batch norm": 0.54}, preset="report", test_images=2000))
+    assert verdict.said.startswith("No clear winner this time") and "the seed-to-seed spread measured at the quick preset" in verdict.details
 
 
 def test_the_nearest_measured_preset_is_the_one_fewest_settings_away(recorded):
@@ -91,8 +96,8 @@ def test_a_spread_measured_for_other_settings_is_not_used(recorded):
     entry["experiments"]["batchnorm"]["arms"][0]["lr"] = 0.5
     recorded.write_text(json.dumps(entry))
     assert lessons.measured("batchnorm", "quick") is None
-    (line,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.10, "batch norm": 0.35}))
-    assert "No seed spread was measured" in line
+    (verdict,) = lessons.verdicts(EXPERIMENTS["batchnorm"], results("batchnorm", {"no batch norm": 0.10, "batch norm": 0.35}))
+    assert "Nobody has repeated these settings" in verdict.said and "no seed spread was measured" in verdict.details
 
 
 LESSONS = [(name, lesson) for name in ("batchnorm", "momentum", "adaptive-lr", "activations", "architecture") for lesson in EXPERIMENTS[name].lessons]

@@ -12,7 +12,7 @@ says which.
 import json
 import math
 import statistics
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from training.config import TrainConfig
@@ -98,13 +98,12 @@ def nearest_measured(experiment: Experiment, configs: list[dict]) -> tuple[str, 
     return min(ranked, key=lambda entry: len(entry[2]), default=None)
 
 
-def seed_context(seeds: dict, recorded: dict) -> str:
+def seed_context(recorded: dict) -> str:
+    """The seeds, precisions and machine a preset's recorded spread comes from."""
     runs = recorded["runs"]
-    return (
-        f"{seeds['min']:+.1f} to {seeds['max']:+.1f} (median {seeds['median']:+.1f}, σ {seeds['std']:.1f}) "
-        f"over seeds {', '.join(str(s) for s in sorted({r['seed'] for r in runs}))} in {' and '.join(sorted({r['precision'] for r in runs}))} "
-        f"on {recorded['host']}"
-    )
+    seeds = sorted({r["seed"] for r in runs})
+    named = f"{seeds[0]}–{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else ", ".join(map(str, seeds))
+    return f"seeds {named} in {' and '.join(sorted({r['precision'] for r in runs}))} on {recorded['host']}"
 
 
 def sampling_noise(runs: list[dict]) -> float:
@@ -114,8 +113,30 @@ def sampling_noise(runs: list[dict]) -> float:
     return 100 * math.sqrt(2 * p * (1 - p) / n)
 
 
-def verdicts(experiment: Experiment, results: dict) -> list[str]:
-    """One line per lesson: how this finished run compares with the report."""
+@dataclass(frozen=True)
+class Verdict:
+    """One lesson's verdict on a finished run. `said` is what a student reads: who came out ahead
+    and by how much, whether that is beyond what repeat runs vary by (with their range), and what
+    to try where it is not. `details` names the noise it was judged against and where that was
+    measured, for whoever asks how sure it is."""
+
+    said: str
+    details: str
+
+
+@dataclass(frozen=True)
+class Noise:
+    """What a margin is judged against: its size (points, 1 σ), what repeat runs did in words, and
+    where it was measured."""
+
+    sigma: float
+    variation: str  # "In 10 repeat runs of these settings (other seeds) the gap was +9.1 to +14.2 points."
+    details: str
+
+
+def verdicts(experiment: Experiment, results: dict) -> list[Verdict]:
+    """One verdict per lesson: how this finished run compares with the report. A margin within
+    twice the noise is no clear winner."""
     runs = [run for run in results["runs"] if "test_acc" in run]
     if not runs:
         return []
@@ -124,40 +145,50 @@ def verdicts(experiment: Experiment, results: dict) -> list[str]:
     on_preset = is_preset(experiment, results["preset"], configs)
     recorded = measured(experiment.name, results["preset"]) if on_preset else None
     nearest = None if recorded else nearest_measured(experiment, configs)  # a preset nobody measured (report) too
-    lines = []
+    found = []
     for lesson in experiment.lessons:
         points = margin(lesson, accuracies)
         if points is None:
             continue
-        noise, what, context = judged_against(lesson, runs, recorded, nearest)
+        noise = judged_against(lesson, runs, recorded, nearest)
         ahead, behind = lesson.ahead_label, lesson.behind_label
-        if abs(points) <= 2 * noise:
-            lines.append(f"Inconclusive this time: {ahead} {'ahead of' if points >= 0 else 'behind'} {behind} by {abs(points):.1f} points, within twice {what}. {context}")
+        if abs(points) <= 2 * noise.sigma:
+            said = (
+                f"No clear winner this time: {ahead} {'ahead of' if points >= 0 else 'behind'} {behind} by {abs(points):.1f} points, "
+                f"a gap repeat runs can make by chance. {noise.variation} To find out, train again with another seed, or more epochs, "
+                f"and see whether the gap holds."
+            )
         elif points > 0:
-            lines.append(f"{ahead} ahead of {behind} by {points:.1f} points, as the report found. {context}")
+            said = f"{ahead} came out ahead of {behind} by {points:.1f} points, as the report found. {noise.variation}"
         else:
-            lines.append(f"{behind} ahead of {ahead} by {-points:.1f} points: the opposite of the report's finding. {context}")
-    return lines
+            said = f"{behind} came out ahead of {ahead} by {-points:.1f} points: the opposite of what the report found. {noise.variation}"
+        found.append(Verdict(said, f"Judged against σ {noise.sigma:.1f} points (a clear result is over twice that): {noise.details}."))
+    return found
 
 
-def judged_against(lesson: Lesson, runs: list[dict], recorded: dict | None, nearest: tuple[str, dict, list[str]] | None) -> tuple[float, str, str]:
-    """The noise a margin is judged against, its name, and the sentence that says where it comes
-    from: this preset's measured seed σ; off the preset, the larger of the test set's own noise and
-    the nearest measured preset's seed σ."""
+def judged_against(lesson: Lesson, runs: list[dict], recorded: dict | None, nearest: tuple[str, dict, list[str]] | None) -> Noise:
+    """The noise a margin is judged against: this preset's measured seed σ; off the preset, the
+    larger of the test set's own noise and the nearest measured preset's seed σ."""
     seeds = spread(lesson, recorded) if recorded else None
     if seeds:
-        return seeds["std"], "this preset's seed-to-seed σ", f"Seed-to-seed spread of this preset: {seed_context(seeds, recorded)}."
+        gap = f"the gap was {seeds['min']:+.1f} to {seeds['max']:+.1f} points"
+        return Noise(seeds["std"], f"In {seeds['runs']} repeat runs of these settings (other seeds) {gap}.", f"this preset's seed-to-seed spread, {seed_context(recorded)}")
     test = sampling_noise(runs)
-    alone = f"the test set alone makes a margin uncertain by ±{test:.1f} (1 σ)"
+    images = max(1, sum(sum(row) for row in runs[0]["confusion"]))
+    alone = f"with {images:,} test images, a gap is uncertain by about {2 * test:.1f} points either way from the test images alone"
     nearby = spread(lesson, nearest[1]) if nearest else None
     if nearby is None:
-        return test, "the test set's own noise", f"No seed spread was measured for these settings; {alone}."
+        return Noise(test, f"Nobody has repeated these settings; {alone}.", "the test set's own sampling noise; no seed spread was measured for these settings")
     preset, differing = nearest[0], ", ".join(nearest[2])
     if nearby["std"] > test:
-        return nearby["std"], f"the seed-to-seed σ measured at the {preset} preset", (
-            f"No seed spread was measured for these settings; the nearest measured, the {preset} preset's (these differ in {differing}), "
-            f"ran {seed_context(nearby, nearest[1])}, more than {alone}, so the margin is judged against it."
+        return Noise(
+            nearby["std"],
+            f"Nobody has repeated exactly these settings; at the {preset} preset's, which differ in {differing}, the gap was "
+            f"{nearby['min']:+.1f} to {nearby['max']:+.1f} points over {nearby['runs']} repeat runs.",
+            f"the seed-to-seed spread measured at the {preset} preset, {seed_context(nearest[1])}; the test set alone would give ±{test:.1f}",
         )
-    return test, "the test set's own noise", (
-        f"No seed spread was measured for these settings; {alone}, more than the seed-to-seed σ of the nearest measured preset, {preset} ({nearby['std']:.1f}; these differ in {differing})."
+    return Noise(
+        test,
+        f"Nobody has repeated these settings; {alone}, more than repeat runs at the {preset} preset vary by.",
+        f"the test set's own sampling noise, more than the {preset} preset's seed σ ({nearby['std']:.1f}; these settings differ in {differing})",
     )

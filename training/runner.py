@@ -121,5 +121,5 @@ def print_table(results: dict) -> None:
             print(f"{ours}   {theirs.test_acc:.2%} in {theirs.train_time_s} s")
         else:
             print(f"{ours}   {theirs.note if theirs else '—'}")
-    for line in verdicts(experiment, results):
-        print(f"verdict: {line}")
+    for verdict in verdicts(experiment, results):
+        print(f"verdict: {verdict.said}\n  ({verdict.details})")
