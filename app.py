@@ -13,16 +13,15 @@ from demo.tabs import activations, adaptive_lr, batchnorm, depth, final_cnn, mom
 from demo.gpu import ON_ZEROGPU
 from demo.panel import MAX_STREAMS, warm_up
 from demo.photo_sets import MAX_TOTAL_BYTES
-from demo.settings import DEFAULT_PRESET, GPU_AVAILABLE
+from demo.settings import GPU_AVAILABLE
 from serving.classroom import classroom
 from training.datasets import prefetch
 
 HOST = "ZeroGPU" if ON_ZEROGPU else "a GPU" if GPU_AVAILABLE else "a CPU"
 ZEROGPU_NOTE = " Each Train borrows a GPU for the seconds its run needs, from your daily GPU quota." if ON_ZEROGPU else ""
 INTRO = f"""# CNN Lab
-Change one thing at a time and watch how a convolutional network trains, experiment by experiment from a
-student's report. Every comparison is **paired**: its arms share the seed, the initial weights, the data and
-the batch order, and differ only in the factor under study. Running on **{HOST}**: the `{DEFAULT_PRESET}` preset is selected.{ZEROGPU_NOTE}
+**Start here:** each tab asks one question about training a convolutional network. Guess the answer, press
+**Train**, and watch two networks that differ in that one thing learn side by side. Running on {HOST}.{ZEROGPU_NOTE}
 """
 
 # System fonts: the default theme's web fonts come from Google's servers, which a classroom behind a
@@ -50,7 +49,8 @@ ANALYTICS_EVERY_EVENTS = 1000
 DELETE_CACHE = (600, 3000)
 
 # The app's tabs, in the tab bar's order: the one list the tests, the benchmarks and the warm-up read.
-TABS = (activations.TAB, momentum.TAB, adaptive_lr.TAB, batchnorm.TAB, depth.TAB, final_cnn.TAB, transfer.TAB, your_images.TAB)
+# It opens on Momentum: its lesson is the plainest (one slider, a picture, a gap beyond any seed's).
+TABS = (momentum.TAB, activations.TAB, adaptive_lr.TAB, batchnorm.TAB, depth.TAB, final_cnn.TAB, transfer.TAB, your_images.TAB)
 
 
 def end_session(request: gr.Request) -> None:

@@ -97,7 +97,7 @@ def classifier_of(loader: ConfiguredModel) -> Classifier | None:
     source = loader.source
     embedded = Path(source).resolve() == (EMBEDDED_FOLDER / EMBEDDED_ARM).resolve()
     arm = EMBEDDED_ARM if embedded else Path(source).name if Path(source).is_dir() else None
-    name = "the embedded classifier (pretrained/classifier in this repository)" if embedded else f"CIFAR10_MODEL={source}"
+    name = "the embedded classifier (pretrained/classifier in this repository)" if embedded else f"the classifier this app was set up with ({source})"
     predictions = Path(source) / TEST_PREDICTIONS
     classifier = Classifier(model, name, *recorded_numbers(recorded_results(source), arm), predictions_file=predictions if predictions.is_file() else None)
     if classifier.predictions_file:  # the accuracy of exactly the predictions the matrix shows

@@ -16,6 +16,16 @@ from training.readings import DEPTH, Instrument, Runs, instrument_of, profile
 from training.results import Recorder
 
 DEPTH_SERIES = tuple(f"{f} fc" for f in range(1, 4))
+# Each metric's axis in plain words (the title gives the notation), short: an axis title longer than
+# the plot is tall pushes the plot's title past its top edge.
+AXIS_WORDS = {
+    "grad_norm": "gradient size",
+    "update_ratio": "step size",
+    "step_cosine": "step agreement",
+    "act_std": "output spread",
+    "travelled": "distance moved",
+    "dead_share": "share of dead units",
+}
 SMALL_VALUES_FORMAT = ".2~g"
 
 
@@ -32,7 +42,7 @@ class InstrumentView:
         self.by_depth = self.instrument is DEPTH
         # A grid's cells are drawn as one line per fully-connected count, across conv counts.
         self.series = DEPTH_SERIES if self.by_depth else series
-        self.value = self.instrument.metric.replace("_", " ") + (" (log₁₀)" if self.instrument.log else "")
+        self.value = AXIS_WORDS[self.instrument.metric] + (" (log₁₀)" if self.instrument.log else "")
         self.x = "conv layers" if self.by_depth else "layer"
 
     def build(self) -> tuple[gr.Column, gr.LinePlot, gr.Markdown]:
@@ -81,7 +91,7 @@ class InstrumentView:
             said = "the plot shows each arm's readings (the sentences here compare the tab's default arms)."
         else:
             said = "Train to read it from your run."
-        return f"**Inside the network, this run:** {said}\n\n<small>{self.instrument.how_to_read}</small>"
+        return f"**Inside the network, this run:** {said}\n\n{self.instrument.how_to_read}"
 
     def frame(self, recorder: Recorder | None) -> tuple:
         runs = arm_runs(recorder)

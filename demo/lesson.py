@@ -30,8 +30,10 @@ class Lesson:
     title: str  # the tab's name in the tab bar
     experiment_name: str  # a name in training.experiments
     api_name: str  # its public training endpoint, /api_name
-    explanation: str  # Markdown with maths, beside the controls
+    explanation: str  # Markdown with maths: the why, folded under the run
     series: tuple[str, ...] = ()  # the plots' series, one colour each; empty: the experiment's own arms
+    question: str = ""  # the one line the tab asks, first
+    idea: str = ""  # the short paragraph that gives the idea, before the controls and Train
 
     @property
     def experiment(self) -> Experiment:

@@ -169,9 +169,14 @@ def stop_run(request: gr.Request = None) -> tuple:
     return results_table(experiment, update.recorder, stopped=True), update.status
 
 
-def reveal(*_) -> dict:
-    """Train's second handler: show an output that stays hidden until there is something to draw."""
-    return gr.update(visible=True)
+def starting(blocks: int) -> tuple:
+    """Train's first step, before its stream: show the `blocks` outputs hidden until there is
+    something to draw, and enable Stop (the last output)."""
+    return *(gr.update(visible=True) for _ in range(blocks)), gr.update(interactive=True)
+
+
+def disable_stop() -> dict:
+    return gr.update(interactive=False)
 
 
 def offer_cpu(request: gr.Request = None) -> dict:
@@ -185,30 +190,39 @@ def quick_preset(experiment_name: str) -> tuple:
 
 
 class RunButtons:
-    """Train, Stop and the CPU fallback, which shows when ZeroGPU refused a run a GPU."""
+    """Train, Stop (secondary, and enabled only while a run streams) and the CPU fallback, which
+    shows when ZeroGPU refused a run a GPU. Train brings the status it writes into view."""
 
-    def __init__(self):
+    def __init__(self, status_id: str):
         with gr.Row():
-            self.train = gr.Button("Train", variant="primary")
-            self.stop = gr.Button("Stop", variant="stop")
+            self.train = gr.Button("Train", variant="primary", scale=3)
+            self.stop = gr.Button("Stop", variant="secondary", size="sm", interactive=False, scale=1, min_width=80)
         self.on_cpu = gr.Button("Use the CPU instead (quick preset)", visible=False)
+        self.status_id = status_id
 
-    def wire(self, handler, cpu_handler, inputs: list, outputs: list, api_name: str, stop_outputs: list, before: tuple = (), before_cpu: tuple = ()) -> tuple:
+    def wire(self, handler, cpu_handler, inputs: list, outputs: list, api_name: str, stop_outputs: list, hidden: list, before: tuple = (), before_cpu: tuple = ()) -> tuple:
         """Train streams `handler` into `outputs` as the endpoint `api_name`; a refusal offers the
-        CPU, whose click streams `cpu_handler`; `before` (fn, inputs, outputs) runs first on
-        either click, `before_cpu` instead of it on the CPU's. Stop reports into `stop_outputs`."""
+        CPU, whose click streams `cpu_handler`. Either click first shows the `hidden` blocks,
+        enables Stop and scrolls to the status; then `before` (fn, inputs, outputs) runs, or
+        `before_cpu` instead of it on the CPU's. Stop reports into `stop_outputs`."""
         # Every request streams at once: the classroom's queue trains one at a time and tells each
         # where it stands, and replays and attached readers need no turn of their own.
         streams = dict(concurrency_id="training", concurrency_limit=MAX_STREAMS)
+        # Chained before the stream: a listener of the click's own, added after the stream's, ran only
+        # once the stream had ended (Transfer learning's plots showed only with the verdict).
+        scroll = f"(...a) => {{ document.getElementById('{self.status_id}')?.scrollIntoView({{behavior: 'smooth', block: 'center'}}); return a; }}"
 
         def click(button, first: tuple):
-            return button.click(*first, api_visibility="private").then if first else button.click
+            started = button.click(functools.partial(starting, len(hidden)), None, [*hidden, self.stop], js=scroll, api_visibility="private")
+            return started.then(*first, api_visibility="private").then if first else started.then
 
         training = click(self.train, before)(handler, inputs, outputs, api_name=api_name, **streams)
         training.failure(offer_cpu, None, self.on_cpu, api_visibility="private")
         on_cpu = click(self.on_cpu, before_cpu or before)(cpu_handler, inputs, outputs, api_visibility="private", **streams)
         # No cancels: the stream ends by itself on Stop's report, so that it cannot draw over it.
         self.stop.click(stop_run, None, stop_outputs, api_visibility="private")
+        for run in (training, on_cpu):
+            run.then(disable_stop, None, self.stop, api_visibility="private")
         return training, on_cpu
 
 
@@ -220,27 +234,26 @@ class ComparisonPanel:
         self.lesson = lesson
         experiment = lesson.experiment
         epochs, n_train, lr, batch_size, init = preset_values(experiment.name, DEFAULT_PRESET)
+        status_id = f"status-{lesson.api_name}"
         with gr.Row():
             with gr.Column(scale=3):
-                gr.Markdown(f"### {experiment.title}\n{lesson.explanation}\n\n**The report found:** {experiment.finding}", latex_delimiters=LATEX)
+                # The question, the idea and its picture, the factor under study: then Train.
+                gr.Markdown(f"### {experiment.title}\n**{lesson.question}**\n\n{lesson.idea}", latex_delimiters=LATEX)
                 self.own = lesson.controls()
                 if len(self.own) != len(lesson.own_parameters):
                     raise TypeError(f"{type(lesson).__name__}.controls() lays out {len(self.own)} inputs for the {len(lesson.own_parameters)} parameters its arms() takes after the settings")
             with gr.Column(scale=2):
-                self.preset = gr.Radio(["quick", "report"], value=DEFAULT_PRESET, label="Preset", info="quick: about a minute on a 2-core CPU · report: the report's settings (a GPU job)")
-                self.epochs = gr.Slider(*limits("epochs"), value=epochs, step=1, label="Epochs")
-                self.n_train = gr.Slider(*limits("n_train"), value=n_train, step=100, label="Training images (class-balanced subset)")
-                with gr.Row():
-                    self.lr = gr.Number(value=lr, minimum=limits("lr")[0], maximum=limits("lr")[1], label="Learning rate")
-                    self.batch_size = gr.Slider(*limits("batch_size"), value=batch_size, step=1, label="Batch size")
-                    self.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed (shared by all arms)")
-                self.init = gr.Radio(
-                    list(INITS), value=init, label="Initial weights", visible=lesson.chooses_init,
-                    info="default: PyTorch's own, as in the report's code · he: He et al. (2015), scaled for ReLU",
-                )
-                self.preset_note = gr.Markdown(preset_note(experiment, DEFAULT_PRESET))
-                self.buttons = RunButtons()
-        self.status = gr.Markdown()
+                with gr.Accordion("Settings: preset, epochs, images, learning rate, seed", open=False):
+                    self.preset = gr.Radio(["quick", "report"], value=DEFAULT_PRESET, label="Preset", info="quick: about a minute on a laptop · report: the report's own settings")
+                    self.epochs = gr.Slider(*limits("epochs"), value=epochs, step=1, label="Epochs")
+                    self.n_train = gr.Slider(*limits("n_train"), value=n_train, step=100, label="Training images (class-balanced subset)")
+                    with gr.Row():
+                        self.lr = gr.Number(value=lr, minimum=limits("lr")[0], maximum=limits("lr")[1], label="Learning rate")
+                        self.batch_size = gr.Slider(*limits("batch_size"), value=batch_size, step=1, label="Batch size")
+                        self.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed (shared by all arms)")
+                    self.init = gr.Radio(list(INITS), value=init, label="Initial weights", visible=lesson.chooses_init, info="default: PyTorch's own, as in the report's code · he: scaled for ReLU")
+                self.buttons = RunButtons(status_id)
+        self.status = gr.Markdown(elem_id=status_id)
         # Without a reference run the line plots would open empty: they appear with the first Train.
         self.plots = gr.Row(visible=lesson.opens_with_plots)
         self.hidden_until_trained = [] if self.plots.visible else [self.plots]
@@ -255,20 +268,28 @@ class ComparisonPanel:
         gr.Markdown(table_notes(experiment))
         self.session = gr.State()
 
+    def fold_details(self) -> None:
+        """The reading one click away, after everything a run draws: the maths and the report's
+        story, and what the quick preset changes."""
+        experiment = self.lesson.experiment
+        with gr.Accordion("Why: the maths, and what the report found", open=False):
+            gr.Markdown(f"{self.lesson.explanation}\n\n**The report found:** {experiment.finding}", latex_delimiters=LATEX)
+        with gr.Accordion("What the quick preset changes, and why", open=False):
+            self.preset_note = gr.Markdown(preset_note(experiment, DEFAULT_PRESET))
+
     @property
     def settings(self) -> list:
         return [self.preset, self.epochs, self.n_train, self.lr, self.batch_size, self.seed, *([self.init] if self.lesson.chooses_init else [])]
 
     def wire(self, extra_outputs: tuple = ()) -> None:
-        """Train, its endpoint, the CPU fallback, Stop and the preset's controls."""
+        """The folded details, laid out last (after a tab's own outputs); then Train, its endpoint,
+        the CPU fallback, Stop and the preset's controls."""
+        self.fold_details()
         lesson = self.lesson
         controls = [self.preset, self.epochs, self.n_train, self.lr, self.batch_size, self.init, self.preset_note]
         outputs = [*self.figures, self.table, self.status, self.session, *extra_outputs, *self.instrument_outputs]
         quick = (functools.partial(quick_preset, lesson.experiment.name), None, controls)
-        self.buttons.wire(lesson.handler, lesson.cpu_handler, [*self.own, *self.settings], outputs, lesson.api_name, [self.table, self.status], before_cpu=quick)
-        for block in self.hidden_until_trained:
-            self.buttons.train.click(reveal, None, block, api_visibility="private")
-            self.buttons.on_cpu.click(reveal, None, block, api_visibility="private")
+        self.buttons.wire(lesson.handler, lesson.cpu_handler, [*self.own, *self.settings], outputs, lesson.api_name, [self.table, self.status], self.hidden_until_trained, before_cpu=quick)
         self.preset.change(functools.partial(preset_controls, lesson.experiment.name), self.preset, controls[1:], api_visibility="private")
 
 

@@ -15,6 +15,8 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import gradio as gr
@@ -24,9 +26,11 @@ from PIL import Image
 
 from demo.settings import DEFAULT_PRESET
 from demo.photo_sets import MAX_CLASSES
+from demo.uploads import Refusal, open_upload
 from serving.classroom import classroom
 from training.datasets import get_dataset
 from training.experiments import Experiment, get_experiment
+from training.lessons import with_new_settings
 from training.lessons import member
 from training.results import Recorder, load_reference
 
@@ -173,11 +177,22 @@ def this_run(run: dict, stopped: bool) -> str:
     return where + (f" ({tests[-1]:.2%} at its last test)" if tests else "")
 
 
+def images_seen(config: dict) -> str:
+    """How many training images a run's config draws over all its epochs, short ("250k"): a 37%
+    after 12k images is not a failure beside 57% after 250k. "up to" where it may stop early."""
+    config = with_new_settings(config)  # a recording older than a setting ran at its default
+    size = get_dataset(config["dataset"]).train_size
+    seen = config["epochs"] * min(config.get("n_train") or size, size)
+    short = f"{seen / 1e6:.3g}M" if seen >= 1e6 else f"{seen / 1000:.0f}k" if seen >= 10_000 else f"{seen:,}"
+    return ("up to " if config.get("loss_threshold") else "") + f"{short} images"
+
+
 def results_table(experiment: Experiment, recorder: Recorder | None, stopped: bool = False) -> pd.DataFrame:
     """One row per arm: the report's number, the recorded reference run and this run (`stopped`:
     the run was stopped, so unfinished arms say where they got to). An experiment on the
     student's own photos has neither a report figure nor a reference run to set beside it."""
     report = {r.arm: r for r in experiment.report}
+    report_configs = {c.label: asdict(c) for c in experiment.arms("report")} if "report" in experiment.base else {}
     recorded = reference(experiment.name)
     references = {run["label"]: run for run in recorded["runs"]} if recorded else {}
     live = recorder.runs if recorder else {}
@@ -191,9 +206,12 @@ def results_table(experiment: Experiment, recorder: Recorder | None, stopped: bo
             {
                 # The student's own result first after the arm: on a phone it is in view unscrolled.
                 "arm": label,
-                "this run": this_run(run, stopped),
-                "report (Kaggle GPU)": f"{theirs.test_acc:.2%} in {theirs.train_time_s} s" if theirs and theirs.test_acc else ("figure only" if theirs else "—"),
-                "reference run": f"{ref['test_acc']:.2%} in {ref['train_time_s']:.0f} s" if ref else "—",
+                "this run": this_run(run, stopped) + (f", {images_seen(run['config'])}" if "test_acc" in run else ""),
+                "report (Kaggle GPU)": (
+                    f"{theirs.test_acc:.2%} in {theirs.train_time_s} s" + (f", {images_seen(report_configs[label])}" if label in report_configs else "")
+                    if theirs and theirs.test_acc else ("figure only" if theirs else "—")
+                ),
+                "reference run": f"{ref['test_acc']:.2%} in {ref['train_time_s']:.0f} s, {images_seen(ref['config'])}" if ref else "—",
                 "train time (s)": round(latest.get("train_time_s", latest.get("elapsed_s", 0.0)), 1) if latest else None,
                 "images/s": round(latest.get("images_per_s", 0.0)) if latest else None,
             }
@@ -216,7 +234,8 @@ def table_notes(experiment: Experiment) -> str:
             f"seed {recorded.get('seed', 0)}, recorded on {recorded['device_name']}."
         )
     else:
-        notes.append(f"*Reference run:* none recorded yet{REFERENCE_NEEDS.get(experiment.name, '')}; `python -m training reproduce --only {experiment.name}` records one.")
+        # How to record one is the deployer's business (docs/deploying.md), not the student's.
+        notes.append(f"*Reference run:* none recorded yet{REFERENCE_NEEDS.get(experiment.name, '')}.")
     return " ".join([*notes, *([experiment.notes] if experiment.notes else [])])
 
 
@@ -244,7 +263,8 @@ def line_plots(experiment: Experiment, series: tuple[str, ...]) -> tuple[gr.Line
     ceiling = loss_ceiling(experiment)
     return (
         # Titles fit a phone's 300 px of plot: the loss axis says how it is drawn.
-        gr.LinePlot(loss, y="train loss", y_title=f"loss (smoothed; cut at {ceiling:g})", y_lim=[0, ceiling], title="Training loss", **shared),
+        # A y title longer than the plot is tall pushes the plot's title past its top edge.
+        gr.LinePlot(loss, y="train loss", y_title="loss (smoothed)", y_lim=[0, ceiling], title="Training loss", **shared),
         gr.LinePlot(accuracy, y="test accuracy (%)", title="Test accuracy", **shared),
     )
 
@@ -371,3 +391,18 @@ def download_folder(prefix: str) -> Path:
             shutil.rmtree(folder, ignore_errors=True)
             total -= sizes[folder]
         return Path(tempfile.mkdtemp(prefix=prefix, dir=DOWNLOADS_DIR))
+
+
+def answered_on_page(image_path, request, answer: Callable[[Image.Image], dict]) -> tuple:
+    """A classify box's own call from the page: the prediction `answer` gives, a note, and the
+    photo itself to show beside it. A refusal (not a photo, no model yet) is the note, on the page
+    beside the photo, where a toast would vanish."""
+    try:
+        image = open_upload(image_path)
+    except Refusal as error:
+        return None, f"**Cannot classify this file.** {error.message}", None
+    shown = photo_file(image, request.session_hash if request else None)
+    try:
+        return answer(image), "", shown
+    except Refusal as error:
+        return None, f"**Cannot classify yet.** {error.message}", shown

@@ -15,9 +15,9 @@ from training.datasets import images_per_epoch
 from training.devices import device_name, resolve_device
 from training.engine import Finished
 from training.experiments import Experiment
-from training.lessons import verdicts
+from training.lessons import reference_disagreements, verdicts
 from training.readings import instrument_of
-from training.results import Recorder
+from training.results import Recorder, load_reference
 from training.runner import ComparisonRun, fetch_data
 
 # Updates a training run publishes per second. Each one makes every reader re-send and re-draw its
@@ -148,6 +148,7 @@ def verdict_lines(experiment: Experiment, results: dict) -> list[str]:
     return [
         *(f"**Verdict:** {verdict.said}" for verdict in found),
         *([f"**Why, inside the network:** {' '.join(why)}"] if why else []),
+        *reference_disagreements(experiment, results, load_reference(experiment.name)),
         *(f"<small>{verdict.details}</small>" for verdict in found),
     ]
 

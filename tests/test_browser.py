@@ -188,6 +188,8 @@ CUT_OR_BROKEN = """() => {
       const r = t.getBoundingClientRect();
       if (r.right > edge.right + 1 || r.left < edge.left - 1) out.push('plot text cut: ' + t.textContent);
     }
+    for (const t of plot.querySelectorAll('.role-title-text'))
+      if (t.getBoundingClientRect().top < edge.top + 1) out.push('plot title cut at the top: ' + t.textContent);
   }
   for (const k of [...document.querySelectorAll('.katex-display')].filter(shown))
     if (k.scrollWidth > k.clientWidth + 1) out.push('formula cut: ' + k.textContent.slice(0, 30));
@@ -246,6 +248,78 @@ def test_every_tab_opens_with_something_to_read_at_desktop_and_phone_widths(page
             page.screenshot(path=shots / f"{tab.lower().replace(' ', '-')}-{width}.png", full_page=True)
 
 
+# What a student meets before Train on a phone (tests/page_reading.py measures it).
+TRAIN_WITHIN_PX = 1300  # about a phone screen and a half (400 × 850)
+WORDS_BEFORE_TRAIN = 150
+
+
+def test_on_a_phone_every_tab_asks_its_question_first_with_train_in_the_first_screen_and_a_half(page, tmp_path):
+    from page_reading import reading
+
+    expect.set_options(timeout=30_000)
+    page.set_viewport_size({"width": 400, "height": 850})
+    for tab in app.TABS:
+        page.get_by_role("tab", name=tab.title).click()
+        expect(visible(page.get_by_role("button", name="Train"))).to_have_count(1)
+        seen = reading(page, tab.title)
+        assert seen["start"] is not None and seen["start"] <= TRAIN_WITHIN_PX, f"{tab.title}: Train (or the photo) at {seen['start']} px"
+        assert seen["words"] <= WORDS_BEFORE_TRAIN, f"{tab.title}: {seen['words']} words before Train"
+        assert not seen["faint"], f"{tab.title}: long texts too small or too faint: {seen['faint']}"
+        assert not seen["deployment"], f"{tab.title}: a deployer's words on a student's page: {seen['deployment']}"
+        question = getattr(tab, "question", None)
+        if question:
+            expect(visible(page.get_by_text(question, exact=True))).to_have_count(1)
+
+
+# Watches the page from before Train: when a curve of the run was first drawn, when the status first
+# said the run was done, and whether Stop was enabled while it ran.
+WATCH = """() => {
+  window.seen = {};
+  const look = () => {
+    const now = performance.now();
+    const drawn = [...document.querySelectorAll('.vega-embed')].filter(e => e.offsetParent && /Training loss/.test(e.textContent))
+      .some(e => [...e.querySelectorAll('.mark-line path')].some(p => (p.getAttribute('d') || '').split('L').length > 2));
+    if (drawn && !window.seen.curve) window.seen.curve = now;
+    if (/Done on/.test(document.body.innerText) && !window.seen.done) window.seen.done = now;
+    const stop = [...document.querySelectorAll('button')].find(b => b.offsetParent && b.innerText.trim() === 'Stop');
+    if (stop && !stop.disabled && !window.seen.done) window.seen.stopLive = true;
+    if (!window.seen.done) requestAnimationFrame(look);
+  };
+  requestAnimationFrame(look);
+}"""
+
+
+@pytest.fixture
+def served_for_transfer(tmp_path, torch_home):
+    """Ants and bees, 60 photos each (the tiny set's 8 make one step an epoch: no curve to draw
+    before the end), and the stand-in AlexNet weights."""
+    from conftest import write_folder
+
+    write_folder(tmp_path / "hymenoptera_data" / "train", ("ants", "bees"), 60, 240, ".jpg", seed=3)
+    write_folder(tmp_path / "hymenoptera_data" / "val", ("ants", "bees"), 4, 240, ".jpg", seed=4)
+    server, url = serve({"DATA_DIR": str(tmp_path), "TORCH_HOME": str(torch_home), "PYTHONPATH": STAND_IN_WEIGHTS_PATH})
+    with browser_page(url) as page:
+        yield page
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_transfer_learning_draws_its_curves_while_it_trains_and_stop_is_live_only_then(served_for_transfer):
+    page = served_for_transfer
+    expect.set_options(timeout=30_000)
+    page.get_by_role("tab", name="Transfer learning").click()
+    stop = visible(page.get_by_role("button", name="Stop"))
+    expect(stop).to_be_disabled()  # nothing runs yet
+    page.evaluate(WATCH)
+    visible(page.get_by_role("button", name="Train")).click()
+    visible(page.get_by_text("Done on")).first.wait_for(timeout=120_000)
+    seen = page.evaluate("() => window.seen")
+    # Its loss curve was drawn before the run was done (the plots used to show only with the verdict).
+    assert seen.get("curve") and seen["curve"] < seen["done"], seen
+    assert seen.get("stopLive"), seen
+    expect(stop).to_be_disabled()
+
+
 @pytest.fixture
 def page_with_run_cache(tiny_root, torch_home, tmp_path):
     """The app with its run cache on, as a classroom server keeps it: an identical Train replays."""
@@ -275,7 +349,9 @@ def test_the_instrument_draws_each_arm_inside_the_network_live_and_on_replay_at_
         box = instrument.bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 400, f"{attempt}: the instrument runs off a phone's screen: {box}"
         # The measured sentence beside it, computed from this run, and under it on a phone.
-        expect(visible(page.get_by_text(re.compile(r"had a median cosine of [+-]\d\.\d\d")))).to_have_count(1)
+        # (The verdict above says it too, as its why.)
+        sentences = visible(page.locator("p", has_text="Inside the network, this run:"))
+        expect(sentences.get_by_text(re.compile(r"had a median cosine of [+-]\d\.\d\d"))).to_have_count(1)
         assert not page.evaluate(CUT_OR_BROKEN), f"{attempt}: {page.evaluate(CUT_OR_BROKEN)}"
     instrument.scroll_into_view_if_needed()
     page.screenshot(path=shots / "momentum-instrument-400.png", full_page=True)
@@ -306,6 +382,7 @@ def test_stop_says_the_run_stopped_and_where_each_arm_got_to(served_for_a_long_r
         # the page said "Done", never "Stopped after". Here 1,000 images, 2 a step, 30 times are
         # 30,000 steps (about 3.5 min on one core of the development machine), inside the server's
         # image budget; a Stop 40 s late still finds the run at 19%.
+        visible(page.get_by_text("Settings: preset, epochs, images, learning rate, seed")).click()  # folded
         for name, value in (("Epochs", "30"), ("Training images (class-balanced subset)", "1000"), ("Batch size", "2")):
             box = visible(page.get_by_role("spinbutton", name=f"number input for {name}"))
             box.fill(value)

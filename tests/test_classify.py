@@ -15,7 +15,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 from safetensors.torch import load_file
 
-from demo import classifiers, first_layer, photo_sets, uploads, views
+from demo import classifiers, confusion, first_layer, photo_sets, uploads, views
 from demo.tabs import final_cnn, transfer
 from serving import sessions
 from serving.model_store import HeldModels
@@ -110,8 +110,8 @@ def test_the_embedded_classifier_answers_with_nothing_set(monkeypatch):
     # 24 first-layer (whitening) filters of 2×2, 8 to a row, each enlarged to 48 px, with 4-pixel borders.
     assert filters.shape == (3 * 48 + 4 * 4, 8 * 48 + 9 * 4, 3)
     assert maps.shape[2] == 3
-    table = final_cnn.default_confusion()
-    assert table[final_cnn.CORNER].tolist() == list(final_cnn.SHORT_NAMES) and table.iloc[:, 1:].to_numpy().sum() == 10_000
+    assert sum(map(sum, classifiers.default_classifier().confusion)) == 10_000
+    assert Image.open(final_cnn.default_confusion()).size == (confusion.SIDE_PX, confusion.SIDE_PX)  # a phone's width
 
 
 def test_an_image_shown_is_written_once_and_never_rewritten_under_a_reader(tmp_path, monkeypatch):
@@ -178,26 +178,36 @@ def test_a_session_model_classifies_and_its_confusion_cells_show_their_test_imag
     assert choice == final_cnn.SESSION and [run["label"] for run in session["results"]["runs"]] == ["final"]
     probabilities, answered, *_ = final_cnn.classify_cifar10(save(Image.new("RGB", (50, 40), (200, 10, 10)), tmp_path / "red.png"), choice, session)
     assert len(probabilities) == 10 and "trained in this session (quick preset)" in answered
-    table, summary = final_cnn.show_confusion(choice, session)
+    picture, summary = final_cnn.show_confusion(choice, session)
     recorded = session["results"]["runs"][0]["confusion"]
-    assert table.iloc[:, 1:].to_numpy().tolist() == recorded and "trained in this session" in summary
+    assert Path(picture).is_file() and "trained in this session" in summary
+    assert sum(map(sum, recorded)) == 60  # the tiny test set: 6 images per class
     for true_class, predicted_class in (("cat", "cat"), ("cat", "dog")):
-        gallery, note, matrix = final_cnn.browse_cell(true_class, predicted_class, choice, session)
-        count = matrix.loc[matrix[final_cnn.CORNER] == true_class, final_cnn.SHORT_NAMES[CIFAR10_CLASSES.index(predicted_class)]].item()
+        gallery, note, picture = final_cnn.browse_cell(true_class, predicted_class, choice, session)
+        count = recorded[CIFAR10_CLASSES.index(true_class)][CIFAR10_CLASSES.index(predicted_class)]
         assert len(gallery) == count and note.startswith(f"**{count}** test images of a cat")
-        assert list(matrix[final_cnn.CORNER]) == list(matrix.columns[1:])  # rows and columns name the classes alike
-        assert all(np.asarray(Image.open(image)).shape == (128, 128, 3) and caption.endswith(predicted_class) for image, caption in gallery)
+        short = final_cnn.SHORT_NAMES[CIFAR10_CLASSES.index(predicted_class)]  # the matrix's and the pickers' name
+        assert all(np.asarray(Image.open(image)).shape == (128, 128, 3) and caption.endswith(short) for image, caption in gallery)
         confidences = [int(caption.split("%")[0]) for _, caption in gallery]
         assert confidences == sorted(confidences, reverse=True)
-    assert matrix.iloc[:, 1:].to_numpy().sum() == 60  # the tiny test set: 6 images per class
+        assert Image.open(picture).size == (confusion.SIDE_PX, confusion.SIDE_PX)
     with pytest.raises(gr.Error, match="classes must be CIFAR-10's"):
         final_cnn.browse_cell("cat", "lion", choice, session)
 
 
 def test_a_click_on_the_confusion_matrix_picks_its_cell():
-    click = lambda row, column: final_cnn.select_cell(gr.SelectData(None, {"index": [row, column], "value": 0}))  # noqa: E731
-    assert click(3, 1 + 5) == ("cat", "dog")
-    assert all(isinstance(value, type(gr.skip())) for value in click(3, 0))  # the class-name column
+    """The picture's axes sit at fixed fractions of it: a pixel inside a cell names that cell, and
+    the class names around the matrix name none."""
+    left, bottom, width, height = confusion.AXES
+    side = confusion.SIDE_PX
+
+    def centre(row: int, column: int) -> list[float]:
+        return [side * (left + width * (column + 0.5) / 10), side * (1 - bottom - height + height * (row + 0.5) / 10)]
+
+    click = lambda x, y: final_cnn.select_cell(gr.SelectData(None, {"index": [x, y], "value": None}))  # noqa: E731
+    assert click(*centre(3, 5)) == ("cat", "dog")
+    assert click(*centre(9, 0)) == ("truck", "airplane")
+    assert all(isinstance(value, type(gr.skip())) for value in click(5, centre(3, 0)[1]))  # the class names
 
 
 def test_the_final_cnn_trains_the_report_recipe_beside_it_only_when_asked(tiny_data):
@@ -222,8 +232,9 @@ def test_recorded_test_predictions_give_the_matrix_and_the_accuracy_without_the_
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "no-data-here"))
     monkeypatch.setenv("CIFAR10_MODEL", str(folder))
     monkeypatch.setattr(classifiers, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL", TeachingCNN))
-    table = final_cnn.default_confusion()
-    assert table["dog"].tolist() == [3, 1, 0, 0, 0, 3, 0, 0, 0, 0] and table.iloc[:, 1:].to_numpy().sum() == 30
+    matrix = classifiers.confusion(classifiers.default_classifier())
+    assert [row[5] for row in matrix] == [3, 1, 0, 0, 0, 3, 0, 0, 0, 0] and sum(map(sum, matrix)) == 30
+    assert Path(final_cnn.default_confusion()).is_file()  # drawn without the dataset
     assert f"({26 / 30:.2%} on CIFAR-10's test set" in final_cnn.default_summary()
 
 

@@ -179,12 +179,12 @@ def phrases() -> dict[str, list[str]]:
 
 
 def text_of(tab) -> str:
-    """What a student reads of a tab's figures: its explanation, its quick preset's note, its
+    """What a student reads of a tab's figures: its question and idea, its explanation, its quick preset's note, its
     instrument's caption and the reasons it gives beside a contrary reading, with line breaks read
     as spaces."""
     instrument = instrument_of(tab.experiment_name)
     reasons = [reason.words for gauge in instrument.gauges if gauge.expected for reason in gauge.expected.reasons]
-    return " ".join((tab.explanation, tab.experiment.quick_note, instrument.how_to_read, *reasons)).replace("\n", " ")
+    return " ".join((tab.question, tab.idea, tab.explanation, tab.experiment.quick_note, instrument.how_to_read, *reasons)).replace("\n", " ")
 
 
 @pytest.mark.parametrize("tab", lesson_tabs(TABS), ids=lambda tab: tab.title)

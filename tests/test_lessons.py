@@ -7,6 +7,7 @@ import pytest
 
 from training import lessons
 from training.experiments import EXPERIMENTS, Lesson
+from training.results import load_reference
 
 
 def results(experiment: str, accuracies: dict[str, float], preset: str = "quick", test_images: int = 200, **changes) -> dict:
@@ -111,3 +112,16 @@ def test_the_committed_quick_runs_show_every_lesson_at_every_seed_and_precision(
     assert recorded, f"{name}: no runs recorded for the current quick preset; run benchmarks/lessons.py --write"
     assert {(run["precision"], run["seed"]) for run in recorded["runs"]} == {(p, s) for p in ("fp32", "bf16") for s in range(5)}
     assert lessons.spread(lesson, recorded)["min"] >= lesson.least
+
+
+def test_where_the_dashed_reference_run_went_the_other_way_the_verdict_says_so_and_what_differs():
+    """Activations' reference run (the report's settings and init) has tanh ahead of ReLU; a quick
+    run with ReLU ahead is told that the dashed curves disagree, and in which settings the runs differ."""
+    reference = load_reference("activations")
+    ours = results("activations", {"relu": 0.40, "sigmoid": 0.10, "tanh": 0.35})
+    (said,) = lessons.reference_disagreements(EXPERIMENTS["activations"], ours, reference)
+    assert said.startswith("The dashed reference run has tanh ahead of relu instead, by 2.4 points")
+    assert "which differ from this run's in batch size, epochs, init, model, momentum, optimizer, training images." in said
+    agreeing = results("activations", {"relu": 0.30, "sigmoid": 0.10, "tanh": 0.35})
+    assert lessons.reference_disagreements(EXPERIMENTS["activations"], agreeing, reference) == []
+    assert lessons.reference_disagreements(EXPERIMENTS["activations"], ours, None) == []

@@ -26,7 +26,7 @@ def test_momentum_streams_paired_curves_and_a_results_table(tiny_data):
     # The plots draw the β arm as the tab's fixed "momentum" series; the table names β.
     live = lambda frame: set(frame[~frame["arm"].str.endswith(views.REFERENCE_TAG)].dropna()["arm"])  # noqa: E731
     assert live(loss) == live(accuracy) == {"no momentum", "momentum"}
-    finished_arms = table[table["this run"].str.endswith("%")]
+    finished_arms = table[table["this run"].str.match(r"\d+\.\d\d%, ")]
     assert list(finished_arms["arm"]) == ["no momentum", "momentum 0.5"]
     assert status.startswith("Done")
     runs = session["results"]["runs"]
@@ -126,7 +126,7 @@ def test_the_preset_note_says_what_the_quick_regime_changes():
 
 def test_depth_grid_fills_every_chosen_cell(tiny_data):
     accuracy, seconds, table, status, session, instrument, sentences = last(depth.TAB.handler([1, 2], [1, 3], **SMALL))
-    assert sorted(table[table["this run"].str.endswith("%")]["arm"]) == ["conv1-fc1", "conv1-fc3", "conv2-fc1", "conv2-fc3"]
+    assert sorted(table[table["this run"].str.match(r"\d+\.\d\d%, ")]["arm"]) == ["conv1-fc1", "conv1-fc3", "conv2-fc1", "conv2-fc3"]
     cells = [t.get_text() for t in accuracy.axes[0].texts]
     assert len(cells) == 4 and "…" not in cells
     # Its instrument: the first layer's gradient of every cell, by conv count, one line per fc count.

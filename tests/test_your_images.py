@@ -127,7 +127,7 @@ def run_to_the_end(*args):
 def test_training_on_a_zip_classifies_shows_mistakes_downloads_and_publishes(tmp_path, imagenet_weights):
     loss, accuracy, table, status, session, dataset, instrument, sentences = run_to_the_end(shapes_zip(tmp_path / "p.zip", per_class=8), your_images.NETWORKS[0], 1, 0)
     try:
-        assert list(table["arm"]) == ["feature extraction", "fine tuning"] and all(table["this run"].str.endswith("%"))
+        assert list(table["arm"]) == ["feature extraction", "fine tuning"] and all(table["this run"].str.match(r"\d+\.\d\d%, "))
         # Inside the network: feature extraction's backbone did not move at all; fine tuning's did.
         assert "Feature extraction: the backbone moved 0 (frozen)." in sentences and "Fine tuning: the first conv layer moved" in sentences
         moved = {(layer, arm): value for layer, value, arm in instrument.value["data"] if value is not None}
@@ -163,9 +163,10 @@ def test_without_imagenet_weights_the_tab_says_how_and_offers_the_small_cnn(tmp_
     *_, table, status, session, dataset, _, _ = run_to_the_end(shapes_zip(tmp_path / "q.zip"), your_images.NETWORKS[1], 1, 0)
     forget_dataset(dataset)
     assert list(table["arm"]) == ["feature extraction", "fine tuning", "small CNN"] and set(session["models"]) == {"small CNN"}
-    # The Model choice moves to the one model there is, and stays where a chosen one was trained.
-    assert your_images.trained_choice("fine tuning", session) == "small CNN"
-    assert your_images.trained_choice("small CNN", session) == gr.skip()
+    # The Model choice offers the one model there is and moves to it, and stays where a chosen one was trained.
+    offered = your_images.trained_choice("fine tuning", session)
+    assert (offered["choices"], offered["value"], offered["visible"]) == (["small CNN"], "small CNN", True)
+    assert your_images.trained_choice("small CNN", session)["value"] == "small CNN"
 
 
 def test_photos_of_the_oldest_session_go_first_and_its_model_still_classifies(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from training.config import TrainConfig
+from training.config import TrainConfig, noted_settings
 from training.experiments import Experiment, Lesson, get_experiment
 
 LESSONS_FILE = Path(__file__).parent.parent / "results" / "lessons.json"
@@ -192,3 +192,32 @@ def judged_against(lesson: Lesson, runs: list[dict], recorded: dict | None, near
         f"Nobody has repeated these settings; {alone}, more than repeat runs at the {preset} preset vary by.",
         f"the test set's own sampling noise, more than the {preset} preset's seed σ ({nearby['std']:.1f}; these settings differ in {differing})",
     )
+
+
+def reference_disagreements(experiment: Experiment, results: dict, reference: dict | None) -> list[str]:
+    """Where the recorded reference run (the tab's dashed curves) came out the other way from this
+    finished run, one sentence each: a student sees the dashed curves contradict the verdict, and
+    is told which settings the two runs differ in."""
+    runs = [run for run in results["runs"] if "test_acc" in run]
+    if not reference or not runs:
+        return []
+    theirs = {run["label"]: run["test_acc"] for run in reference["runs"]}
+    ours = {run["label"]: run["test_acc"] for run in runs}
+    by_label = {run["label"]: with_new_settings(run["config"]) for run in reference["runs"]}
+    words = noted_settings()
+    differing = sorted(
+        {words.get(key, key) for run in runs if run["label"] in by_label for key, value in with_new_settings(run["config"]).items()
+         if key not in UNMEASURED_FIELDS and key in words and by_label[run["label"]].get(key) != value}
+    )
+    said = []
+    for lesson in experiment.lessons:
+        here, there = margin(lesson, ours), margin(lesson, theirs)
+        if here is None or there is None or (here > 0) == (there > 0):
+            continue
+        first, second = (lesson.ahead_label, lesson.behind_label) if there > 0 else (lesson.behind_label, lesson.ahead_label)
+        said.append(
+            f"The dashed reference run has {first} ahead of {second} instead, by {abs(there):.1f} points: it ran the report's settings, "
+            f"which differ from this run's in {', '.join(differing) or 'nothing the page sets'}. "
+            "“What the quick preset changes, and why” says which of them turns the result around."
+        )
+    return said

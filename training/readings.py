@@ -160,7 +160,7 @@ class Instrument:
 
 ACTIVATIONS = Instrument(
     "grad_norm",
-    "Gradient by layer (log₁₀)",
+    "Gradient each layer gets (log₁₀)",
     True,
     "Each point is the size of the loss gradient for one layer's weights; one step down is ten times less. "
     "Through sigmoid each layer passes back at most a quarter of the gradient it gets (σ′ ≤ 1/4), so the first layers get least; "
@@ -196,7 +196,7 @@ MOMENTUM = Instrument(
 
 ADAPTIVE_LR = Instrument(
     "update_ratio",
-    "Step ‖ΔW‖/‖W‖ by layer (log₁₀)",
+    "Step size, ‖ΔW‖/‖W‖ (log₁₀)",
     True,
     "Each point is how far one step moved a layer's weights, relative to their size; one step down is ten times smaller. "
     "Constant-rate SGD moves every weight by its gradient times the rate; Adadelta scales each weight's step by the running size of its own gradients and steps, "
@@ -211,7 +211,7 @@ ADAPTIVE_LR = Instrument(
 
 BATCHNORM = Instrument(
     "act_std",
-    "Output scale by layer (log₁₀)",
+    "Each layer's output spread (log₁₀)",
     True,
     "Each point is the spread of one layer's outputs on a training batch (after its norm and activation). "
     "Under the report's init every layer shrinks the signal, so without batch norm the deep layers' outputs are tiny and learn slowly; "
@@ -240,7 +240,7 @@ def depth_ratio(runs: Runs) -> float | None:
 
 DEPTH = Instrument(
     "grad_norm",
-    "Gradient at conv 1 by depth (log₁₀)",
+    "Gradient at the first layer (log₁₀)",
     True,
     "Each point is the size of the loss gradient for the first conv layer's weights in one cell; one step down is ten times less. "
     "The gradient reaches the first layer back through every layer above it, and each layer can shrink it on the way. Under the quick preset's "
@@ -262,7 +262,7 @@ DEPTH = Instrument(
 
 FINAL = Instrument(
     "update_ratio",
-    "Step ‖ΔW‖/‖W‖ by layer (log₁₀)",
+    "Step size, ‖ΔW‖/‖W‖ (log₁₀)",
     True,
     "Each point is how far one step moved a layer's weights, relative to their size; one step down is ten times smaller. "
     "The first layer is missing: its whitening filters are computed from the images and never move. "
@@ -280,7 +280,7 @@ FINAL = Instrument(
 
 TRANSFER = Instrument(
     "travelled",
-    "Moved from W₀, ‖W − W₀‖/‖W₀‖",
+    "How far it moved, ‖W − W₀‖/‖W₀‖",
     False,
     "Each point is how far a layer's weights are from where they started, relative to their size (0: untouched). "
     "Feature extraction trains only the new head, so its backbone stays at exactly 0; fine tuning trains every layer, "

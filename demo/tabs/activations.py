@@ -85,4 +85,12 @@ class Activations(Lesson):
         return [replace(template, label=a, model_overrides={**template.model_overrides, "activation": a}) for a in chosen]
 
 
-TAB = Activations("Activations", "activations", "compare_activations", EXPLANATION, SERIES)
+TAB = Activations(
+    "Activations", "activations", "compare_activations", EXPLANATION, SERIES,
+    question="Which activation lets a deep network learn fastest: ReLU, sigmoid or tanh?",
+    idea=(
+        "Learning sends the error back through every layer, and each layer multiplies it by its activation's slope. "
+        "Sigmoid's slope is at most ¼, and tanh's fades away from 0, so after five layers little is left for the first ones; "
+        "ReLU's slope is 1 wherever it is active. The right-hand plot shows the slopes."
+    ),
+)

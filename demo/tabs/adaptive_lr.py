@@ -54,4 +54,12 @@ class AdaptiveLearningRate(Lesson):
         return configs
 
 
-TAB = AdaptiveLearningRate("Adaptive learning rate", "adaptive-lr", "compare_adaptive_lr", EXPLANATION, plot_series(get_experiment("adaptive-lr"), extra=("adam",)))
+TAB = AdaptiveLearningRate(
+    "Adaptive learning rate", "adaptive-lr", "compare_adaptive_lr", EXPLANATION, plot_series(get_experiment("adaptive-lr"), extra=("adam",)),
+    question="Does Adadelta, which sizes each weight's steps itself, beat one constant learning rate?",
+    idea=(
+        "Constant-rate SGD moves every weight by its gradient times the same rate, so layers whose gradients are small "
+        "barely move. Adadelta scales each weight's step by the running size of its own gradients and steps, so every "
+        "layer takes real steps."
+    ),
+)

@@ -84,4 +84,12 @@ class BatchNormalization(Lesson):
         return []
 
 
-TAB = BatchNormalization("Batch normalization", "batchnorm", "compare_batchnorm", EXPLANATION)
+TAB = BatchNormalization(
+    "Batch normalization", "batchnorm", "compare_batchnorm", EXPLANATION,
+    question="Does rescaling every layer's outputs (batch norm) make the network learn faster?",
+    idea=(
+        "Batch norm rescales each channel of a layer's output over the batch, so every layer sees inputs of one scale. "
+        "The picture shows why that matters here: with the report's initial weights, the network without it shrinks "
+        "its signal at every layer."
+    ),
+)

@@ -143,4 +143,11 @@ class Depth(Lesson):
             yield *figures, results_table(self.experiment, update.recorder, stopped=update.stopped), update.status, session
 
 
-TAB = Depth("Depth", "architecture", "depth_grid", EXPLANATION)
+TAB = Depth(
+    "Depth", "architecture", "depth_grid", EXPLANATION,
+    question="Do more layers make a better network, and what do they cost in time?",
+    idea=(
+        "Each cell of the grid is one network, with 1 to 5 conv layers and 1 to 3 fully-connected layers, all trained on "
+        "the same images in the same order. The grids fill in as each cell finishes: test accuracy and training time."
+    ),
+)

@@ -11,6 +11,7 @@ import torch
 
 from demo import classifiers
 from demo.classifiers import Classifier, cell_examples, confusion, default_classifier, session_classifier
+from demo.confusion import SIDE_PX, cell_at, matrix_picture
 from serving.classroom import answer_first
 from demo.first_layer import enlarged, feature_maps_file, filters_file
 from demo.lesson import Lesson
@@ -55,7 +56,6 @@ CPU_NOTE = """**This machine has no GPU.** The report's full network is a GPU jo
 training image, forward and backward); the quick preset is sized for a 2-core CPU."""
 DEFAULT, SESSION = "default model", "trained in this session"
 SHORT_NAMES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-CORNER = "true ↓ / predicted →"
 STARTING_CELL = ("cat", "dog")  # the (true, predicted) cell shown at load: one of the embedded classifier's two commonest mistakes (cat → dog 61 images, dog → cat 96)
 
 
@@ -92,7 +92,7 @@ def classifier_named(choice: str, session: dict | None) -> Classifier:
         return classifier
     classifier = default_classifier()
     if classifier is None:
-        raise Refusal(f"No default model could be loaded: {classifiers.cifar10_model.message} Train one below, or set CIFAR10_MODEL to a Hub repo or a save_pretrained folder.")
+        raise Refusal(f"No default model could be loaded: {classifiers.cifar10_model.message} Train one below.")
     return classifier
 
 
@@ -111,27 +111,31 @@ def classify_cifar10(image_path=None, choice=DEFAULT, session=None, request: gr.
     return probabilities, classifier.summary(), photo_file(image, asker), image_file(enlarged(seen, 6), owner=asker or "anonymous"), filters_file(model), feature_maps_file(model, image, asker)
 
 
-def confusion_table(matrix: list[list[int]]) -> pd.DataFrame:
-    table = pd.DataFrame(matrix, columns=list(SHORT_NAMES))
-    table.insert(0, CORNER, list(SHORT_NAMES))  # rows named as the columns are
-    return table
+def shown_matrix(classifier: Classifier, cell: tuple[str, str] | None = None) -> str:
+    """The classifier's confusion matrix as a picture (demo.confusion), `cell` (true, predicted)
+    outlined; computed from its test predictions where it was not recorded."""
+    matrix = classifier.confusion if classifier.confusion is not None else confusion(classifier)
+    outlined = tuple(CIFAR10_DATASET.classes.index(name) for name in cell) if cell else None
+    return matrix_picture(matrix, SHORT_NAMES, outlined, owner=classifier.model)
 
 
 def show_confusion(choice=DEFAULT, session=None):
-    """The chosen model's confusion matrix as recorded with it, and which model it is."""
+    """The chosen model's confusion matrix, and which model it is."""
     try:
         classifier = classifier_named(choice, session)
+        return shown_matrix(classifier), classifier.summary()
     except gr.Error as error:
         return gr.skip(), f"_{error.message}_"
-    if classifier.confusion is None:
-        return gr.skip(), classifier.summary() + " Its confusion matrix was not recorded: pick a cell to compute it."
-    return confusion_table(classifier.confusion), classifier.summary()
+    except DatasetMissingError:
+        return gr.skip(), classifier.summary() + " Its confusion matrix was not recorded, and the test images are not here to compute it."
 
 
-def default_confusion() -> pd.DataFrame | None:
-    """The default model's recorded confusion matrix, shown at page load."""
-    table, _ = show_confusion()
-    return table if isinstance(table, pd.DataFrame) else None
+def default_confusion() -> str | None:
+    """The default model's confusion matrix at page load, its starting cell outlined."""
+    try:
+        return shown_matrix(classifier_named(DEFAULT, None), STARTING_CELL)
+    except (gr.Error, DatasetMissingError):
+        return None
 
 
 def default_summary() -> str:
@@ -142,7 +146,8 @@ def cell_view(classifier: Classifier, true_class: str, predicted_class: str, dow
     """One cell's gallery and the note above it; a DatasetMissingError without the test images."""
     classes = CIFAR10_DATASET.classes
     examples, count = cell_examples(classifier, classes.index(true_class), classes.index(predicted_class), download)
-    gallery = [(image_file(enlarged(image, 4), owner=classifier.model), f"{probability:.0%} {predicted_class}") for image, probability in examples]
+    short = SHORT_NAMES[classes.index(predicted_class)]  # a phone's caption has room for "82% car"
+    gallery = [(image_file(enlarged(image, 4), owner=classifier.model), f"{probability:.0%} {short}") for image, probability in examples]
     verb = "correctly called" if true_class == predicted_class else "called"
     note = f"**{count}** test images of a {true_class} {verb} {predicted_class}" + (f"; the {len(examples)} most confident:" if count > len(examples) else ".")
     return gallery, note
@@ -150,13 +155,13 @@ def cell_view(classifier: Classifier, true_class: str, predicted_class: str, dow
 
 def browse_cell(true_class=STARTING_CELL[0], predicted_class=STARTING_CELL[1], choice=DEFAULT, session=None):
     """The test images of one true class that the model called `predicted_class`, most confident
-    first, and the confusion matrix of those same predictions."""
+    first, and the confusion matrix of those same predictions with that cell outlined."""
     classes = CIFAR10_DATASET.classes
     if true_class not in classes or predicted_class not in classes:
         raise Refusal(f"classes must be CIFAR-10's: {', '.join(classes)}")
     classifier = classifier_named(choice, session)
     try:
-        return *cell_view(classifier, true_class, predicted_class), confusion_table(confusion(classifier))
+        return *cell_view(classifier, true_class, predicted_class), shown_matrix(classifier, (true_class, predicted_class))
     except DatasetMissingError as error:
         raise Refusal(f"The test images are not available here: {error}") from None
 
@@ -173,11 +178,12 @@ def starting_cell() -> tuple[list, str]:
 
 
 def select_cell(event: gr.SelectData):
-    """A click on the confusion matrix: its row's true class and its column's predicted class."""
-    row, column = event.index
-    if column == 0:  # the class-name column
+    """A click on the confusion matrix's picture: its row's true class and its column's predicted
+    class (a click on the class names picks nothing)."""
+    cell = cell_at(*event.index, len(CIFAR10_DATASET.classes))
+    if cell is None:
         return gr.skip(), gr.skip()
-    return CIFAR10_DATASET.classes[row], CIFAR10_DATASET.classes[column - 1]
+    return tuple(CIFAR10_DATASET.classes[i] for i in cell)
 
 
 def saved_model_file(model: torch.nn.Module) -> str:
@@ -193,7 +199,7 @@ def classify_section():
     gr.Markdown("### Classify a photo\nA network trained on CIFAR-10 sees every photo as 32×32 pixels, the size of CIFAR-10's images.")
     with gr.Row():
         upload = image_upload("Photo")
-        choice = gr.Radio([DEFAULT, SESSION], value=DEFAULT, label="Model", info="default: CIFAR10_MODEL when set, else the classifier embedded in this app")
+        choice = gr.Radio([DEFAULT, SESSION], value=DEFAULT, label="Model", info="default: the classifier that comes with this app")
     answered = gr.Markdown(default_summary)  # a function: read at every page load
     with gr.Row():
         photo = gr.Image(label="Your photo", interactive=False, height=200, min_width=160)
@@ -202,11 +208,18 @@ def classify_section():
     with gr.Row():
         filters = gr.Image(label="First-layer filters (each enlarged to 48 px)", interactive=False, min_width=300)
         maps = gr.Image(label="What the first layer's filters make of your photo (up to 32 of them)", interactive=False, min_width=300)
-    gr.Markdown("### Where the model goes wrong\nRows are the true class, columns the predicted one, over CIFAR-10's 10,000 test images. Click a cell (or pick two classes) to see its images, most confident first.")
-    matrix = gr.Dataframe(default_confusion, label="Confusion matrix", interactive=False)
+    gr.Markdown(
+        "Each square on the left is one of the first layer's filters, a 2×2 patch of colour, enlarged. The default model does not "
+        "learn them: they are computed from the training images to *whiten* them, each picking out one colour or edge pattern "
+        "(and its negative). On the right, the photo as each filter sees it: bright where the pattern is."
+    )
+    gr.Markdown("### Where the model goes wrong\nRows are the true class, columns the predicted one, over CIFAR-10's 10,000 test images; the darker a cell, the larger its share of its row. Click a cell (or pick two classes) to see its images, most confident first.")
+    matrix = gr.Image(default_confusion, label="Confusion matrix", interactive=False, show_label=False, width=SIDE_PX, buttons=[])
+    # One name per class on the page: the matrix's short ones (the value stays CIFAR-10's own).
+    names = list(zip(SHORT_NAMES, CIFAR10_DATASET.classes))
     with gr.Row():
-        true_class = gr.Dropdown(list(CIFAR10_DATASET.classes), value=STARTING_CELL[0], label="True class")
-        predicted_class = gr.Dropdown(list(CIFAR10_DATASET.classes), value=STARTING_CELL[1], label="Predicted class")
+        true_class = gr.Dropdown(names, value=STARTING_CELL[0], label="True class")
+        predicted_class = gr.Dropdown(names, value=STARTING_CELL[1], label="Predicted class")
     cell_note = gr.Markdown()
     gallery = gr.Gallery(label="Test images in this cell", columns=6, height="auto", object_fit="contain")
     return dict(upload=upload, choice=choice, answered=answered, classified=[label, answered, photo, seen, filters, maps], matrix=matrix, true_class=true_class, predicted_class=predicted_class, cell=[gallery, cell_note, matrix])
@@ -252,4 +265,11 @@ class FinalCNN(Lesson):
         return panel
 
 
-TAB = FinalCNN("Final CNN", "final", "train_final_cnn", EXPLANATION + ("" if GPU_AVAILABLE else "\n\n" + CPU_NOTE))
+TAB = FinalCNN(
+    "Final CNN", "final", "train_final_cnn", EXPLANATION + ("" if GPU_AVAILABLE else "\n\n" + CPU_NOTE),
+    question="How good can a small CNN get, and how fast?",
+    idea=(
+        "Train the report's final network, or the same network with a modern fast recipe beside the report's own, and "
+        "watch both learn. The one trained here then classifies your photos above."
+    ),
+)

@@ -101,8 +101,10 @@ class Momentum(Lesson):
 
     def controls(self) -> list:
         beta = gr.Slider(*limits("momentum"), value=BETA, step=0.01, label="Momentum β")
-        toy_lr = gr.Slider(*SURFACE_LR_RANGE, value=SURFACE_LR, step=0.0001, label="Learning rate on the surface below", info=SURFACE_NOTE)
+        toy_lr = gr.Slider(*SURFACE_LR_RANGE, value=SURFACE_LR, step=0.0001, label="Learning rate on the valley below", info="try 0.005, then 0.025")
         surface = gr.Plot(value=loss_surface(BETA, SURFACE_LR), label="Loss surface", format="png", show_label=False)
+        with gr.Accordion("What the valley shows", open=False):
+            gr.Markdown(SURFACE_NOTE)
         for control in (beta, toy_lr):
             control.change(loss_surface, [beta, toy_lr], surface, api_visibility="private", trigger_mode="always_last")
         return [beta]
@@ -114,4 +116,12 @@ class Momentum(Lesson):
         return [plain, replace(with_momentum, label=f"momentum {beta:g}", momentum=beta)]
 
 
-TAB = Momentum("Momentum", "momentum", "compare_momentum", EXPLANATION, SERIES)
+TAB = Momentum(
+    "Momentum", "momentum", "compare_momentum", EXPLANATION, SERIES,
+    question="Does momentum get further than plain SGD in the same number of steps?",
+    idea=(
+        "Plain SGD steps along each batch's gradient, so its steps zig-zag from batch to batch. Momentum keeps a running "
+        "average of its steps (β sets how long it remembers), so the directions that agree add up and the zig-zags cancel. "
+        "The valley below shows both on a simple surface; Train runs both on CIFAR-10 from the same start."
+    ),
+)

@@ -8,7 +8,7 @@ from demo.lesson import Lesson
 from demo.panel import ComparisonPanel
 from serving.model_store import dropped_message
 from demo.uploads import ConfiguredModel, Refusal, classify, image_upload, open_upload
-from demo.views import photo_file
+from demo.views import answered_on_page
 from models import AlexNetTransfer
 from training.datasets import HYMENOPTERA_DATASET
 from training.sources import data_dir
@@ -39,7 +39,7 @@ def answering_model(arm: str, session: dict | None):
             raise Refusal(dropped_message())
         model = models.get(arm) or next(iter(models.values()), None)
     if model is None:
-        raise Refusal(f"No ants-vs-bees model yet: train one above, or set ANTS_BEES_MODEL to a Hub repo or a save_pretrained folder ({ants_bees_model.message})")
+        raise Refusal("No ants-vs-bees model yet: train one above.")
     return model
 
 
@@ -52,18 +52,8 @@ def classify_ants_bees(image_path=None, arm="fine tuning", session=None):
 
 @answer_first
 def classify_on_page(image_path=None, arm="fine tuning", session=None, request: gr.Request = None) -> tuple:
-    """The page's call: the prediction, a note and the photo itself; a refusal (no model yet, not
-    a photo) is the note, on the page beside the photo, where a toast would vanish."""
-    try:
-        image = open_upload(image_path)
-    except Refusal as error:
-        return None, f"**Cannot classify this file.** {error.message}", None
-    shown = photo_file(image, request.session_hash if request else None)
-    try:
-        model = answering_model(arm, session)
-    except Refusal as error:
-        return None, f"**Cannot classify yet.** {error.message}", shown
-    return classify(model, image, HYMENOPTERA_DATASET), "", shown
+    """The page's call: the prediction, a note and the photo itself (demo.uploads.answered_on_page)."""
+    return answered_on_page(image_path, request, lambda image: classify(answering_model(arm, session), image, HYMENOPTERA_DATASET))
 
 
 def example_photos(per_class: int = 2) -> list[str]:
@@ -87,7 +77,7 @@ class TransferLearning(Lesson):
         with gr.Row():
             with gr.Column():
                 upload = image_upload("Photo")
-                arm = gr.Radio(ARMS, value="fine tuning", label="Model trained in this session (ANTS_BEES_MODEL, when set, is used first)")
+                arm = gr.Radio(ARMS, value="fine tuning", label="Model trained in this session")
             photo = gr.Image(label="Your photo", interactive=False, height=200, min_width=160)
             label = gr.Label(num_top_classes=2, label="Prediction", min_width=160)
         note = gr.Markdown()
@@ -102,4 +92,12 @@ class TransferLearning(Lesson):
         return panel
 
 
-TAB = TransferLearning("Transfer learning", "transfer", "train_transfer", EXPLANATION)
+TAB = TransferLearning(
+    "Transfer learning", "transfer", "train_transfer", EXPLANATION,
+    question="With a few hundred photos, should you retrain a pretrained network's every layer, or only its last one?",
+    idea=(
+        "AlexNet learned its filters on over a million ImageNet photos. To tell ants from bees, either keep its filters "
+        "and train only a new last layer (feature extraction), or let every layer move a little (fine tuning). Both "
+        "start from the same weights and see the same photos."
+    ),
+)

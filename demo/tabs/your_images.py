@@ -14,11 +14,11 @@ import torch
 from demo import photo_sets
 from serving.classroom import answer_first
 from demo.instruments import Drawing, InstrumentView
-from demo.panel import RunButtons, reveal, training_updates
+from demo.panel import RunButtons, training_updates
 from demo.photo_sets import MAX_CLASSES, MIN_CLASSES, MIN_PHOTOS_PER_CLASS, PhotoSetError
 from serving.model_store import dropped_message
 from demo.uploads import Refusal, classify, consume, image_upload, open_upload
-from demo.views import curves, download_folder, line_plots, plot_series, results_table
+from demo.views import answered_on_page, curves, download_folder, line_plots, plot_series, results_table
 from models import WeightsUnavailableError
 from models.alexnet import load_backbone
 from training.config import requested
@@ -27,17 +27,15 @@ from training.evaluation import predict
 from training.experiments import get_experiment
 from training.runner import folder_name
 
-EXPLANATION = f"""
-Teach a network your own classes. AlexNet already knows 1,000 kinds of things from ImageNet; with
-a few dozen photos per class it only has to learn which of its features tell *your* classes apart.
-
-1. Give {MIN_CLASSES}–{MAX_CLASSES} classes, at least {MIN_PHOTOS_PER_CLASS} photos each (30 is better): a **.zip** with one
-   folder per class, or a name and photos for each class below.
-2. **Train**: a fifth of each class is held out for validation (the seed decides which), and the
-   two ways of transfer learning train side by side on the same batches:
-   *feature extraction* (the backbone frozen, only the last layer learns) and *fine tuning*
-   (every layer learns, slowly).
-3. Classify a new photo, look at the validation photos it got wrong, download the model.
+QUESTION = "Can a network learn your own classes from a few dozen photos each?"
+IDEA = f"""AlexNet already knows 1,000 kinds of things from ImageNet, so it only has to learn which of its
+features tell *your* classes apart. Give {MIN_CLASSES}–{MAX_CLASSES} classes with at least {MIN_PHOTOS_PER_CLASS} photos each (30 is
+better), press **Train**, then try a new photo."""
+EXPLANATION = """
+A fifth of each class is held out for validation (the seed decides which), and the two ways of
+transfer learning train side by side on the same batches: *feature extraction* (the backbone frozen,
+only the last layer learns) and *fine tuning* (every layer learns, slowly). Then classify a new photo,
+look at the validation photos it got wrong, and download the model.
 
 Your photos are deleted from the server's disk as soon as they are read. Decoded, they stay in this
 browser session's memory for training and for the mistakes gallery, and go when you close the page
@@ -139,12 +137,19 @@ def classify_your_images(image_path=None, arm="fine tuning", session=None):
     return classify(model, image, session["spec"])
 
 
+def classify_on_page(image_path=None, arm="fine tuning", session=None, request: gr.Request = None) -> tuple:
+    """The page's call: the prediction, a note and the photo itself, previewed beside it
+    (demo.uploads.answered_on_page)."""
+    return answered_on_page(image_path, request, lambda image: classify(chosen_model(arm, session)[1], image, session["spec"]))
+
+
 def trained_choice(arm="fine tuning", session=None):
-    """After a run, the Model choice: moved to an arm this run trained when the chosen one was not
-    (the small CNN alone trains neither AlexNet arm), so that it names the model that answers."""
-    if not session or session["models"].dropped or arm in session["models"]:
+    """After a run, the Model choice offers the arms this run trained, and only those (the small
+    CNN alone trains neither AlexNet arm), on the chosen one where it was trained."""
+    if not session or session["models"].dropped:
         return gr.skip()
-    return next(iter(session["models"]))
+    trained = list(session["models"])
+    return gr.update(choices=trained, value=arm if arm in trained else trained[0], visible=True)
 
 
 def wrong_photos(arm="fine tuning", session=None) -> list:
@@ -217,19 +222,24 @@ def photo_inputs() -> tuple:
 
 
 def try_section() -> tuple:
-    """Classify a new photo, the mistakes, the download: (upload, arm, download, label, wrong)."""
+    """Classify a new photo, the mistakes, the download: (upload, arm, download, label, wrong,
+    photo, note)."""
     gr.Markdown("### Try it\nClassify a new photo with a model trained above, and see which validation photos it got wrong.")
     with gr.Row():
         with gr.Column():
             upload = image_upload("Photo")
-            arm = gr.Radio([*EXPERIMENT.arm_overrides["quick"], SCRATCH_ARM], value="fine tuning", label="Model")
-        label = gr.Label(num_top_classes=3, label="Prediction")
+            # Shown once a run says which arms it trained, offering those alone (trained_choice); an
+            # API client may name any arm.
+            arm = gr.Radio([*EXPERIMENT.arm_overrides["quick"], SCRATCH_ARM], value="fine tuning", label="Model", visible=False)
+        photo = gr.Image(label="Your photo", interactive=False, height=200, min_width=160)
+        label = gr.Label(num_top_classes=3, label="Prediction", min_width=160)
+    note = gr.Markdown()
     download = gr.DownloadButton("Download the models (.zip)")  # under the prediction, which a phone shows next
     wrong = gr.Gallery(
         label="Validation photos it got wrong (true class → taken for, how sure)", columns=6, fit_columns=False,  # a few mistakes stay thumbnails
         height=280, object_fit="contain", allow_preview=False,  # one row of thumbnails; more mistakes scroll
     )
-    return upload, arm, download, label, wrong
+    return upload, arm, download, label, wrong, photo, note
 
 
 class YourImages:
@@ -247,32 +257,35 @@ class YourImages:
         dataset = gr.State(None, delete_callback=forget_photos)
         with gr.Row():
             with gr.Column(scale=3):
-                gr.Markdown(f"### {EXPERIMENT.title}\n{EXPLANATION}")
+                gr.Markdown(f"### {EXPERIMENT.title}\n**{QUESTION}**\n\n{IDEA}")
+                with gr.Accordion("How it works, and where your photos go", open=False):
+                    gr.Markdown(EXPLANATION)
             with gr.Column(scale=2):
                 archive, rows, boxes, more = photo_inputs()
-                network = gr.Radio(list(NETWORKS), value=NETWORKS[0], label="Network", info="AlexNet needs its ImageNet weights (downloaded once); the small CNN needs nothing")
+                network = gr.Radio(list(NETWORKS), value=NETWORKS[0], label="Network")
                 with gr.Row():
                     epochs = gr.Slider(1, MAX_EPOCHS, value=EXPERIMENT.base["quick"].epochs, step=1, label="Epochs")
                     seed = gr.Number(value=0, precision=0, minimum=0, label="Seed (split, batches, new layer)")
-                buttons = RunButtons()
-        status = gr.Markdown()
+                buttons = RunButtons("status-train_your_images")
+        status = gr.Markdown(elem_id="status-train_your_images")
         with gr.Row(visible=False) as plots:  # empty until the first Train: there is no reference run of your photos
             loss_plot, accuracy_plot = line_plots(EXPERIMENT, SERIES)
         instrument_column, *instrument = INSTRUMENT.build()
         table = gr.Dataframe(results_table(EXPERIMENT, None), label="Results", interactive=False)
         session, rows_given = gr.State(), gr.State([])
-        upload, arm, download, label, wrong = try_section()
-        buttons.train.click(reveal, None, plots, api_visibility="private")
-        buttons.train.click(reveal, None, instrument_column, api_visibility="private")
+        upload, arm, download, label, wrong, photo, note = try_section()
         runs = buttons.wire(
             train_your_images, train_your_images_on_cpu, [archive, network, epochs, seed, rows_given], [loss_plot, accuracy_plot, table, status, session, dataset, *instrument],
-            "train_your_images", [table, status], before=(collect_rows, boxes, rows_given),
+            "train_your_images", [table, status], [plots, instrument_column], before=(collect_rows, boxes, rows_given),
         )
         for run in runs:
             # The choice first: its change shows that model's mistakes; unchanged, they are shown here.
             run.then(trained_choice, [arm, session], arm, api_visibility="private").then(wrong_photos, [arm, session], wrong, api_visibility="private")
         more.click(add_class, rows_shown, [rows_shown, *rows], api_visibility="private")
-        upload.upload(classify_your_images, [upload, arm, session], label, api_name="classify_your_images", concurrency_limit=4)
+        # The public endpoint answers an API client with the prediction alone, or an error; a hidden
+        # button carries it, so that the page's own call can answer with the photo and a note.
+        gr.Button(visible=False).click(classify_your_images, [upload, arm, session], label, api_name="classify_your_images", concurrency_limit=4)
+        upload.upload(classify_on_page, [upload, arm, session], [label, note, photo], api_visibility="private", concurrency_limit=4)
         arm.change(wrong_photos, [arm, session], wrong, api_visibility="private")
         download.click(download_models, session, download, api_visibility="private")
 
