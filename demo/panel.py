@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 # Training requests streaming at once (Gradio queues any more): one per session, for a class or two.
 MAX_STREAMS = 96
 TABLE_MAX_HEIGHT = 800  # px: 15 rows and the header
+TABLE_LABEL = "Results (the table scrolls sideways: the report and the reference run are to the right)"
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 # The shared settings' parameters of every Train endpoint, after the tab's own.
 SHARED = [inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default) for f in Settings.__dataclass_fields__.values()]
@@ -264,7 +265,7 @@ class ComparisonPanel:
         instrument_column, *self.instrument_outputs = lesson.instrument.build()
         self.hidden_until_trained.append(instrument_column)
         # Tall enough for every row (the depth grid's 15 cells) without a scroll inside the page.
-        self.table = gr.Dataframe(results_table(experiment, None), label="Results", interactive=False, max_height=TABLE_MAX_HEIGHT)
+        self.table = gr.Dataframe(results_table(experiment, None), label=TABLE_LABEL, interactive=False, max_height=TABLE_MAX_HEIGHT)
         gr.Markdown(table_notes(experiment))
         self.session = gr.State()
 

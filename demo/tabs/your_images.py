@@ -206,6 +206,11 @@ def add_class(shown: int) -> list:
     return [shown, *[gr.update(visible=i < shown) for i in range(ROWS)]]
 
 
+def photos_given(files) -> str:
+    n = len(files or [])
+    return f"{n} photo{'' if n == 1 else 's'}" if n else ""
+
+
 def photo_inputs() -> tuple:
     """The zip box and the class rows; returns (zip, [row, ...], [name, photos, name, ...], Add a class)."""
     archive = gr.File(label="A .zip with one folder per class", file_types=[".zip"], type="filepath", height=120)
@@ -215,6 +220,10 @@ def photo_inputs() -> tuple:
             with gr.Row(visible=i < MIN_CLASSES) as row:
                 name = gr.Textbox(label=f"Class {i + 1}", placeholder="a name, such as cat", scale=1)
                 photos = gr.File(label="Photos", file_count="multiple", file_types=["image"], type="filepath", height=100, scale=3)
+            # The box shows one chip for many files: the count says how many it holds (counted, not
+            # read: a photo is read once, by Train).
+            count = gr.Markdown()
+            photos.change(photos_given, photos, count, api_visibility="private", show_progress="hidden")
             rows.append(row)
             boxes += [name, photos]
         more = gr.Button("Add a class", size="sm")
