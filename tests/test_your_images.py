@@ -248,3 +248,11 @@ def test_stop_reports_how_far_a_run_on_your_photos_got_and_its_stream_ends_on_th
         assert panel.stop_run(photographer) == (gr.skip(), gr.skip())  # nothing left to stop
     finally:
         forget_dataset(dataset)
+
+
+def test_the_class_boxes_photos_reach_train_as_paths_and_are_counted():
+    """A class's photo box is a gallery (thumbnails of what was given): it gives (path, caption)
+    pairs, which Train's rows take as paths; its count says how many it holds."""
+    rows = your_images.collect_rows("cats", [("/tmp/a.jpg", None), ("/tmp/b.jpg", None)], "dogs", None)
+    assert rows == ["cats", ["/tmp/a.jpg", "/tmp/b.jpg"], "dogs", []]
+    assert (your_images.photos_given(rows[1]), your_images.photos_given([]), your_images.photos_given(["x"])) == ("2 photos", "", "1 photo")

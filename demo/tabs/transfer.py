@@ -82,7 +82,8 @@ class TransferLearning(Lesson):
             label = gr.Label(num_top_classes=2, label="Prediction", min_width=160)
         note = gr.Markdown()
         examples = example_photos()
-        gallery = gr.Gallery(examples, label="Validation photos: click one to classify it", columns=8, height="auto", object_fit="contain", allow_preview=False, visible=bool(examples))
+        # One row of the four photos, as tall as they need: "auto" left a phone 200 px of empty frame.
+        gallery = gr.Gallery(examples, label="Validation photos: click one to classify it", columns=4, rows=1, height=170, object_fit="contain", allow_preview=False, visible=bool(examples))
         inputs, shown = [upload, arm, panel.session], [label, note, photo]
         # The public endpoint answers an API client with the prediction alone, or an error; a
         # hidden button carries it, so that the page's own calls can answer with notes instead.

@@ -195,9 +195,10 @@ def forget_photos(dataset: str | None) -> None:
 
 
 def collect_rows(*boxes) -> list:
-    """The class rows' values (name, photos, name, ...), kept in a State for Train: the public
-    endpoint then takes just a zip and the settings."""
-    return list(boxes)
+    """The class rows' values (name, photo paths, name, ...), kept in a State for Train: the public
+    endpoint then takes just a zip and the settings. A photo box (a gallery) gives (path, caption)
+    pairs."""
+    return [[item[0] if isinstance(item, (list, tuple)) else item for item in box or []] if i % 2 else box for i, box in enumerate(boxes)]
 
 
 def add_class(shown: int) -> list:
@@ -219,9 +220,8 @@ def photo_inputs() -> tuple:
         for i in range(ROWS):
             with gr.Row(visible=i < MIN_CLASSES) as row:
                 name = gr.Textbox(label=f"Class {i + 1}", placeholder="a name, such as cat", scale=1)
-                photos = gr.File(label="Photos", file_count="multiple", file_types=["image"], type="filepath", height=100, scale=3)
-            # The box shows one chip for many files: the count says how many it holds (counted, not
-            # read: a photo is read once, by Train).
+                # Thumbnails of what was given (a file box showed one chip for many files), and a count.
+                photos = gr.Gallery(label="Photos", file_types=["image"], type="filepath", interactive=True, columns=6, height=150, object_fit="cover", scale=3)
             count = gr.Markdown()
             photos.change(photos_given, photos, count, api_visibility="private", show_progress="hidden")
             rows.append(row)
