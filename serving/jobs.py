@@ -138,13 +138,14 @@ class Ticket:
 
 
 def verdict_lines(experiment: Experiment, results: dict) -> list[str]:
-    """A finished run's verdict as its status shows it: each lesson's in plain words, then why,
-    from the run's own instrument, then how sure, in small type."""
+    """A finished run's verdict as its status shows it: each lesson's in plain words, then why, from
+    the run's own instrument (the readings that bear out what the literature expects), then how
+    sure, in small type."""
     found = verdicts(experiment, results)
     if not found:
         return []
     instrument = instrument_of(experiment.name)
-    why = instrument.sentences(instrument.numbers({run["label"]: run.get("instruments", []) for run in results["runs"]}))
+    why = instrument.explaining(instrument.numbers({run["label"]: run.get("instruments", []) for run in results["runs"]}))
     return [
         *(f"**Verdict:** {verdict.said}" for verdict in found),
         *([f"**Why, inside the network:** {' '.join(why)}"] if why else []),

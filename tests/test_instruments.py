@@ -187,3 +187,13 @@ def test_a_contrary_reading_gives_its_measured_reason_only_where_the_run_has_its
     assert line.startswith("Not as expected at these settings") and "this run read 0.002." in line
     assert ("Why: this run used the report's init" in line) is reason_given
     assert INSTRUMENTS["architecture"].contrary({"deepest ÷ shallowest: gradient at conv 1": 0.9}, configs) == []
+
+
+def test_the_why_a_verdict_gives_is_the_readings_that_bear_out_their_expectation():
+    """Activations' why is sigmoid's starved first layer; tanh's gradient beside ReLU's, which the
+    literature expects no direction of, explains nothing on its own, and a reading against its
+    expectation is no why."""
+    activations = INSTRUMENTS["activations"]
+    numbers = {"sigmoid ÷ relu: gradient at conv 1": 1e-6, "tanh ÷ relu: gradient at conv 1": 1.6, "relu: dead share, largest conv layer (last reading)": 0.0}
+    assert activations.explaining(numbers) == ["sigmoid: the first conv layer got 1/1,000,000 of ReLU's gradient."]
+    assert activations.explaining({**numbers, "sigmoid ÷ relu: gradient at conv 1": 2.0}) == []

@@ -152,6 +152,11 @@ class Instrument:
         """What the tab says of these numbers, one sentence for each gauge read."""
         return [gauge.sentence(value) for gauge in self.gauges if (value := numbers.get(gauge.name)) is not None]
 
+    def explaining(self, numbers: dict[str, float | None]) -> list[str]:
+        """The sentences of the gauges whose expectation this run bears out: the why a verdict
+        gives (a gauge the literature expects no direction of explains nothing on its own)."""
+        return [gauge.sentence(value) for gauge in self.gauges if gauge.expected and (value := numbers.get(gauge.name)) is not None and gauge.expected.holds(value)]
+
     def contrary(self, numbers: dict[str, float | None], configs: list[dict] = ()) -> list[str]:
         """One line for each gauge whose reading goes against what is expected of it (`configs`:
         the arms' settings, for the reasons that depend on them)."""
