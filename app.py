@@ -11,6 +11,8 @@ import gradio as gr
 from demo import classifiers
 from demo.tabs import activations, adaptive_lr, batchnorm, depth, final_cnn, momentum, transfer, your_images
 from demo.gpu import ON_ZEROGPU
+from demo.lesson import lesson_tabs
+from demo.links import link_applier
 from demo.panel import MAX_STREAMS, warm_up
 from demo.photo_sets import MAX_TOTAL_BYTES
 from demo.settings import GPU_AVAILABLE
@@ -59,13 +61,40 @@ def end_session(request: gr.Request) -> None:
     classroom.sessions.end(request.session_hash)
 
 
+# After a link's values are set: `run=1` presses the linked tab's Train (a run in the cache replays),
+# once the tab is drawn and a frame has passed: a click in the same tick as the values' update
+# trained with some of the old ones.
+PRESS_TRAIN = """() => {
+  const link = new URLSearchParams(window.location.search);
+  if (link.get('run') !== '1') return;
+  const started = Date.now();
+  const press = () => {
+    const train = document.getElementById('train-' + link.get('tab'));
+    if (train && train.offsetParent !== null) setTimeout(() => train.click(), 250);
+    else if (Date.now() - started < 10000) requestAnimationFrame(press);
+  };
+  requestAnimationFrame(press);
+}"""
+
+
+def tab_id(tab) -> str:
+    """A tab's id in the tab bar: its training endpoint's name, as links name it."""
+    return getattr(tab, "api_name", tab.title)
+
+
 def build_app(tabs=TABS) -> gr.Blocks:
     with gr.Blocks(title="CNN Lab", delete_cache=DELETE_CACHE) as app, gr.Column(elem_classes="cnnlab-page"):
         gr.Markdown(INTRO)
-        with gr.Tabs(overflow_behavior="wrap"):  # on a phone every tab stays in sight, on two or three rows
+        link_note = gr.Markdown()
+        panels = {}
+        with gr.Tabs(overflow_behavior="wrap") as tab_bar:  # on a phone every tab stays in sight, on two or three rows
             for tab in tabs:
-                with gr.Tab(tab.title):
-                    tab.build()
+                with gr.Tab(tab.title, id=tab_id(tab)):
+                    panels[tab] = tab.build()
+        lessons = lesson_tabs(tabs)
+        controls = {lesson: [*panels[lesson].own, *panels[lesson].settings] for lesson in lessons}
+        outputs = [tab_bar, *(component for lesson in lessons for component in controls[lesson]), link_note]
+        app.load(link_applier(lessons, controls, tab_id), None, outputs, api_visibility="private").then(None, js=PRESS_TRAIN)
         app.unload(end_session)
     # Classification runs beside training; trainings share one queue (see ComparisonPanel.wire).
     os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", str(ANALYTICS_EVERY_EVENTS))  # read as the queue is made

@@ -15,6 +15,7 @@ import gradio as gr
 
 from serving.classroom import QueueFull, TrainingFailed, Update, classroom
 from demo.instruments import Drawing
+from demo.links import space_link
 from demo.gpu import HOST_DEVICE, ON_ZEROGPU, is_api_call, on_zerogpu_gpu, stop_on_gpu, updates_on_gpu, was_refused
 from serving.model_store import HeldModels
 from demo.settings import DEFAULT_PRESET, Settings, check_budget, checked_arms, preset_controls, preset_note, preset_values
@@ -196,7 +197,7 @@ class RunButtons:
 
     def __init__(self, status_id: str):
         with gr.Row():
-            self.train = gr.Button("Train", variant="primary", scale=3)
+            self.train = gr.Button("Train", variant="primary", scale=3, elem_id=f"train-{status_id.removeprefix('status-')}")
             self.stop = gr.Button("Stop", variant="secondary", size="sm", interactive=False, scale=1, min_width=80)
         self.on_cpu = gr.Button("Use the CPU instead (quick preset)", visible=False)
         self.status_id = status_id
@@ -254,6 +255,8 @@ class ComparisonPanel:
                         self.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed (shared by all arms)")
                     self.init = gr.Radio(list(INITS), value=init, label="Initial weights", visible=lesson.chooses_init, info="default: PyTorch's own, as in the report's code · he: scaled for ReLU")
                 self.buttons = RunButtons(status_id)
+                with gr.Accordion("Link to these settings", open=False) as self.link_fold:
+                    self.link = gr.Textbox(show_label=False, buttons=["copy"], info="Opens this tab with these settings; add &run=1 to press Train too.")
         self.status = gr.Markdown(elem_id=status_id)
         # Without a reference run the line plots would open empty: they appear with the first Train.
         self.plots = gr.Row(visible=lesson.opens_with_plots)
@@ -292,6 +295,10 @@ class ComparisonPanel:
         quick = (functools.partial(quick_preset, lesson.experiment.name), None, controls)
         self.buttons.wire(lesson.handler, lesson.cpu_handler, [*self.own, *self.settings], outputs, lesson.api_name, [self.table, self.status], self.hidden_until_trained, before_cpu=quick)
         self.preset.change(functools.partial(preset_controls, lesson.experiment.name), self.preset, controls[1:], api_visibility="private")
+        # The link for what is on screen: a query goes after the page's own address, in the browser.
+        self.link_fold.expand(functools.partial(space_link, lesson), [*self.own, *self.settings], self.link, api_visibility="private").then(
+            None, self.link, self.link, js="(link) => link.startsWith('?') ? window.location.origin + window.location.pathname + link : link"
+        )
 
 
 def warm_up(tabs) -> threading.Thread:

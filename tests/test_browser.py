@@ -271,6 +271,27 @@ def test_on_a_phone_every_tab_asks_its_question_first_with_train_in_the_first_sc
             expect(visible(page.get_by_text(question, exact=True))).to_have_count(1)
 
 
+def test_an_experiment_link_opens_its_tab_sets_its_controls_and_runs_them(served):
+    """A teacher's link: the tab, the controls' values, a run that used them (its arm is labelled
+    by β), and in a second link a bad value said on the page while the others apply."""
+    with browser_page(served + "?tab=compare_batchnorm&seed=3&epochs=1&beta=0.5&run=0") as page:
+        expect.set_options(timeout=30_000)
+        expect(page.get_by_role("tab", name="Batch normalization")).to_have_attribute("aria-selected", "true")
+        expect(visible(page.get_by_text("Not applied: beta: this tab takes preset, epochs, n_train, lr, batch_size, seed, init."))).to_have_count(1)
+        visible(page.get_by_text("Settings: preset, epochs, images, learning rate, seed")).click()
+        expect(visible(page.get_by_role("spinbutton", name="number input for Epochs"))).to_have_value("1")
+        page.goto(served + "?tab=compare_momentum&beta=0.5&epochs=1&n_train=100&batch_size=abc&run=1")
+        expect(page.get_by_role("tab", name="Momentum")).to_have_attribute("aria-selected", "true")
+        expect(visible(page.get_by_text("Not applied: batch_size=abc: must be an integer, got 'abc'"))).to_have_count(1)
+        visible(page.get_by_text("Done on")).first.wait_for(timeout=120_000)  # run=1 pressed Train
+        # The results table's row of the β arm, as the page reads (its header is a table of its own).
+        said = page.locator("body").inner_text()
+        assert re.search(r"momentum 0\.5\s+\d+\.\d\d%, 100 images", said), said[-3000:]
+        visible(page.get_by_text("Link to these settings")).click()
+        link = page.locator("textarea, input").evaluate_all("boxes => boxes.map(b => b.value).filter(v => v.includes('tab='))")
+        assert link and link[0].startswith(served + "?tab=compare_momentum&beta=0.5&") and "epochs=1" in link[0] and "n_train=100" in link[0], link
+
+
 # Watches the page from before Train: when a curve of the run was first drawn, when the status first
 # said the run was done, and whether Stop was enabled while it ran.
 WATCH = """() => {
