@@ -22,8 +22,8 @@ from training.datasets import prefetch
 HOST = "ZeroGPU" if ON_ZEROGPU else "a GPU" if GPU_AVAILABLE else "a CPU"
 ZEROGPU_NOTE = " Each Train borrows a GPU for the seconds its run needs, from your daily GPU quota." if ON_ZEROGPU else ""
 INTRO = f"""# CNN Lab
-**Start here:** each tab asks one question about training a convolutional network. Guess the answer, press
-**Train**, and watch two networks that differ in that one thing learn side by side. Running on {HOST}.{ZEROGPU_NOTE}
+**Start here:** each tab asks one question. Guess the answer, press **Train**, and watch two networks that differ
+in that one thing learn side by side. Running on {HOST}.{ZEROGPU_NOTE}
 """
 
 # System fonts: the default theme's web fonts come from Google's servers, which a classroom behind a

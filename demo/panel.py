@@ -26,6 +26,7 @@ from training.datasets import data_source, load_splits
 from training.sources import DatasetMissingError
 from training.devices import resolve_device
 from training.experiments import Experiment, get_experiment
+from training.lessons import judged_prediction, predictions
 
 log = logging.getLogger(__name__)
 # Training requests streaming at once (Gradio queues any more): one per session, for a class or two.
@@ -177,6 +178,11 @@ def starting(blocks: int) -> tuple:
     return *(gr.update(visible=True) for _ in range(blocks)), gr.update(interactive=True)
 
 
+def prediction_words(experiment: Experiment, predicted: str | None, session: dict | None) -> str:
+    """Whether the student's prediction came true in the run they just saw (training.lessons)."""
+    return judged_prediction(experiment, predicted, session["results"] if session else None)
+
+
 def disable_stop() -> dict:
     return gr.update(interactive=False)
 
@@ -245,6 +251,10 @@ class ComparisonPanel:
                 if len(self.own) != len(lesson.own_parameters):
                     raise TypeError(f"{type(lesson).__name__}.controls() lays out {len(self.own)} inputs for the {len(lesson.own_parameters)} parameters its arms() takes after the settings")
             with gr.Column(scale=2):
+                # Predict, then run: optional, one click, kept by nobody but this page.
+                self.prediction = gr.Radio(list(predictions(experiment).values()) if experiment.lessons else [], value=None, label="Your prediction: which comes out ahead? (optional)", visible=bool(experiment.lessons))
+                self.buttons = RunButtons(status_id)
+                # Folded under Train: a student changes one thing, a setting only when asked to.
                 with gr.Accordion("Settings: preset, epochs, images, learning rate, seed", open=False):
                     self.preset = gr.Radio(["quick", "report"], value=DEFAULT_PRESET, label="Preset", info="quick: about a minute on a laptop · report: the report's own settings")
                     self.epochs = gr.Slider(*limits("epochs"), value=epochs, step=1, label="Epochs")
@@ -254,10 +264,10 @@ class ComparisonPanel:
                         self.batch_size = gr.Slider(*limits("batch_size"), value=batch_size, step=1, label="Batch size")
                         self.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed (shared by all arms)")
                     self.init = gr.Radio(list(INITS), value=init, label="Initial weights", visible=lesson.chooses_init, info="default: PyTorch's own, as in the report's code · he: scaled for ReLU")
-                self.buttons = RunButtons(status_id)
                 with gr.Accordion("Link to these settings", open=False) as self.link_fold:
                     self.link = gr.Textbox(show_label=False, buttons=["copy"], info="Opens this tab with these settings; add &run=1 to press Train too.")
         self.status = gr.Markdown(elem_id=status_id)
+        self.prediction_note = gr.Markdown()
         # Without a reference run the line plots would open empty: they appear with the first Train.
         self.plots = gr.Row(visible=lesson.opens_with_plots)
         self.hidden_until_trained = [] if self.plots.visible else [self.plots]
@@ -293,7 +303,9 @@ class ComparisonPanel:
         controls = [self.preset, self.epochs, self.n_train, self.lr, self.batch_size, self.init, self.preset_note]
         outputs = [*self.figures, self.table, self.status, self.session, *extra_outputs, *self.instrument_outputs]
         quick = (functools.partial(quick_preset, lesson.experiment.name), None, controls)
-        self.buttons.wire(lesson.handler, lesson.cpu_handler, [*self.own, *self.settings], outputs, lesson.api_name, [self.table, self.status], self.hidden_until_trained, before_cpu=quick)
+        runs = self.buttons.wire(lesson.handler, lesson.cpu_handler, [*self.own, *self.settings], outputs, lesson.api_name, [self.table, self.status], self.hidden_until_trained, before_cpu=quick)
+        for run in runs:  # after the verdict: was the prediction right?
+            run.then(functools.partial(prediction_words, lesson.experiment), [self.prediction, self.session], self.prediction_note, api_visibility="private")
         self.preset.change(functools.partial(preset_controls, lesson.experiment.name), self.preset, controls[1:], api_visibility="private")
         # The link for what is on screen: a query goes after the page's own address, in the browser.
         self.link_fold.expand(functools.partial(space_link, lesson), [*self.own, *self.settings], self.link, api_visibility="private").then(

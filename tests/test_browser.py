@@ -332,8 +332,11 @@ def test_transfer_learning_draws_its_curves_while_it_trains_and_stop_is_live_onl
     stop = visible(page.get_by_role("button", name="Stop"))
     expect(stop).to_be_disabled()  # nothing runs yet
     page.evaluate(WATCH)
+    visible(page.get_by_label("fine tuning")).first.check()  # predict, then run
     visible(page.get_by_role("button", name="Train")).click()
     visible(page.get_by_text("Done on")).first.wait_for(timeout=120_000)
+    # After the verdict, whether the prediction came true, in the run's own outcome.
+    expect(visible(page.get_by_text(re.compile(r"Your prediction, fine tuning: (right|not this time)\.")))).to_have_count(1)
     seen = page.evaluate("() => window.seen")
     # Its loss curve was drawn before the run was done (the plots used to show only with the verdict).
     assert seen.get("curve") and seen["curve"] < seen["done"], seen

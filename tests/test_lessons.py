@@ -125,3 +125,15 @@ def test_where_the_dashed_reference_run_went_the_other_way_the_verdict_says_so_a
     agreeing = results("activations", {"relu": 0.30, "sigmoid": 0.10, "tanh": 0.35})
     assert lessons.reference_disagreements(EXPERIMENTS["activations"], agreeing, reference) == []
     assert lessons.reference_disagreements(EXPERIMENTS["activations"], ours, None) == []
+
+
+def test_a_prediction_is_judged_by_the_verdicts_own_outcome(recorded):
+    experiment = EXPERIMENTS["batchnorm"]
+    choices = lessons.predictions(experiment)
+    assert choices == {"ahead": "batch norm", "behind": "no batch norm", "unclear": "no clear winner"}
+    clear = results("batchnorm", {"no batch norm": 0.10, "batch norm": 0.35})
+    assert lessons.judged_prediction(experiment, choices["ahead"], clear).startswith("**Your prediction, batch norm: right.** This run: batch norm came out ahead")
+    assert lessons.judged_prediction(experiment, choices["unclear"], clear).startswith("**Your prediction, no clear winner: not this time.**")
+    within = results("batchnorm", {"no batch norm": 0.30, "batch norm": 0.37})  # inside the seeds' spread
+    assert lessons.judged_prediction(experiment, choices["unclear"], within).startswith("**Your prediction, no clear winner: right.** This run: no clear winner")
+    assert lessons.judged_prediction(experiment, None, clear) == "" and lessons.judged_prediction(experiment, choices["ahead"], None) == ""

@@ -122,6 +122,7 @@ class Verdict:
 
     said: str
     details: str
+    outcome: str  # "ahead" (the report's direction), "behind" or "unclear"
 
 
 @dataclass(frozen=True)
@@ -152,17 +153,18 @@ def verdicts(experiment: Experiment, results: dict) -> list[Verdict]:
             continue
         noise = judged_against(lesson, runs, recorded, nearest)
         ahead, behind = lesson.ahead_label, lesson.behind_label
-        if abs(points) <= 2 * noise.sigma:
+        outcome = "unclear" if abs(points) <= 2 * noise.sigma else "ahead" if points > 0 else "behind"
+        if outcome == "unclear":
             said = (
                 f"No clear winner this time: {ahead} {'ahead of' if points >= 0 else 'behind'} {behind} by {abs(points):.1f} points, "
                 f"a gap repeat runs can make by chance. {noise.variation} To find out, train again with another seed, or more epochs, "
                 f"and see whether the gap holds."
             )
-        elif points > 0:
+        elif outcome == "ahead":
             said = f"{ahead} came out ahead of {behind} by {points:.1f} points, as the report found. {noise.variation}"
         else:
             said = f"{behind} came out ahead of {ahead} by {-points:.1f} points: the opposite of what the report found. {noise.variation}"
-        found.append(Verdict(said, f"Judged against σ {noise.sigma:.1f} points (a clear result is over twice that): {noise.details}."))
+        found.append(Verdict(said, f"Judged against σ {noise.sigma:.1f} points (a clear result is over twice that): {noise.details}.", outcome))
     return found
 
 
@@ -221,3 +223,23 @@ def reference_disagreements(experiment: Experiment, results: dict, reference: di
             "“What the quick preset changes, and why” says which of them turns the result around."
         )
     return said
+
+
+def predictions(experiment: Experiment) -> dict[str, str]:
+    """What a student may predict of an experiment's first lesson (which side comes out ahead), by
+    the outcome it names."""
+    lesson = experiment.lessons[0]
+    return {"ahead": lesson.ahead_label, "behind": lesson.behind_label, "unclear": "no clear winner"}
+
+
+def judged_prediction(experiment: Experiment, predicted: str | None, results: dict | None) -> str:
+    """Whether a student's prediction of the first lesson came true, in their words; "" where
+    nothing was predicted or nothing finished."""
+    found = verdicts(experiment, results) if predicted and results else []
+    if not found:
+        return ""
+    named = predictions(experiment)
+    happened = found[0].outcome
+    outcome = named[happened] + ("" if happened == "unclear" else " came out ahead")
+    right = "right" if named[happened] == predicted else "not this time"
+    return f"**Your prediction, {predicted}: {right}.** This run: {outcome} (the verdict above says by how much, and why)."

@@ -69,7 +69,7 @@ class Activations(Lesson):
     def controls(self) -> list:
         values, slopes = activation_curves()
         chosen = gr.CheckboxGroup(list(ACTIVATIONS), value=list(DEFAULT_ACTIVATIONS), label="Activations to compare")
-        shared = dict(x="x", color="activation", color_map=colour_map(SERIES), height=220, min_width=PLOT_MIN_WIDTH, x_axis_format=AXIS_FORMAT, y_axis_format=AXIS_FORMAT)
+        shared = dict(x="x", color="activation", color_map=colour_map(SERIES), height=180, min_width=PLOT_MIN_WIDTH, x_axis_format=AXIS_FORMAT, y_axis_format=AXIS_FORMAT)
         with gr.Row():
             gr.LinePlot(values, y="f(x)", title="f(x)", **shared)
             gr.LinePlot(slopes, y="slope", title="f′(x), the gradient's factor", **shared)
@@ -89,8 +89,8 @@ TAB = Activations(
     "Activations", "activations", "compare_activations", EXPLANATION, SERIES,
     question="Which activation lets a deep network learn fastest: ReLU, sigmoid or tanh?",
     idea=(
-        "Learning sends the error back through every layer, and each layer multiplies it by its activation's slope. "
-        "Sigmoid's slope is at most ¼, and tanh's fades away from 0, so after five layers little is left for the first ones; "
-        "ReLU's slope is 1 wherever it is active. The right-hand plot shows the slopes."
+        "Learning sends the error back through every layer, multiplied at each by the activation's slope. Sigmoid's "
+        "slope is at most ¼ and tanh's fades away from 0, so little reaches the first layers; ReLU's is 1 wherever it is "
+        "active. The second plot shows the slopes."
     ),
 )

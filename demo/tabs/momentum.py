@@ -79,8 +79,9 @@ def loss_surface(beta: float = BETA, lr: float = SURFACE_LR):
     lr = min(max(float(lr), SURFACE_LR_RANGE[0]), SURFACE_LR_RANGE[1])
     x, y = np.meshgrid(np.linspace(-4.5, 4.5, 200), np.linspace(-0.8, 0.8, 120))
     loss = 0.5 * (SURFACE_CURVATURE[0] * x**2 + SURFACE_CURVATURE[1] * y**2)
-    # 480 px wide, so that a phone shows it at 80% (382 px; the old 640 px figure was shown at 52%).
-    figure = Figure(figsize=(4.8, 3.7), dpi=100)
+    # 480 px wide, so that a phone shows it at 80% (382 px; the old 640 px figure was shown at 52%);
+    # 320 px tall, so that Train stays in a phone's first screen and a half.
+    figure = Figure(figsize=(4.8, 3.2), dpi=100)
     axes = figure.subplots()
     axes.contour(x, y, loss, levels=np.geomspace(0.01, 40, 12), colors="#bbbbbb", linewidths=0.8)
     for (label, path), color in zip(descent_paths(beta, lr).items(), ("#1f77b4", "#d62728")):
@@ -101,7 +102,7 @@ class Momentum(Lesson):
 
     def controls(self) -> list:
         beta = gr.Slider(*limits("momentum"), value=BETA, step=0.01, label="Momentum β")
-        toy_lr = gr.Slider(*SURFACE_LR_RANGE, value=SURFACE_LR, step=0.0001, label="Learning rate on the valley below", info="try 0.005, then 0.025")
+        toy_lr = gr.Slider(*SURFACE_LR_RANGE, value=SURFACE_LR, step=0.0001, label="Learning rate on the valley (try 0.005, then 0.025)")
         surface = gr.Plot(value=loss_surface(BETA, SURFACE_LR), label="Loss surface", format="png", show_label=False)
         with gr.Accordion("What the valley shows", open=False):
             gr.Markdown(SURFACE_NOTE)
@@ -120,8 +121,8 @@ TAB = Momentum(
     "Momentum", "momentum", "compare_momentum", EXPLANATION, SERIES,
     question="Does momentum get further than plain SGD in the same number of steps?",
     idea=(
-        "Plain SGD steps along each batch's gradient, so its steps zig-zag from batch to batch. Momentum keeps a running "
-        "average of its steps (β sets how long it remembers), so the directions that agree add up and the zig-zags cancel. "
-        "The valley below shows both on a simple surface; Train runs both on CIFAR-10 from the same start."
+        "Plain SGD follows each batch's gradient, so its steps zig-zag. Momentum steps along a running average "
+        "(β sets how long it remembers), so the directions that agree add up and the zig-zags cancel. The valley shows "
+        "both; Train runs both on CIFAR-10."
     ),
 )
