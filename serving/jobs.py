@@ -90,6 +90,9 @@ class Job:
         """Train, publishing a few updates a second and the verdict at the end; yields after every
         event, so that its driver can stop it between any two."""
         arms, where = len(self.configs), self.where
+        # Its readers wait for news: they hear at once that the run left the line (building the
+        # networks comes before their first step, seconds for AlexNet).
+        self.publish("Starting: reading the data and building the networks…")
         for activity in fetch_data(self.configs, 1 / UPDATES_PER_SECOND):
             self.publish(f"{activity}…")
             yield

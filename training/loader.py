@@ -133,11 +133,13 @@ class BatchLoader:
 class FeatureLoader(BatchLoader):
     """Training batches of a frozen prefix's outputs instead of images, for feature extraction.
 
-    A frozen backbone maps the same image to the same features, so they are computed once (at
-    the first iteration, inside the arm's training clock), for each photo and its mirror image.
-    Batches then make exactly BatchLoader's draws (order, offsets, flips) and look the features
-    up, so training matches running the backbone every step. It applies where a training crop
-    is the whole stored image, so that flips are the only augmentation.
+    A frozen backbone maps the same image to the same features, so each photo's (as stored or
+    mirrored) is computed once, when a batch first draws it, inside the arm's training clock. The
+    first step then waits for one batch's forward pass, not the whole split's twice: Transfer
+    learning's curves start within seconds. Batches make exactly BatchLoader's draws (order,
+    offsets, flips) and look the features up, so training matches running the backbone every
+    step. It applies where a training crop is the whole stored image, so that flips are the only
+    augmentation.
     """
 
     def __init__(self, prefix: torch.nn.Module, data: ImageTensors, batch_size: int, device: torch.device, seed: int, autocast: bool, alternating_flip: bool = False):
@@ -145,31 +147,33 @@ class FeatureLoader(BatchLoader):
         self.prefix = prefix
         self.autocast = autocast
         self.features: torch.Tensor | None = None  # 2 (as stored, mirrored), N, D
+        self.computed = torch.zeros(2, len(data), dtype=torch.bool, device=self.device)
 
     @staticmethod
     def supports(spec: DatasetSpec) -> bool:
         return spec.crop_size == spec.stored_size and spec.crop_padding == 0
 
     @torch.no_grad()
-    def _compute_features(self) -> torch.Tensor:
+    def _compute(self, views: torch.Tensor, index: torch.Tensor) -> None:
+        """The features of the (view, image) pairs of a batch that no batch drew before."""
         spec = self.data.spec
-        views = []
         for mirrored in (False, True):
-            chunks = []
-            for start in range(0, len(self.data), 64):
-                x = normalize(self.images[start : start + 64], spec.mean, spec.std)
-                x = x.flip(-1) if mirrored else x
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                    chunks.append(self.prefix(x).float())
-            views.append(torch.cat(chunks))
-        return torch.stack(views)
+            wanted = index[(views == int(mirrored)) & ~self.computed[int(mirrored), index]].unique()
+            if not len(wanted):
+                continue
+            x = normalize(self.images[wanted], spec.mean, spec.std)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                out = self.prefix(x.flip(-1) if mirrored else x).float()
+            if self.features is None:
+                self.features = torch.empty(2, len(self.data), out.shape[1], device=self.device)
+            self.features[int(mirrored), wanted] = out
+            self.computed[int(mirrored), wanted] = True
 
     def __iter__(self):
-        if self.features is None:
-            self.features = self._compute_features()
         spec = self.data.spec
         for index in self.batch_indices():
             _, _, flip = draw_crops(len(index), spec.stored_size, spec.crop_size, spec.crop_padding, self.generator)
             alternating = self.flips(index)
-            flip = flip if alternating is None else alternating
-            yield self.features[flip.long().to(self.device), index], self.labels[index]
+            views = (flip if alternating is None else alternating).long().to(self.device)
+            self._compute(views, index)
+            yield self.features[views, index], self.labels[index]
