@@ -160,9 +160,10 @@ def test_without_imagenet_weights_the_tab_says_how_and_offers_the_small_cnn(tmp_
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(Exception, match="small CNN from scratch"):
         run_to_the_end(shapes_zip(tmp_path / "p.zip"), your_images.NETWORKS[0], 1, 0)
-    *_, table, status, session, dataset, _, _ = run_to_the_end(shapes_zip(tmp_path / "q.zip"), your_images.NETWORKS[1], 1, 0)
+    loss, accuracy, table, status, session, dataset, _, _ = run_to_the_end(shapes_zip(tmp_path / "q.zip"), your_images.NETWORKS[1], 1, 0)
     forget_dataset(dataset)
     assert list(table["arm"]) == ["feature extraction", "fine tuning", "small CNN"] and set(session["models"]) == {"small CNN"}
+    assert loss.colors_in_legend == accuracy.colors_in_legend == ["small CNN"]  # no legend entry for an arm not trained
     # The Model choice offers the one model there is and moves to it, and stays where a chosen one was trained.
     offered = your_images.trained_choice("fine tuning", session)
     assert (offered["choices"], offered["value"], offered["visible"]) == (["small CNN"], "small CNN", True)

@@ -18,7 +18,7 @@ from demo.panel import RunButtons, training_updates
 from demo.photo_sets import MAX_CLASSES, MIN_CLASSES, MIN_PHOTOS_PER_CLASS, PhotoSetError
 from serving.model_store import dropped_message
 from demo.uploads import Refusal, classify, consume, image_upload, open_upload
-from demo.views import answered_on_page, curves, download_folder, line_plots, plot_series, results_table
+from demo.views import answered_on_page, curves, download_folder, line_plots, plot_series, results_table, series_of
 from models import WeightsUnavailableError
 from models.alexnet import load_backbone
 from training.config import requested
@@ -101,11 +101,17 @@ def read_and_train(archive, network, epochs, seed, rows, progress, request, on_c
         except WeightsUnavailableError as error:
             raise Refusal(f"{error}\n\nOr choose \"{NETWORKS[1]}\" under Network: it needs no downloaded weights.") from None
     summary, drawing = photos.summary(), Drawing(INSTRUMENT)
-    for update, result in training_updates(EXPERIMENT, session_arms(session, network, epochs, seed), "quick", progress, request, on_cpu):
+    arms = session_arms(session, network, epochs, seed)
+    # The legends name the arms this run trains (the small CNN, or the two AlexNet arms), in the
+    # colours every series keeps.
+    trained = [series_of(config.label, SERIES) for config in arms]
+    for update, result in training_updates(EXPERIMENT, arms, "quick", progress, request, on_cpu):
         if update.finished:
             result = {**result, "spec": spec}  # classifying needs its classes, not the photos
         table = results_table(EXPERIMENT, update.recorder, stopped=update.stopped)
-        yield *curves(EXPERIMENT, update.recorder, SERIES), table, f"{summary}\n\n{update.status}", result, spec.name, *drawing.frame(update)
+        loss, accuracy = curves(EXPERIMENT, update.recorder, SERIES)
+        plots = (gr.LinePlot(loss, colors_in_legend=trained), gr.LinePlot(accuracy, colors_in_legend=trained))
+        yield *plots, table, f"{summary}\n\n{update.status}", result, spec.name, *drawing.frame(update)
 
 
 def train_your_images(archive=None, network=NETWORKS[0], epochs=3, seed=0, rows=None, progress=gr.Progress(), request: gr.Request = None):
