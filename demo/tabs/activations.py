@@ -71,8 +71,8 @@ class Activations(Lesson):
         chosen = gr.CheckboxGroup(list(ACTIVATIONS), value=list(DEFAULT_ACTIVATIONS), label="Activations to compare")
         shared = dict(x="x", color="activation", color_map=colour_map(SERIES), height=180, min_width=PLOT_MIN_WIDTH, x_axis_format=AXIS_FORMAT, y_axis_format=AXIS_FORMAT)
         with gr.Row():
-            gr.LinePlot(values, y="f(x)", title="f(x)", **shared)
-            gr.LinePlot(slopes, y="slope", title="f′(x), the gradient's factor", **shared)
+            gr.LinePlot(values, y="f(x)", title="The activation, f(x)", **shared)
+            gr.LinePlot(slopes, y="slope", title="Its slope, f′(x): the gradient's factor", **shared)
         return [chosen]
 
     def arms(self, settings: Settings, activations=DEFAULT_ACTIVATIONS) -> list:

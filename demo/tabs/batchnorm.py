@@ -67,7 +67,7 @@ def signal_scale_figure():
             label = f"{init} init, {'with' if batch_norm else 'no'} batch norm"
             axes.semilogy(range(1, len(scales) + 1), scales, style, color=colour, markersize=4, label=label)
     axes.set_xlabel("layer (5 conv, then 3 fully connected;\nthe last gives the logits)", fontsize=9)
-    axes.set_ylabel("output std", fontsize=9)
+    axes.set_ylabel("spread of the outputs (std)", fontsize=9)
     axes.set_title("The signal's scale through the report's network\nat initialisation (measured)", fontsize=10)
     axes.tick_params(labelsize=9)
     axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, fontsize=8.5, frameon=False)
