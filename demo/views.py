@@ -187,19 +187,36 @@ def images_seen(config: dict) -> str:
     return ("up to " if config.get("loss_threshold") else "") + f"{short} images"
 
 
+@functools.cache
+def recorded_cells(experiment_name: str) -> dict[str, tuple[str, str]]:
+    """Each arm's report and reference-run cells, by label, the report's arms first: no run changes
+    them, so they are worked out once, not at every frame of a stream."""
+    experiment = get_experiment(experiment_name)
+    report = {r.arm: r for r in experiment.report}
+    configs = {c.label: asdict(c) for c in experiment.arms("report")} if "report" in experiment.base else {}
+    recorded = reference(experiment_name)
+    references = {run["label"]: run for run in recorded["runs"]} if recorded else {}
+    cells = {}
+    for label in dict.fromkeys([*experiment.arm_overrides["report"], *references]):
+        theirs, ref = report.get(label), references.get(label)
+        if theirs and theirs.test_acc:
+            ours = f"{theirs.test_acc:.2%} in {theirs.train_time_s} s" + (f", {images_seen(configs[label])}" if label in configs else "")
+        else:
+            ours = "figure only" if theirs else "—"
+        cells[label] = (ours, f"{ref['test_acc']:.2%} in {ref['train_time_s']:.0f} s, {images_seen(ref['config'])}" if ref else "—")
+    return cells
+
+
 def results_table(experiment: Experiment, recorder: Recorder | None, stopped: bool = False) -> pd.DataFrame:
     """One row per arm: the report's number, the recorded reference run and this run (`stopped`:
     the run was stopped, so unfinished arms say where they got to). An experiment on the
     student's own photos has neither a report figure nor a reference run to set beside it."""
-    report = {r.arm: r for r in experiment.report}
-    report_configs = {c.label: asdict(c) for c in experiment.arms("report")} if "report" in experiment.base else {}
-    recorded = reference(experiment.name)
-    references = {run["label"]: run for run in recorded["runs"]} if recorded else {}
+    recorded = recorded_cells(experiment.name)
     live = recorder.runs if recorder else {}
     rows = []
     # The report's arms come first, so that the table has their numbers before anyone trains.
-    for label in list(dict.fromkeys([*experiment.arm_overrides["report"], *references, *live])):
-        theirs, ref, run = report.get(label), references.get(label), live.get(label, {})
+    for label in list(dict.fromkeys([*recorded, *live])):
+        (theirs, ref), run = recorded.get(label, ("—", "—")), live.get(label, {})
         steps = [point for point in run.get("history", []) if point["type"] == "TrainStep"]
         latest = run if "test_acc" in run else (steps[-1] if steps else {})
         rows.append(
@@ -207,11 +224,8 @@ def results_table(experiment: Experiment, recorder: Recorder | None, stopped: bo
                 # The student's own result first after the arm: on a phone it is in view unscrolled.
                 "arm": label,
                 "this run": this_run(run, stopped) + (f", {images_seen(run['config'])}" if "test_acc" in run else ""),
-                "report (Kaggle GPU)": (
-                    f"{theirs.test_acc:.2%} in {theirs.train_time_s} s" + (f", {images_seen(report_configs[label])}" if label in report_configs else "")
-                    if theirs and theirs.test_acc else ("figure only" if theirs else "—")
-                ),
-                "reference run": f"{ref['test_acc']:.2%} in {ref['train_time_s']:.0f} s, {images_seen(ref['config'])}" if ref else "—",
+                "report (Kaggle GPU)": theirs,
+                "reference run": ref,
                 "train time (s)": round(latest.get("train_time_s", latest.get("elapsed_s", 0.0)), 1) if latest else None,
                 "images/s": round(latest.get("images_per_s", 0.0)) if latest else None,
             }

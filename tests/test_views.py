@@ -33,8 +33,10 @@ def recorded_batchnorm(monkeypatch):
     }
     monkeypatch.setattr(views, "reference", lambda name: recorded if name == "batchnorm" else None)
     views.reference_curves.cache_clear()
+    views.recorded_cells.cache_clear()
     yield recorded
     views.reference_curves.cache_clear()
+    views.recorded_cells.cache_clear()
 
 
 def test_reference_runs_are_listed_before_and_beside_a_live_run(tiny_data, recorded_batchnorm):
@@ -52,8 +54,16 @@ def test_reference_runs_are_listed_before_and_beside_a_live_run(tiny_data, recor
     assert "*Reference run:* the report preset, default init, seed 0, recorded on AMD EPYC, 2 threads." in views.table_notes(experiment)
 
 
-def test_the_table_notes_say_how_to_record_a_missing_reference_run_and_what_the_report_only_drew(monkeypatch):
+@pytest.fixture
+def no_reference_runs(monkeypatch):
+    """No reference run of any experiment; what is worked out from them is worked out again."""
     monkeypatch.setattr(views, "reference", lambda name: None)
+    views.recorded_cells.cache_clear()
+    yield
+    views.recorded_cells.cache_clear()
+
+
+def test_the_table_notes_say_how_to_record_a_missing_reference_run_and_what_the_report_only_drew(no_reference_runs):
     notes = views.table_notes(get_experiment("transfer"))
     assert "none recorded yet (needs AlexNet's ImageNet weights)." in notes and "python -m" not in notes
     assert 'the report calls this run "with fine tuning"' in notes
