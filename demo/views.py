@@ -32,7 +32,7 @@ from training.datasets import get_dataset
 from training.experiments import Experiment, get_experiment
 from training.lessons import with_new_settings
 from training.lessons import member
-from training.results import Recorder, load_reference
+from training.results import Recorder, committed_reference
 
 REFERENCE_TAG = " · reference"  # the plot series of an arm's reference curve
 # One colour per arm (matplotlib's tab10); an arm's reference curve shares it, dashed.
@@ -45,14 +45,8 @@ REFERENCE_NEEDS = {"final": " (a GPU job)", "transfer": " (needs AlexNet's Image
 PLOT_MIN_WIDTH = 360
 
 
-@functools.cache
-def reference(experiment_name: str) -> dict | None:
-    """The committed report-length reference run of an experiment (results/reference), if any."""
-    try:
-        return load_reference(experiment_name)
-    except (OSError, ValueError) as error:
-        print(f"ignoring the reference run of {experiment_name}: {error}")
-        return None
+# The committed report-length reference run of an experiment (results/reference), if any.
+reference = committed_reference
 
 
 def plot_series(experiment: Experiment, extra: tuple[str, ...] = ()) -> tuple[str, ...]:

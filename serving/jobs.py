@@ -17,7 +17,7 @@ from training.engine import Finished
 from training.experiments import Experiment
 from training.lessons import reference_disagreements, verdicts
 from training.readings import instrument_of
-from training.results import Recorder, load_reference
+from training.results import Recorder, committed_reference
 from training.runner import ComparisonRun, fetch_data
 
 # Updates a training run publishes per second. Each one makes every reader re-send and re-draw its
@@ -152,7 +152,7 @@ def verdict_lines(experiment: Experiment, results: dict) -> list[str]:
     return [
         *(f"**Verdict:** {verdict.said}" for verdict in found),
         *([f"**Why, inside the network:** {' '.join(why)}"] if why else []),
-        *reference_disagreements(experiment, results, load_reference(experiment.name)),
+        *reference_disagreements(experiment, results, committed_reference(experiment.name)),
         *(f"<small>{verdict.details}</small>" for verdict in found),
     ]
 

@@ -178,3 +178,14 @@ def load_reference(experiment: str, folder: Path = REFERENCE_DIR) -> dict | None
     if missing:
         raise ValueError(f"{path} lacks provenance: {', '.join(missing)}")
     return results
+
+
+@functools.cache
+def committed_reference(experiment: str) -> dict | None:
+    """The committed reference run of an experiment, read once per process (every page draws it and
+    every finished run's verdict reads it), or None where there is none or it cannot be read."""
+    try:
+        return load_reference(experiment)
+    except (OSError, ValueError) as error:
+        print(f"ignoring the reference run of {experiment}: {error}")
+        return None
