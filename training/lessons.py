@@ -80,8 +80,17 @@ def differing_settings(experiment: Experiment, preset: str, configs: list[dict])
     arms = {arm.label: asdict(arm) for arm in experiment.arms(preset)}
     if sorted(arms) != sorted(config["label"] for config in configs):
         return ["arms"]
-    differing = {key for config in map(with_new_settings, configs) for key, value in arms[config["label"]].items() if key not in UNMEASURED_FIELDS and config.get(key) != value}
-    return sorted(differing)
+    return sorted(differing_keys(configs, arms))
+
+
+def differing_keys(configs: list[dict], against: dict[str, dict]) -> set[str]:
+    """The settings in which arms differ from the arms of the same label in `against` (seed,
+    device and precision aside; arms without a namesake there are not compared)."""
+    return {
+        key
+        for config in map(with_new_settings, configs) if config["label"] in against
+        for key, value in against[config["label"]].items() if key not in UNMEASURED_FIELDS and config.get(key) != value
+    }
 
 
 def is_preset(experiment: Experiment, preset: str, configs: list[dict]) -> bool:
@@ -205,12 +214,9 @@ def reference_disagreements(experiment: Experiment, results: dict, reference: di
         return []
     theirs = {run["label"]: run["test_acc"] for run in reference["runs"]}
     ours = {run["label"]: run["test_acc"] for run in runs}
-    by_label = {run["label"]: with_new_settings(run["config"]) for run in reference["runs"]}
     words = noted_settings()
-    differing = sorted(
-        {words.get(key, key) for run in runs if run["label"] in by_label for key, value in with_new_settings(run["config"]).items()
-         if key not in UNMEASURED_FIELDS and key in words and by_label[run["label"]].get(key) != value}
-    )
+    recorded = {run["label"]: with_new_settings(run["config"]) for run in reference["runs"]}
+    differing = sorted(words[key] for key in differing_keys([run["config"] for run in runs], recorded) if key in words)
     said = []
     for lesson in experiment.lessons:
         here, there = margin(lesson, ours), margin(lesson, theirs)
