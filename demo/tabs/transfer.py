@@ -52,7 +52,7 @@ def classify_ants_bees(image_path=None, arm="fine tuning", session=None):
 
 @answer_first
 def classify_on_page(image_path=None, arm="fine tuning", session=None, request: gr.Request = None) -> tuple:
-    """The page's call: the prediction, a note and the photo itself (demo.uploads.answered_on_page)."""
+    """The page's call: the prediction, a note and the photo itself (demo.views.answered_on_page)."""
     return answered_on_page(image_path, request, lambda image: classify(answering_model(arm, session), image, HYMENOPTERA_DATASET))
 
 

@@ -145,7 +145,7 @@ def classify_your_images(image_path=None, arm="fine tuning", session=None):
 
 def classify_on_page(image_path=None, arm="fine tuning", session=None, request: gr.Request = None) -> tuple:
     """The page's call: the prediction, a note and the photo itself, previewed beside it
-    (demo.uploads.answered_on_page)."""
+    (demo.views.answered_on_page)."""
     return answered_on_page(image_path, request, lambda image: classify(chosen_model(arm, session)[1], image, session["spec"]))
 
 
@@ -204,7 +204,9 @@ def collect_rows(*boxes) -> list:
     """The class rows' values (name, photo paths, name, ...), kept in a State for Train: the public
     endpoint then takes just a zip and the settings. A photo box (a gallery) gives (path, caption)
     pairs."""
-    return [[item[0] if isinstance(item, (list, tuple)) else item for item in box or []] if i % 2 else box for i, box in enumerate(boxes)]
+    names, galleries = boxes[0::2], boxes[1::2]
+    paths = [[path for path, _caption in gallery or []] for gallery in galleries]
+    return [value for pair in zip(names, paths) for value in pair]
 
 
 def add_class(shown: int) -> list:
