@@ -9,7 +9,7 @@ import training  # noqa: F401  first: it sets PyTorch's MPS fallback before torc
 import gradio as gr
 
 from demo import classifiers
-from demo.tabs import activations, adaptive_lr, batchnorm, depth, final_cnn, momentum, transfer, your_images
+from demo.tabs import activations, adaptive_lr, batchnorm, class_page, depth, final_cnn, momentum, transfer, your_images
 from demo.gpu import ON_ZEROGPU
 from demo.lesson import lesson_tabs
 from demo.links import link_applier
@@ -50,9 +50,11 @@ ANALYTICS_EVERY_EVENTS = 1000
 # that nothing of a session that never says goodbye outlives the hour (docs/classroom.md).
 DELETE_CACHE = (600, 3000)
 
-# The app's tabs, in the tab bar's order: the one list the tests, the benchmarks and the warm-up read.
-# It opens on Momentum: its lesson is the plainest (one slider, a picture, a gap beyond any seed's).
+# The students' tabs, in the tab bar's order: the one list the tests, the benchmarks and the warm-up
+# read. It opens on Momentum: its lesson is the plainest (one slider, a picture, a gap beyond any
+# seed's). The teacher's Class page follows them.
 TABS = (momentum.TAB, activations.TAB, adaptive_lr.TAB, batchnorm.TAB, depth.TAB, final_cnn.TAB, transfer.TAB, your_images.TAB)
+TEACHER_TAB = class_page.TAB
 
 
 def end_session(request: gr.Request) -> None:
@@ -88,7 +90,7 @@ def build_app(tabs=TABS) -> gr.Blocks:
         link_note = gr.Markdown()
         panels = {}
         with gr.Tabs(overflow_behavior="wrap") as tab_bar:  # on a phone every tab stays in sight, on two or three rows
-            for tab in tabs:
+            for tab in (*tabs, TEACHER_TAB):
                 with gr.Tab(tab.title, id=tab_id(tab)):
                     panels[tab] = tab.build()
         lessons = lesson_tabs(tabs)

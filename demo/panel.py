@@ -13,7 +13,10 @@ from dataclasses import replace
 
 import gradio as gr
 
+from serving.class_record import class_record
+from serving.class_view import Recorded, board, predicted, record_finished
 from serving.classroom import QueueFull, TrainingFailed, Update, classroom
+from demo.board import drawn_board
 from demo.instruments import Drawing
 from demo.links import space_link
 from demo.gpu import HOST_DEVICE, ON_ZEROGPU, is_api_call, on_zerogpu_gpu, stop_on_gpu, updates_on_gpu, was_refused
@@ -47,10 +50,11 @@ def cannot_train(error: Exception) -> str:
     return explained("Cannot train yet.", error)
 
 
-def session_result(update: Update) -> dict:
-    """What a browser session keeps of a finished run: its results JSON and a handle on its
-    trained models, which the bounded store holds on the CPU (they classify single photos)."""
-    return {"results": update.results, "models": HeldModels({label: model.cpu() for label, model in update.recorder.models.items()})}
+def session_result(update: Update, recorded: Recorded) -> dict:
+    """What a browser session keeps of a finished run: its results JSON, a handle on its trained
+    models, which the bounded store holds on the CPU (they classify single photos), and its place
+    in the class record."""
+    return {"results": update.results, "models": HeldModels({label: model.cpu() for label, model in update.recorder.models.items()}), "recorded": recorded}
 
 
 def in_memory_datasets(configs: list[TrainConfig]) -> dict:
@@ -90,7 +94,11 @@ def training_updates(experiment: Experiment, configs: list[TrainConfig], preset:
         for update in run_updates(experiment, configs, preset, request, on_cpu):
             if progress and not update.finished and not update.stopped:  # the verdict goes to the status only
                 progress(update.progress, desc=update.status.split("\n")[0].replace("**", ""))
-            yield update, session_result(update) if update.finished else gr.skip()
+            if update.finished:  # wherever it trained, or replayed: the class's record has it
+                update, recorded = record_finished(class_record(), experiment, update, request.session_hash if request else None, client_address(request))
+                yield update, session_result(update, recorded)
+            else:
+                yield update, gr.skip()
     except (DatasetMissingError, WeightsUnavailableError) as error:  # refused before a step: no arm shows "training…"
         yield Update(None, cannot_train(error)), gr.skip()
     except gr.Error:  # already a message for the page (a GPU refused)
@@ -178,9 +186,16 @@ def starting(blocks: int) -> tuple:
     return *(gr.update(visible=True) for _ in range(blocks)), gr.update(interactive=True)
 
 
-def prediction_words(experiment: Experiment, predicted: str | None, session: dict | None) -> str:
-    """Whether the student's prediction came true in the run they just saw (training.lessons)."""
-    return judged_prediction(experiment, predicted, session["results"] if session else None)
+def after_run(experiment: Experiment, words: str | None, session: dict | None) -> tuple:
+    """After a run's verdict: whether the student's prediction came true (by the verdict their run
+    was told), kept with their run in the class record; then the class's board at its settings."""
+    if not session or not session.get("results"):
+        return gr.skip(), gr.skip(), gr.skip()
+    recorded = session.get("recorded")
+    predicted(class_record(), experiment, words, recorded)
+    note = judged_prediction(experiment, words, session["results"], recorded.class_runs if recorded else ())
+    found = board(class_record(), experiment, session["results"]) if recorded and recorded.run_id else None
+    return note, *drawn_board(experiment, found)
 
 
 def disable_stop() -> dict:
@@ -268,6 +283,9 @@ class ComparisonPanel:
                     self.link = gr.Textbox(show_label=False, buttons=["copy"], info="Opens this tab with these settings; add &run=1 to press Train too.")
         self.status = gr.Markdown(elem_id=status_id)
         self.prediction_note = gr.Markdown()
+        # The class's own runs at these settings, drawn after each run that the record took.
+        self.board = gr.Plot(label="Your class's runs at these settings", format="png", visible=False)
+        self.board_words = gr.Markdown()
         # Without a reference run the line plots would open empty: they appear with the first Train.
         self.plots = gr.Row(visible=lesson.opens_with_plots)
         self.hidden_until_trained = [] if self.plots.visible else [self.plots]
@@ -304,8 +322,8 @@ class ComparisonPanel:
         outputs = [*self.figures, self.table, self.status, self.session, *extra_outputs, *self.instrument_outputs]
         quick = (functools.partial(quick_preset, lesson.experiment.name), None, controls)
         runs = self.buttons.wire(lesson.handler, lesson.cpu_handler, [*self.own, *self.settings], outputs, lesson.api_name, [self.table, self.status], self.hidden_until_trained, before_cpu=quick)
-        for run in runs:  # after the verdict: was the prediction right?
-            run.then(functools.partial(prediction_words, lesson.experiment), [self.prediction, self.session], self.prediction_note, api_visibility="private")
+        for run in runs:  # after the verdict: was the prediction right, and what did the class find?
+            run.then(functools.partial(after_run, lesson.experiment), [self.prediction, self.session], [self.prediction_note, self.board, self.board_words], api_visibility="private")
         self.preset.change(functools.partial(preset_controls, lesson.experiment.name), self.preset, controls[1:], api_visibility="private")
         # The link for what is on screen: a query goes after the page's own address, in the browser.
         self.link_fold.expand(functools.partial(space_link, lesson), [*self.own, *self.settings], self.link, api_visibility="private").then(

@@ -37,6 +37,7 @@ class Update:
     results: dict | None = None  # a finished run's results JSON, as made where it trained
     stopped: bool = False  # the run was stopped: its unfinished arms say where they got to
     steps: tuple[int, int] = (0, 0)  # training steps done and planned, over every arm
+    headline: str = ""  # a finished run's first line, before its verdict (finished_status)
 
 
 class Job:
@@ -66,10 +67,12 @@ class Job:
         return device_name(resolve_device(self.configs[0].device))
 
     def publish(self, status: str, finished: bool = False) -> None:
+        """Its readers' next update; a finished run's `status` is its headline, the verdict follows."""
         steps = self.run.steps_done, self.run.steps_planned
         results = self.results() if finished else None
+        headline, status = (status, finished_status(status, self.experiment, results)) if finished else ("", status)
         with self.changed:
-            self.update = Update(self.run.recorder.snapshot(), status, finished, steps[0] / max(1, steps[1]), results, steps=steps)
+            self.update = Update(self.run.recorder.snapshot(), status, finished, steps[0] / max(1, steps[1]), results, steps=steps, headline=headline)
             self.version += 1
             self.changed.notify_all()
 
@@ -102,8 +105,7 @@ class Job:
                 last = time.perf_counter()
                 self.publish(status)
             yield
-        results = self.results()
-        self.publish("\n\n".join([f"Done on {where}, in {results['precision']}.", *verdict_lines(self.experiment, results)]), finished=True)
+        self.publish(f"Done on {where}, in {self.run.recorder.precision}.", finished=True)
 
     def results(self) -> dict:
         return self.run.results(self.preset, self.configs[0].device)
@@ -140,11 +142,17 @@ class Ticket:
         self.ended = self.ended or how
 
 
-def verdict_lines(experiment: Experiment, results: dict) -> list[str]:
+def finished_status(headline: str, experiment: Experiment, results: dict, class_runs: list[dict] = ()) -> str:
+    """A finished run's status: its headline, then its verdict (with the class's own runs at its
+    settings, where they are given: training.lessons.verdicts)."""
+    return "\n\n".join([headline, *verdict_lines(experiment, results, class_runs)])
+
+
+def verdict_lines(experiment: Experiment, results: dict, class_runs: list[dict] = ()) -> list[str]:
     """A finished run's verdict as its status shows it: each lesson's in plain words, then why, from
     the run's own instrument (the readings that bear out what the literature expects), then how
     sure, in small type."""
-    found = verdicts(experiment, results)
+    found = verdicts(experiment, results, class_runs)
     if not found:
         return []
     instrument = instrument_of(experiment.name)
@@ -157,15 +165,15 @@ def verdict_lines(experiment: Experiment, results: dict) -> list[str]:
     ]
 
 
-def replay_status(experiment: Experiment, results: dict, finished_at: datetime.datetime) -> str:
+def replay_headline(results: dict, finished_at: datetime.datetime) -> str:
     when = finished_at.astimezone(datetime.UTC).strftime("%H:%M")
-    lines = [f"Done: **the same run finished at {when} UTC; replayed.** It trained on {results['device_name']}; runs are deterministic, so training it again would draw the same curves."]
-    return "\n\n".join([*lines, *verdict_lines(experiment, results)])
+    return f"Done: **the same run finished at {when} UTC; replayed.** It trained on {results['device_name']}; runs are deterministic, so training it again would draw the same curves."
 
 
 def replayed(experiment: Experiment, results: dict, models: dict, finished_at: datetime.datetime) -> Update:
     """A finished run read back, as its readers are shown it."""
-    return Update(Recorder.restored(results, models), replay_status(experiment, results, finished_at), True, 1.0, results)
+    headline = replay_headline(results, finished_at)
+    return Update(Recorder.restored(results, models), finished_status(headline, experiment, results), True, 1.0, results, headline=headline)
 
 
 def stopped_at(update: Update) -> Update:

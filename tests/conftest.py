@@ -45,6 +45,17 @@ def decoded_cache(tmp_path_factory, monkeypatch):
     return folder
 
 
+@pytest.fixture(autouse=True)
+def own_class_record(tmp_path_factory, monkeypatch):
+    """Each test's class record in a folder of its own: runs a test finishes are counted by it alone."""
+    from serving.class_record import class_record
+
+    monkeypatch.setenv("CNNLAB_CLASS_DIR", str(tmp_path_factory.mktemp("class-record")))
+    class_record.cache_clear()
+    yield
+    class_record.cache_clear()
+
+
 @pytest.fixture
 def run_cache(tmp_path, monkeypatch):
     """The run cache on, in a folder of this test's own."""

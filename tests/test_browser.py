@@ -219,7 +219,7 @@ def test_every_tab_opens_with_something_to_read_at_desktop_and_phone_widths(page
         page.set_viewport_size({"width": width, "height": height})
         for tab in TABS:
             # Every tab is in sight in the tab bar, on a phone too (none in an overflow menu).
-            expect(visible(page.get_by_role("tab"))).to_have_text(TABS)
+            expect(visible(page.get_by_role("tab"))).to_have_text([*TABS, app.TEACHER_TAB.title])
             page.get_by_role("tab", name=tab).click()
             expect(visible(page.get_by_role("button", name="Train"))).to_have_count(1)
             # Nothing is cut at the page's or a plot's edge, and no word breaks inside itself.

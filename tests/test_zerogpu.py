@@ -114,6 +114,12 @@ progress.clear()
 updates = run(batchnorm.TAB.handler, **TINY)
 out["granted"] = {"status": updates[-1][3], "progress": progress[:], "pids": device.allowed_pids(), "main": MAIN, "released": device.released()}
 
+# Runs trained on the GPU reach the class record through what the call yields: three seeds of one setting.
+for seed in (1, 2, 3):
+    *_, status, session, _, _ = run(momentum.TAB.handler, **{**TINY, "n_train": 192, "seed": seed})[-1]
+note, board, words = panel.after_run(momentum.TAB.experiment, "no momentum", session)
+out["class"] = {"status": status, "words": words, "board": board["visible"], "note": note}
+
 # Refused, in each of ZeroGPU's wordings.
 ip = device.ip_token()
 WHO = {
@@ -255,6 +261,13 @@ def test_every_scheduling_refusal_offers_the_cpu(zerogpu_session, answer, said):
 
 def test_after_a_refusal_the_cpu_trains_without_asking_for_a_gpu(zerogpu_session):
     assert zerogpu_session["cpu_status"].startswith("Done on") and zerogpu_session["cpu_schedules"] == 0
+
+
+def test_runs_on_the_gpu_reach_the_class_record_and_the_verdicts_spread(zerogpu_session):
+    seen = zerogpu_session["class"]
+    assert seen["status"].startswith("Done on") and "In 3 runs at these settings in your class (seeds 1, 2, 3) the gap was" in seen["status"]
+    assert seen["board"] is True and seen["words"].startswith("**Your class at these settings:** 3 runs.")
+    assert "1 said no momentum; " in seen["words"] and seen["note"].startswith("**Your prediction, no momentum:")
 
 
 def test_out_of_memory_on_the_gpu_is_a_failure_that_says_what_to_do_not_a_refusal(zerogpu_session):

@@ -19,6 +19,9 @@ from training.config import TrainConfig, noted_settings
 from training.experiments import Experiment, Lesson, get_experiment
 
 LESSONS_FILE = Path(__file__).parent.parent / "results" / "lessons.json"
+# A class's own runs at a run's settings enter its verdict from this many on: fewer give no spread
+# worth a number.
+MIN_CLASS_RUNS = 3
 # Settings that may differ from the preset without changing what was measured.
 UNMEASURED_FIELDS = {"seed", "device", "precision", "event_interval_s", "label"}
 
@@ -132,6 +135,7 @@ class Verdict:
     said: str
     details: str
     outcome: str  # "ahead" (the report's direction), "behind" or "unclear"
+    sigma: float  # the noise it was judged against, points: within twice it, no clear winner
 
 
 @dataclass(frozen=True)
@@ -144,9 +148,11 @@ class Noise:
     details: str
 
 
-def verdicts(experiment: Experiment, results: dict) -> list[Verdict]:
+def verdicts(experiment: Experiment, results: dict, class_runs: list[dict] = ()) -> list[Verdict]:
     """One verdict per lesson: how this finished run compares with the report. A margin within
-    twice the noise is no clear winner."""
+    twice the noise is no clear winner. `class_runs` ({"seed", "accuracies"}, one per training) are
+    the class's runs at these settings, this one among them: from MIN_CLASS_RUNS on they are said,
+    and their spread is judged against where it is the larger (never to sound surer)."""
     runs = [run for run in results["runs"] if "test_acc" in run]
     if not runs:
         return []
@@ -160,7 +166,7 @@ def verdicts(experiment: Experiment, results: dict) -> list[Verdict]:
         points = margin(lesson, accuracies)
         if points is None:
             continue
-        noise = judged_against(lesson, runs, recorded, nearest)
+        noise = with_class_spread(lesson, judged_against(lesson, runs, recorded, nearest), class_runs)
         ahead, behind = lesson.ahead_label, lesson.behind_label
         outcome = "unclear" if abs(points) <= 2 * noise.sigma else "ahead" if points > 0 else "behind"
         if outcome == "unclear":
@@ -173,7 +179,7 @@ def verdicts(experiment: Experiment, results: dict) -> list[Verdict]:
             said = f"{ahead} came out ahead of {behind} by {points:.1f} points, as the report found. {noise.variation}"
         else:
             said = f"{behind} came out ahead of {ahead} by {-points:.1f} points: the opposite of what the report found. {noise.variation}"
-        found.append(Verdict(said, f"Judged against σ {noise.sigma:.1f} points (a clear result is over twice that): {noise.details}.", outcome))
+        found.append(Verdict(said, f"Judged against σ {noise.sigma:.1f} points (a clear result is over twice that): {noise.details}.", outcome, noise.sigma))
     return found
 
 
@@ -203,6 +209,19 @@ def judged_against(lesson: Lesson, runs: list[dict], recorded: dict | None, near
         f"Nobody has repeated these settings; {alone}, more than repeat runs at the {preset} preset vary by.",
         f"the test set's own sampling noise, more than the {preset} preset's seed σ ({nearby['std']:.1f}; these settings differ in {differing})",
     )
+
+
+def with_class_spread(lesson: Lesson, noise: Noise, class_runs: list[dict]) -> Noise:
+    """The noise, told first what the class's own runs at these settings did (from MIN_CLASS_RUNS
+    runs on), and judged against their spread where it is the larger."""
+    runs = spread(lesson, {"runs": class_runs}) if len(class_runs) >= MIN_CLASS_RUNS else None
+    if runs is None:
+        return noise
+    seeds = ", ".join(str(seed) for seed in sorted({run["seed"] for run in class_runs}))
+    said = f"In {runs['runs']} runs at these settings in your class (seeds {seeds}) the gap was {runs['min']:+.1f} to {runs['max']:+.1f} points."
+    if runs["std"] > noise.sigma:
+        return Noise(runs["std"], f"{said} {noise.variation}", f"the spread of your class's {runs['runs']} runs at these settings, larger than {noise.details} (σ {noise.sigma:.1f})")
+    return Noise(noise.sigma, f"{said} {noise.variation}", f"{noise.details}; your class's {runs['runs']} runs at these settings spread less (σ {runs['std']:.1f})")
 
 
 def reference_disagreements(experiment: Experiment, results: dict, reference: dict | None) -> list[str]:
@@ -238,10 +257,11 @@ def predictions(experiment: Experiment) -> dict[str, str]:
     return {"ahead": lesson.ahead_label, "behind": lesson.behind_label, "unclear": "no clear winner"}
 
 
-def judged_prediction(experiment: Experiment, predicted: str | None, results: dict | None) -> str:
-    """Whether a student's prediction of the first lesson came true, in their words; "" where
-    nothing was predicted or nothing finished."""
-    found = verdicts(experiment, results) if predicted and results else []
+def judged_prediction(experiment: Experiment, predicted: str | None, results: dict | None, class_runs: list[dict] = ()) -> str:
+    """Whether a student's prediction of the first lesson came true, in their words, by the verdict
+    their run was told (with the class's runs it was told with); "" where nothing was predicted or
+    nothing finished."""
+    found = verdicts(experiment, results, class_runs) if predicted and results else []
     if not found:
         return ""
     named = predictions(experiment)
