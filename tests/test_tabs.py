@@ -298,3 +298,11 @@ def test_a_reading_against_what_its_gauge_expects_is_said_beside_the_plot(tiny_d
     assert "**Not as expected at these settings: expected > 1: momentum's first conv layer travels farther than plain SGD's; this run read 1.**" in sentences
     *_, sentences = last(momentum.TAB.handler(0.9, **SMALL))
     assert "farther than plain SGD's; this run read" not in sentences  # momentum 0.9 did travel farther
+
+
+@pytest.mark.parametrize("tab", lesson_tabs(TABS), ids=lambda tab: tab.title)
+def test_every_tabs_quick_preset_with_every_option_on_fits_a_cpu_run(tab):
+    """A box a student ticks at the quick preset (the report's recipe beside the final CNN, Adam
+    beside Adadelta) is never refused on a CPU as "a GPU job"."""
+    options = {p.name: True if isinstance(p.default, bool) else p.default for p in tab.own_parameters}
+    settings.check_budget(panel.lesson_arms(tab, **options, preset="quick"), "cpu")
