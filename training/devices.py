@@ -75,7 +75,8 @@ def cpu_brand() -> str:
 def device_name(device: torch.device) -> str:
     """A human name for the device, for labelling measured numbers."""
     if device.type == "cpu":
-        return f"{cpu_brand()}, {torch.get_num_threads()} threads"
+        threads = torch.get_num_threads()
+        return f"{cpu_brand()}, {threads} thread{'' if threads == 1 else 's'}"
     if device.type == "mps":  # the GPU of the Mac's own chip, which names both
         return f"{cpu_brand()} (MPS)"
     module = torch.get_device_module(device)
