@@ -10,7 +10,10 @@ from matplotlib.figure import Figure
 from serving.class_view import Board
 from training.experiments import Experiment
 
-WIDTH_IN, HEIGHT_IN = 6.0, 2.8  # drawn at 100 dpi, read on a 400-px phone at two thirds: 12-pt text stays about 8 px high or more
+# Drawn at 100 dpi and shown 384 px wide on a 400-px phone, at three quarters: its 12-pt text is
+# then about 12 px high.
+WIDTH_IN, HEIGHT_IN = 5.0, 2.9
+FONT = 12
 CLASS_COLOUR, THIS_COLOUR, REPORT_COLOUR = "#1f77b4", "#d62728", "#555555"
 
 
@@ -25,21 +28,21 @@ def board_figure(found: Board) -> Figure:
     low, high = min(known), max(known)
     pad = max(1.0, 0.15 * (high - low))
     if found.sigma:
-        axes.axvspan(-2 * found.sigma, 2 * found.sigma, color="#dddddd", zorder=0, label="no clear winner (the verdict's ±2σ)")
+        axes.axvspan(-2 * found.sigma, 2 * found.sigma, color="#dddddd", zorder=0, label="no clear winner (±2σ)")
     axes.axvline(0, color="black", linewidth=1)
-    axes.scatter(margins, [0] * len(margins), s=[60 + 40 * min(students, 10) for *_, students in found.points], color=CLASS_COLOUR, alpha=0.7, zorder=2, label=f"your class ({found.runs} runs)")
+    axes.scatter(margins, [0] * len(margins), s=[60 + 40 * min(students, 10) for *_, students in found.points], color=CLASS_COLOUR, alpha=0.7, zorder=2, label="your class")
     for place, (seed, m, students) in enumerate(sorted(found.points, key=lambda point: point[1])):  # neighbours' labels alternate heights
-        axes.annotate(f"seed {seed}" + (f" ×{students}" if students > 1 else ""), (m, 0), xytext=(0, 12 + 16 * (place % 2)), textcoords="offset points", ha="center", fontsize=11)
+        axes.annotate(f"seed {seed}" + (f" ×{students}" if students > 1 else ""), (m, 0), xytext=(0, 12 + 16 * (place % 2)), textcoords="offset points", ha="center", fontsize=FONT)
     if found.this_run is not None:
         axes.scatter([found.this_run], [0], s=260, facecolors="none", edgecolors=THIS_COLOUR, linewidths=2.5, zorder=3, label="this run")
     if found.report is not None:
-        axes.axvline(found.report, color=REPORT_COLOUR, linestyle="--", linewidth=2, label=f"the report ({found.report:+.1f})")
+        axes.axvline(found.report, color=REPORT_COLOUR, linestyle="--", linewidth=2, label=f"the report, {found.report:+.1f}")
     axes.set_xlim(low - pad, high + pad)
     axes.set_ylim(-1, 2)
     axes.set_yticks([])
-    axes.set_xlabel(f"gap in test accuracy, points ({found.lesson})", fontsize=12)
-    axes.tick_params(axis="x", labelsize=11)
-    figure.legend(loc="outside lower center", ncols=2, fontsize=11, frameon=False)
+    axes.set_xlabel(f"gap, points: {found.lesson}", fontsize=FONT)
+    axes.tick_params(axis="x", labelsize=FONT)
+    figure.legend(loc="outside lower center", ncols=2, fontsize=FONT, frameon=False)
     for side in ("left", "right", "top"):
         axes.spines[side].set_visible(False)
     return figure

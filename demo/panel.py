@@ -284,8 +284,8 @@ class ComparisonPanel:
         self.status = gr.Markdown(elem_id=status_id)
         self.prediction_note = gr.Markdown()
         # The class's own runs at these settings, drawn after each run that the record took.
-        self.board = gr.Plot(label="Your class's runs at these settings", format="png", visible=False)
         self.board_words = gr.Markdown()
+        self.board = gr.Plot(label="Your class's runs at these settings", show_label=False, format="png", visible=False, elem_classes="class-board")
         # Without a reference run the line plots would open empty: they appear with the first Train.
         self.plots = gr.Row(visible=lesson.opens_with_plots)
         self.hidden_until_trained = [] if self.plots.visible else [self.plots]

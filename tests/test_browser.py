@@ -292,6 +292,55 @@ def test_an_experiment_link_opens_its_tab_sets_its_controls_and_runs_them(served
         assert link and link[0].startswith(served + "?tab=compare_momentum&beta=0.5&") and "epochs=1" in link[0] and "n_train=100" in link[0], link
 
 
+@pytest.fixture
+def served_to_a_class(tiny_root, torch_home, tmp_path):
+    """The app as a teacher deploys it for a class: a teacher key set, the record in a folder of its own."""
+    server, url = serve({"DATA_DIR": str(tiny_root), "TORCH_HOME": str(torch_home), "PYTHONPATH": STAND_IN_WEIGHTS_PATH, "CNNLAB_CLASS_DIR": str(tmp_path / "class"), "CNNLAB_TEACHER_KEY": "plum-orchard-42"})
+    yield url
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_three_groups_seeds_show_on_the_board_and_in_the_verdict_and_the_teacher_clears_them_with_the_key(served_to_a_class, tmp_path):
+    shots = Path(os.environ.get("CNNLAB_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
+    with browser_page(served_to_a_class) as page:
+        expect.set_options(timeout=30_000)
+        for seed, width in ((1, 1300), (2, 1300), (3, 400)):  # three groups, each handed its seed's link; the last on a phone
+            page.set_viewport_size({"width": width, "height": 1400 if width > 400 else 850})
+            page.goto(served_to_a_class + f"?tab=compare_momentum&epochs=1&n_train=100&seed={seed}")
+            expect(page.get_by_role("tab", name="Momentum")).to_have_attribute("aria-selected", "true")
+            visible(page.get_by_label("momentum", exact=True)).first.check()  # predict, then run
+            visible(page.get_by_role("button", name="Train")).click()
+            visible(page.get_by_text("Done on")).first.wait_for(timeout=120_000)
+            expect(visible(page.get_by_text(re.compile(rf"^Your class at these settings: {seed} runs?\.")))).to_have_count(1)
+        expect(visible(page.get_by_text(re.compile(r"In 3 runs at these settings in your class \(seeds 1, 2, 3\) the gap was")))).to_have_count(1)
+        expect(visible(page.get_by_text(re.compile(r"Predictions: 3 said momentum;")))).to_have_count(1)
+        board = visible(page.locator(".class-board"))
+        expect(board.locator("img")).to_have_count(1)
+        board.screenshot(path=shots / "class-board-400.png")
+        visible(page.get_by_text("Link to these settings")).click()
+        page.screenshot(path=shots / "class-board-and-link-400.png", full_page=True)
+        page.set_viewport_size({"width": 1400, "height": 1400})
+        board.screenshot(path=shots / "class-board-1400.png")
+        page.screenshot(path=shots / "class-board-and-link-1400.png", full_page=True)
+
+        page.get_by_role("tab", name="Class").click()
+        visible(page.get_by_role("button", name="Refresh")).click()
+        said = lambda: page.locator("body").inner_text()  # noqa: E731
+        expect(visible(page.get_by_text("SGD with and without momentum")).first).to_be_visible()
+        page.screenshot(path=shots / "class-tab-1400.png", full_page=True)
+        visible(page.get_by_text("Clear the record (needs the teacher key)")).click()
+        key = visible(page.get_by_label("Teacher key"))
+        key.fill("a guess")
+        visible(page.get_by_role("button", name="Clear every run")).click()
+        expect(visible(page.get_by_text("Not cleared. That is not this server's teacher key: nothing was cleared."))).to_have_count(1)
+        key.fill("plum-orchard-42")
+        visible(page.get_by_role("button", name="Clear every run")).click()
+        expect(visible(page.get_by_text("Cleared: 3 finished runs were deleted."))).to_have_count(1)
+        assert "SGD with and without momentum" not in said().split("Runs by experiment and setting", 1)[-1]
+
+
 # Watches the page from before Train: when a curve of the run was first drawn, when the status first
 # said the run was done, and whether Stop was enabled while it ran.
 WATCH = """() => {

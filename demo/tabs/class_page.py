@@ -25,6 +25,7 @@ COLUMNS = {
     "seeds": "Seeds", "margins": "Gap (points)", "report": "Report's gap", "right": "Predicted right",
     "wrong": "Predicted wrong", "unpredicted": "No prediction",
 }
+COLUMN_WIDTHS = ["200px", "180px", "70px", "100px", "80px", "110px", "90px", "100px", "100px", "110px"]
 NO_KEY = """**Clearing is off:** no teacher key is set on this server, so nobody can clear the record. To set one on a
 Space, add a secret named `CNNLAB_TEACHER_KEY` (the Space's Settings → Variables and secrets → New secret)
 and restart the Space; on your own machine, start the app with the variable `CNNLAB_TEACHER_KEY` set."""
@@ -68,7 +69,8 @@ class ClassPage:
     def build(self) -> None:
         gr.Markdown(INTRO)
         refresh = gr.Button("Refresh", size="sm")
-        table = gr.Dataframe(summary_table, label="Runs by experiment and setting (the table scrolls sideways)", interactive=False, wrap=True)
+        # Wide enough for each heading's longest word: a narrow column broke "Runs" into "Run s".
+        table = gr.Dataframe(summary_table, label="Runs by experiment and setting (the table scrolls sideways)", interactive=False, wrap=True, column_widths=COLUMN_WIDTHS)
         download = gr.DownloadButton("Download the record (CSV)", size="sm")
         gr.Markdown(where_kept())
         with gr.Accordion("Clear the record (needs the teacher key)", open=False):
