@@ -4,6 +4,7 @@ clearing it, which needs the teacher key. It reads serving.class_view's summary 
 """
 
 import os
+import sqlite3
 import tempfile
 from dataclasses import astuple, fields
 from pathlib import Path
@@ -59,6 +60,8 @@ def clear(key: str) -> tuple:
         cleared = clear_with_key(class_record(), key)
     except PermissionError as refused:
         return f"**Not cleared.** {refused}", gr.skip(), ""
+    except (OSError, sqlite3.Error) as failed:  # a full or read-only disk: said on the page
+        return f"**Not cleared:** the record could not be written ({failed}).", gr.skip(), ""
     return f"**Cleared:** {cleared} finished runs were deleted.", summary_table(), ""
 
 
