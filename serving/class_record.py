@@ -2,9 +2,9 @@
 ZeroGPU, or replayed), so that a tab can show the class's own spread at the same settings and a
 teacher can see what the class found.
 
-A row is one student's finished run: the experiment, its settings (as a key without the seed,
-device and precision, which repeat runs may change, and as the arms' JSON), the seed, precision
-and device, each arm's test accuracy, the first lesson's margin, the verdict's outcome and the
+A row is one student's finished run: the experiment, its settings (a key without the seed, device
+and precision, which repeat runs may change; the arms' JSON is kept once per key), the seed,
+precision and device, each arm's test accuracy, the first lesson's margin, the verdict's outcome and the
 student's prediction. No name, session or address is stored: students see the class's results,
 never another student's session. It is an SQLite file in CNNLAB_CLASS_DIR (default: `class`
 under the app's cache folder), kept to MAX_RUNS rows (the oldest go first); what one session or
@@ -17,15 +17,12 @@ keeps it: a consistent copy of the file (SQLite's backup) is committed every CNN
 minutes by huggingface_hub's CommitScheduler, and read back at start when the disk has none.
 """
 
-import csv
 import datetime
 import functools
 import hashlib
 import hmac
-import io
 import json
 import logging
-import math
 import os
 import shutil
 import sqlite3
@@ -60,7 +57,6 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at TEXT NOT NULL,   -- ISO 8601, UTC
     experiment TEXT NOT NULL,
     settings TEXT NOT NULL,      -- settings_key(): equal for repeat runs of the same settings
-    arms TEXT NOT NULL,          -- the arms' settings, JSON
     seed INTEGER NOT NULL,
     precision TEXT NOT NULL,
     device TEXT NOT NULL,
@@ -69,7 +65,11 @@ CREATE TABLE IF NOT EXISTS runs (
     outcome TEXT,                -- the verdict's: ahead, behind or unclear
     prediction TEXT              -- the student's, in the same words; NULL where none
 );
-CREATE INDEX IF NOT EXISTS runs_at_settings ON runs (experiment, settings);
+CREATE INDEX IF NOT EXISTS runs_at_settings ON runs (settings);
+CREATE TABLE IF NOT EXISTS settings (
+    key TEXT PRIMARY KEY,
+    arms TEXT NOT NULL           -- the arms' settings, JSON
+);
 """
 
 
@@ -80,7 +80,6 @@ class ClassRun:
     finished_at: str
     experiment: str
     settings: str
-    arms: list[dict]
     seed: int
     precision: str
     device: str
@@ -117,8 +116,7 @@ def parsed(results: dict) -> dict:
         raise ValueError("no arm with a test accuracy between 0 and 1")
     first = margin(experiment.lessons[0], accuracies) if experiment.lessons else None
     return {
-        "experiment": experiment.name, "settings": settings_key(experiment.name, configs), "arms": json.dumps(configs),
-        "seed": seed, "precision": precision, "device": device, "accuracies": json.dumps(accuracies), "margin": first,
+        "experiment": experiment.name, "settings": settings_key(experiment.name, configs), "arms": json.dumps(configs), "seed": seed, "precision": precision, "device": device, "accuracies": json.dumps(accuracies), "margin": first,
     }
 
 
@@ -161,12 +159,15 @@ class ClassRecord:
         try:
             row = parsed(results)
             self._count(session, client)
+            arms = row.pop("arms")
             with self._database() as db:
+                db.execute("INSERT OR IGNORE INTO settings (key, arms) VALUES (?, ?)", (row["settings"], arms))
                 cursor = db.execute(
-                    "INSERT INTO runs (finished_at, experiment, settings, arms, seed, precision, device, accuracies, margin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO runs (finished_at, experiment, settings, seed, precision, device, accuracies, margin) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), *row.values()),
                 )
-                db.execute("DELETE FROM runs WHERE id <= ?", (cursor.lastrowid - self.max_runs,))
+                if db.execute("DELETE FROM runs WHERE id <= ?", (cursor.lastrowid - self.max_runs,)).rowcount:
+                    db.execute("DELETE FROM settings WHERE NOT EXISTS (SELECT 1 FROM runs WHERE runs.settings = settings.key)")
                 self.version += 1
                 return cursor.lastrowid
         except (ValueError, PermissionError, sqlite3.Error, OSError) as error:
@@ -213,10 +214,21 @@ class ClassRecord:
             return []
         return [class_run(row) for row in rows]
 
+    def arms(self, settings: str) -> list[dict]:
+        """The arms' settings recorded under a settings key ([] where none are)."""
+        try:
+            with self._database() as db:
+                found = db.execute("SELECT arms FROM settings WHERE key = ?", (settings,)).fetchone()
+        except (sqlite3.Error, OSError) as error:
+            log.warning("the class record could not be read: %s", error)
+            return []
+        return json.loads(found["arms"]) if found else []
+
     def clear(self) -> int:
         """Delete every run; how many there were."""
         with self._database() as db:
             deleted = db.execute("DELETE FROM runs").rowcount
+            db.execute("DELETE FROM settings")
             self.version += 1
         self._by_session.clear()
         self._by_client.clear()
@@ -231,8 +243,7 @@ class ClassRecord:
 def class_run(row: sqlite3.Row) -> ClassRun:
     values = dict(row)
     return ClassRun(
-        values["finished_at"], values["experiment"], values["settings"], json.loads(values["arms"]), values["seed"], values["precision"],
-        values["device"], json.loads(values["accuracies"]), values["margin"], values["outcome"], values["prediction"],
+        values["finished_at"], values["experiment"], values["settings"], values["seed"], values["precision"], values["device"], json.loads(values["accuracies"]), values["margin"], values["outcome"], values["prediction"],
     )
 
 
@@ -240,19 +251,6 @@ def distinct_trainings(runs: list[ClassRun]) -> list[ClassRun]:
     """One row per training (seed, precision, device), the latest: runs are deterministic, so a
     replay adds a student, not a sample of the seed's spread."""
     return list({run.training: run for run in runs}.values())
-
-
-def as_csv(runs: list[ClassRun]) -> str:
-    """The record as CSV, a row per finished run, accuracies in columns by arm."""
-    labels = sorted({label for run in runs for label in run.accuracies})
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["finished_at_utc", "experiment", "settings", "seed", "precision", "device", "margin_points", "outcome", "prediction", *(f"acc: {label}" for label in labels), "arms"])
-    for run in runs:
-        margin_text = "" if run.margin is None or math.isnan(run.margin) else f"{run.margin:.2f}"
-        accuracies = [f"{run.accuracies[label]:.4f}" if label in run.accuracies else "" for label in labels]
-        writer.writerow([run.finished_at, run.experiment, run.settings, run.seed, run.precision, run.device, margin_text, run.outcome or "", run.prediction or "", *accuracies, json.dumps(run.arms)])
-    return out.getvalue()
 
 
 class HubCopy(CommitScheduler):

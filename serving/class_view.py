@@ -3,6 +3,8 @@ told with the class's runs at its settings; a tab's board after a run; a teacher
 experiment. Plain data: Gradio is not imported here.
 """
 
+import csv
+import io
 from collections import Counter
 from dataclasses import dataclass, replace
 
@@ -125,16 +127,16 @@ def summary(record: ClassRecord) -> list[Setting]:
     by_setting: dict[tuple[str, str], list[ClassRun]] = {}
     for run in record.runs():
         by_setting.setdefault((run.experiment, run.settings), []).append(run)
-    return [setting_line(get_experiment(name), rows) for (name, _), rows in by_setting.items()]
+    return [setting_line(get_experiment(name), rows, record.arms(key)) for (name, key), rows in by_setting.items()]
 
 
-def setting_line(experiment: Experiment, rows: list[ClassRun]) -> Setting:
+def setting_line(experiment: Experiment, rows: list[ClassRun], arms: list[dict]) -> Setting:
     trainings = distinct_trainings(rows)
     margins = [run.margin for run in trainings if run.margin is not None]
     said = [run for run in rows if run.prediction]
     reported = report_margin(experiment)
     return Setting(
-        experiment.title, differing_words(experiment, rows[-1].arms), len(trainings), len(rows),
+        experiment.title, differing_words(experiment, arms), len(trainings), len(rows),
         ", ".join(str(seed) for seed in sorted({run.seed for run in trainings})),
         f"{min(margins):+.1f} to {max(margins):+.1f}" if margins else "–", "–" if reported is None else f"{reported:+.1f}",
         sum(run.prediction == run.outcome for run in said), sum(run.prediction != run.outcome for run in said if run.outcome), len(rows) - len(said),
@@ -152,3 +154,19 @@ def differing_words(experiment: Experiment, arms: list[dict]) -> str:
         return "arms: " + ", ".join(arm["label"] for arm in arms)
     values = {key: value for arm in map(with_new_settings, arms) for key, value in arm.items() if key in quick}  # in the config's order
     return ", ".join(f"{key} {value}" for key, value in values.items())
+
+
+def as_csv(record: ClassRecord) -> str:
+    """The record as CSV, a row per finished run: its settings in words (and their key), accuracies
+    in columns by arm."""
+    runs = record.runs()
+    labels = sorted({label for run in runs for label in run.accuracies})
+    words = {key: differing_words(get_experiment(name), record.arms(key)) for name, key in {(run.experiment, run.settings) for run in runs}}
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["finished_at_utc", "experiment", "settings", "settings_key", "seed", "precision", "device", "margin_points", "outcome", "prediction", *(f"acc: {label}" for label in labels)])
+    for run in runs:
+        margin_text = "" if run.margin is None else f"{run.margin:.2f}"
+        accuracies = [f"{run.accuracies[label]:.4f}" if label in run.accuracies else "" for label in labels]
+        writer.writerow([run.finished_at, run.experiment, words[run.settings], run.settings, run.seed, run.precision, run.device, margin_text, run.outcome or "", run.prediction or "", *accuracies])
+    return out.getvalue()

@@ -13,8 +13,8 @@ from huggingface_hub.hf_api import RepoUrl
 from demo import panel
 from demo.tabs import class_page, momentum
 from serving import class_record as record_module
-from serving.class_record import ClassRecord, as_csv, class_record, clear_with_key
-from serving.class_view import record_finished, summary
+from serving.class_record import ClassRecord, class_record, clear_with_key
+from serving.class_view import as_csv, record_finished, summary
 from serving.jobs import Update
 from handlers import SMALL, Session, last
 
@@ -107,17 +107,17 @@ def test_the_class_page_refuses_a_wrong_key_and_clears_with_the_right_one(monkey
     assert said == "**Cleared:** 1 finished runs were deleted." and len(table) == 0 and typed == ""
 
 
-def test_the_csv_has_a_row_per_finished_run_with_its_numbers():
+def test_the_csv_has_a_row_per_finished_run_with_its_numbers(tmp_path):
     record = class_record()
     first = record.add(results(1))
     record.add(results(2, {"no momentum": 0.35, "momentum 0.9": 0.33}))
     record.settle(first, outcome="ahead", prediction="behind")
     with open(class_page.download_csv()) as csv_file:
         rows = csv_file.read().splitlines()
-    assert rows[0].startswith("finished_at_utc,experiment,settings,seed,precision,device,margin_points,outcome,prediction,acc: momentum 0.9,acc: no momentum")
-    assert ",momentum," in rows[1] and ",1,fp32,a test CPU,10.00,ahead,behind,0.4000,0.3000," in rows[1]
-    assert ",2,fp32,a test CPU,-2.00,,,0.3300,0.3500," in rows[2]
-    assert len(rows) == 3 and as_csv([]).count("\n") == 1
+    assert rows[0] == "finished_at_utc,experiment,settings,settings_key,seed,precision,device,margin_points,outcome,prediction,acc: momentum 0.9,acc: no momentum"
+    assert ",momentum,quick preset," in rows[1] and rows[1].endswith(",1,fp32,a test CPU,10.00,ahead,behind,0.4000,0.3000")
+    assert rows[2].endswith(",2,fp32,a test CPU,-2.00,,,0.3300,0.3500")
+    assert len(rows) == 3 and as_csv(ClassRecord(tmp_path)).count("\n") == 1
 
 
 @pytest.mark.parametrize("bad", [
@@ -145,6 +145,13 @@ def test_one_session_one_address_and_the_whole_record_are_bounded(tmp_path, monk
     assert len(record.runs()) == 4  # the oldest went
     record.add(results(9), session="late")
     assert record.runs()[-1].seed == 9 and len(record.runs()) == 4
+    wider = {**results(), "runs": [{**run, "config": {**run["config"], "n_train": 300}} for run in results()["runs"]]}
+    for _ in range(4):  # another setting fills the record: the first setting's arms go with its last run
+        record.add(wider)
+    (key,) = {run.settings for run in record.runs()}
+    with sqlite3.connect(record.path) as db:
+        assert [k for (k,) in db.execute("SELECT key FROM settings")] == [key]
+    assert record.arms(key)[0]["n_train"] == 300
 
 
 def test_a_prediction_is_kept_once_and_only_in_its_own_words(tmp_path):

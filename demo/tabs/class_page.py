@@ -12,8 +12,8 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from serving.class_record import as_csv, class_record, clear_with_key, teacher_key_set
-from serving.class_view import Setting, summary
+from serving.class_record import class_record, clear_with_key, teacher_key_set
+from serving.class_view import Setting, as_csv, summary
 
 INTRO = """### Your class's runs
 Every comparison that finished on this server, trained or replayed, at a line per experiment and setting.
@@ -50,7 +50,7 @@ CSV_FOLDER = Path(tempfile.mkdtemp(prefix="cnnlab-class-"))
 def download_csv() -> str:
     """The record as a CSV file, rewritten at each download (one file, however often asked)."""
     path = CSV_FOLDER / "cnnlab-class-record.csv"
-    path.write_text(as_csv(class_record().runs()))
+    path.write_text(as_csv(class_record()))
     return str(path)
 
 
