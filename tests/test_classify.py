@@ -247,7 +247,7 @@ def test_the_page_opens_on_the_starting_cells_images_or_says_why_there_are_none(
     monkeypatch.setattr(classifiers, "cifar10_model", uploads.ConfiguredModel("CIFAR10_MODEL", TeachingCNN))
     assert final_cnn.STARTING_CELL == ("cat", "dog")
     gallery, note = final_cnn.starting_cell()
-    assert len(gallery) == cats and note == f"**{cats}** test images of a cat called dog."
+    assert len(gallery) == cats and note == f"**{cats}** test images of a cat called dog. Click one to see where the models found its class."
 
     # Without the test images, the note says what is missing, and a page load downloads nothing.
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "no-data-here"))

@@ -139,6 +139,12 @@ def test_training_on_a_zip_classifies_shows_mistakes_downloads_and_publishes(tmp
         (tmp_path / "new.jpg").write_bytes(shape_photo(0, np.random.default_rng(9)))
         probabilities = your_images.classify_your_images(str(tmp_path / "new.jpg"), "fine tuning", session)
         assert set(probabilities) == {"circle", "square"} and sum(probabilities.values()) == pytest.approx(1)
+        # Where each arm found its evidence, side by side; the endpoint's map at the network's input size.
+        picture, words = your_images.why_your_images(np.asarray(Image.open(tmp_path / "new.jpg").convert("RGB")), "fine tuning", session)
+        width, height = Image.open(picture).size
+        assert round(width / height) == 2 and words.startswith("**Where it found “")
+        probabilities, found = your_images.explain_your_images(str(tmp_path / "new.jpg"), "fine tuning", session)
+        assert set(probabilities) == {"circle", "square"} and (found.mode, found.size) == ("L", (224, 224))
         wrong = your_images.wrong_photos("feature extraction", session)
         assert all(image.shape == (224, 224, 3) and re.fullmatch(r"(circle → square|square → circle) \d+%", caption) for image, caption in wrong)
         archive = your_images.download_models(session)

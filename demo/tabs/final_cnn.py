@@ -8,6 +8,7 @@ import shutil
 import gradio as gr
 import pandas as pd
 import torch
+from PIL import Image
 
 from demo import classifiers
 from demo.classifiers import Classifier, cell_examples, confusion, default_classifier, session_classifier
@@ -19,12 +20,13 @@ from serving.model_store import dropped_message
 from demo.panel import ComparisonPanel
 from demo.settings import GPU_AVAILABLE, Settings
 from demo.uploads import Refusal, classify, image_upload, open_upload
-from demo.views import download_folder, explained, image_file, photo_file
+from demo.views import colour_map, download_folder, explained, image_file, photo_file, plot_series
+from demo.why import OTHER_COLOUR, relevance_image, why_answer
 from training.datasets import CIFAR10_DATASET
 from training.images import square_rgb
 from training.sources import DatasetMissingError
 from training import ablations
-from training.experiments import REPORT_RECIPE_ARM
+from training.experiments import REPORT_RECIPE_ARM, get_experiment
 
 EXPLANATION = r"""
 The report's final network: two 3×3 conv layers (100, 200 kernels) → 2×2 max pool → five 3×3 conv
@@ -55,6 +57,7 @@ few epochs.
 CPU_NOTE = """**This machine has no GPU.** The report's full network is a GPU job (15 epochs at 16.4 GFLOP per
 training image, forward and backward); the quick preset is sized for a 2-core CPU."""
 DEFAULT, SESSION = "default model", "trained in this session"
+FINAL_COLOUR = colour_map(plot_series(get_experiment("final")))["final"]  # the session's final CNN, as its curves
 SHORT_NAMES = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 STARTING_CELL = ("cat", "dog")  # the (true, predicted) cell shown at load: one of the embedded classifier's two commonest mistakes (cat → dog 61 images, dog → cat 96)
 
@@ -149,7 +152,9 @@ def cell_view(classifier: Classifier, true_class: str, predicted_class: str, dow
     short = SHORT_NAMES[classes.index(predicted_class)]  # a phone's caption has room for "82% car"
     gallery = [(image_file(enlarged(image, 4), owner=classifier.model), f"{probability:.0%} {short}") for image, probability in examples]
     verb = "correctly called" if true_class == predicted_class else "called"
-    note = f"**{count}** test images of a {true_class} {verb} {predicted_class}" + (f"; the {len(examples)} most confident:" if count > len(examples) else ".")
+    note = f"**{count}** test images of a {true_class} {verb} {predicted_class}" + (f"; the {len(examples)} most confident." if count > len(examples) else ".")
+    if examples:
+        note += " Click one to see where the models found its class."
     return gallery, note
 
 
@@ -186,6 +191,59 @@ def select_cell(event: gr.SelectData):
     return tuple(CIFAR10_DATASET.classes[i] for i in cell)
 
 
+def compared_arms(session: dict | None) -> list[tuple[str, str, torch.nn.Module]]:
+    """The classifiers a photo's evidence is shown for, side by side: the default one, and the
+    final CNN trained in this session where there is one, in its curves' colour."""
+    arms = [(DEFAULT, OTHER_COLOUR, default.model)] if (default := default_classifier()) else []
+    trained = session_classifier(session)
+    return arms + ([(SESSION, FINAL_COLOUR, trained.model)] if trained else [])
+
+
+def answer_index(classifier: Classifier, image) -> int:
+    """The class the classifier answers for the photo (with the test-time views its accuracy was measured with)."""
+    probabilities = classify(classifier.model.eval(), image, CIFAR10_DATASET, flip=classifier.test_time_flip, shift=classifier.test_time_shift)
+    return CIFAR10_DATASET.classes.index(max(probabilities, key=probabilities.get))
+
+
+@answer_first
+def why_cifar10(photo=None, choice=DEFAULT, session=None, explained_class="", request: gr.Request = None) -> tuple:
+    """The page's explanation of the photo just answered: where each classifier found the evidence
+    for the chosen model's answer (or the class picked), side by side. Nothing where nothing answered."""
+    if photo is None:
+        return None, ""
+    try:
+        classifier = classifier_named(choice, session)
+    except Refusal:
+        return None, ""
+    image = Image.fromarray(photo).convert("RGB")
+    classes = CIFAR10_DATASET.classes
+    target = classes.index(explained_class) if explained_class in classes else answer_index(classifier, image)
+    return why_answer(image, CIFAR10_DATASET, target, compared_arms(session), request.session_hash if request else None)
+
+
+@answer_first
+def explain_cifar10(image_path=None, choice=DEFAULT, session=None):
+    """The top-3 classes and where the chosen model found its answer's evidence: a grayscale map,
+    32×32, brighter where the evidence is stronger."""
+    image = open_upload(image_path)
+    classifier = classifier_named(choice, session)
+    probabilities = classify(classifier.model.eval(), image, CIFAR10_DATASET, flip=classifier.test_time_flip, shift=classifier.test_time_shift)
+    return probabilities, relevance_image(classifier.model, image, CIFAR10_DATASET, answer_index(classifier, image))
+
+
+@answer_first
+def why_cell(event: gr.SelectData, true_class=STARTING_CELL[0], predicted_class=STARTING_CELL[1], choice=DEFAULT, session=None, request: gr.Request = None) -> tuple:
+    """A click on one of a confusion cell's test images: where each classifier found the evidence
+    for the class it was taken for."""
+    classes = CIFAR10_DATASET.classes
+    try:
+        examples, _ = cell_examples(classifier_named(choice, session), classes.index(true_class), classes.index(predicted_class), download=False)
+        image = Image.fromarray(examples[event.index][0].permute(1, 2, 0).numpy())
+    except (gr.Error, DatasetMissingError, IndexError, ValueError):
+        return None, ""
+    return why_answer(image, CIFAR10_DATASET, classes.index(predicted_class), compared_arms(session), request.session_hash if request else None)
+
+
 def saved_model_file(model: torch.nn.Module) -> str:
     """The model as a downloadable .zip of its save_pretrained folder."""
     folder = download_folder("final-cnn-")
@@ -205,6 +263,11 @@ def classify_section():
         photo = gr.Image(label="Your photo", interactive=False, height=200, min_width=160)
         seen = gr.Image(label="What the network sees (32×32)", interactive=False, height=200, min_width=160)
         label = gr.Label(num_top_classes=3, label="Top-3 classes", min_width=160)
+    # Where it looked: computed after the answer, so that it never delays the label.
+    with gr.Row():
+        why_class = gr.Dropdown([("the answer", ""), *zip(SHORT_NAMES, CIFAR10_DATASET.classes)], value="", label="Show the evidence for", scale=1, min_width=160)
+        why_words = gr.Markdown()
+    why_picture = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[])
     with gr.Row():
         filters = gr.Image(label="First-layer filters (each enlarged to 48 px)", interactive=False, min_width=300)
         maps = gr.Image(label="What the first layer's filters make of your photo (up to 32 of them)", interactive=False, min_width=300)
@@ -221,8 +284,13 @@ def classify_section():
         true_class = gr.Dropdown(names, value=STARTING_CELL[0], label="True class")
         predicted_class = gr.Dropdown(names, value=STARTING_CELL[1], label="Predicted class")
     cell_note = gr.Markdown()
-    gallery = gr.Gallery(label="Test images in this cell", columns=6, height="auto", object_fit="contain")
-    return dict(upload=upload, choice=choice, answered=answered, classified=[label, answered, photo, seen, filters, maps], matrix=matrix, true_class=true_class, predicted_class=predicted_class, cell=[gallery, cell_note, matrix])
+    gallery = gr.Gallery(label="Test images in this cell", columns=6, height="auto", object_fit="contain", allow_preview=False)
+    cell_why_words = gr.Markdown()
+    cell_why = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[])
+    return dict(
+        upload=upload, choice=choice, answered=answered, classified=[label, answered, photo, seen, filters, maps], matrix=matrix, true_class=true_class,
+        predicted_class=predicted_class, cell=[gallery, cell_note, matrix], photo=photo, why_class=why_class, why=[why_picture, why_words], cell_why=[cell_why, cell_why_words],
+    )
 
 
 class FinalCNN(Lesson):
@@ -256,7 +324,14 @@ class FinalCNN(Lesson):
             borrowed_pieces()
         panel.wire(extra_outputs=(per_class, download, classifier["choice"]))
         inputs = [classifier["upload"], classifier["choice"], panel.session]
-        classifier["upload"].upload(classify_cifar10, inputs, classifier["classified"], api_name="classify_cifar10", concurrency_limit=4)
+        why = dict(fn=why_cifar10, inputs=[classifier["photo"], classifier["choice"], panel.session, classifier["why_class"]], outputs=classifier["why"], concurrency_limit=4, api_visibility="private")
+        classifier["upload"].upload(classify_cifar10, inputs, classifier["classified"], api_name="classify_cifar10", concurrency_limit=4).then(**why)
+        classifier["why_class"].input(**why)
+        # The explanation's public endpoint: a hidden button carries it (its outputs are the API's alone).
+        explain_outputs = [gr.Label(visible=False), gr.Image(visible=False, type="pil", image_mode="L", format="png")]
+        gr.Button(visible=False).click(explain_cifar10, inputs, explain_outputs, api_name="explain_cifar10", concurrency_limit=4)
+        cell_inputs = [classifier["true_class"], classifier["predicted_class"], classifier["choice"], panel.session]
+        classifier["cell"][0].select(why_cell, cell_inputs, classifier["cell_why"], api_visibility="private", concurrency_limit=4)
         classifier["choice"].change(show_confusion, [classifier["choice"], panel.session], [classifier["matrix"], classifier["answered"]], api_visibility="private")
         browse = dict(fn=browse_cell, inputs=[classifier["true_class"], classifier["predicted_class"], classifier["choice"], panel.session], outputs=classifier["cell"], concurrency_limit=2)
         classifier["matrix"].select(select_cell, None, [classifier["true_class"], classifier["predicted_class"]], api_visibility="private").then(**browse, api_visibility="private")

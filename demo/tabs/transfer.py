@@ -9,6 +9,7 @@ from demo.panel import ComparisonPanel
 from serving.model_store import dropped_message
 from demo.uploads import ConfiguredModel, Refusal, classify, image_upload, open_upload
 from demo.views import answered_on_page
+from demo.why import OTHER_COLOUR, explained_upload, trained_arms, why_photo
 from models import AlexNetTransfer
 from training.datasets import HYMENOPTERA_DATASET
 from training.sources import data_dir
@@ -56,6 +57,25 @@ def classify_on_page(image_path=None, arm="fine tuning", session=None, request: 
     return answered_on_page(image_path, request, lambda image: classify(answering_model(arm, session), image, HYMENOPTERA_DATASET))
 
 
+def compared_arms(session: dict | None) -> list:
+    """The models a photo's evidence is shown for, side by side: ANTS_BEES_MODEL where it is set,
+    and every arm this session trained, in its curves' colour."""
+    configured = ants_bees_model.get()
+    return ([("configured model", OTHER_COLOUR, configured)] if configured is not None else []) + trained_arms(session, TAB.experiment)
+
+
+@answer_first
+def why_ants_bees(photo=None, arm="fine tuning", session=None, request: gr.Request = None) -> tuple:
+    """Where each model found the evidence for the answer to the photo shown."""
+    return why_photo(photo, HYMENOPTERA_DATASET, lambda: answering_model(arm, session), compared_arms(session), request.session_hash if request else None)
+
+
+@answer_first
+def explain_ants_bees(image_path=None, arm="fine tuning", session=None):
+    """Ant or bee, and where the answering model found its evidence: a grayscale map, 224×224."""
+    return explained_upload(image_path, answering_model(arm, session), HYMENOPTERA_DATASET)
+
+
 def example_photos(per_class: int = 2) -> list[str]:
     """A few validation photos of each class, when the dataset is present."""
     root = data_dir() / "hymenoptera_data" / "val"
@@ -81,6 +101,8 @@ class TransferLearning(Lesson):
             photo = gr.Image(label="Your photo", interactive=False, height=200, min_width=160)
             label = gr.Label(num_top_classes=2, label="Prediction", min_width=160)
         note = gr.Markdown()
+        why_words = gr.Markdown()
+        why_picture = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[])
         examples = example_photos()
         # One row of the four photos, as tall as they need: "auto" left a phone 200 px of empty frame.
         gallery = gr.Gallery(examples, label="Validation photos: click one to classify it", columns=4, rows=1, height=170, object_fit="contain", allow_preview=False, visible=bool(examples))
@@ -88,8 +110,12 @@ class TransferLearning(Lesson):
         # The public endpoint answers an API client with the prediction alone, or an error; a
         # hidden button carries it, so that the page's own calls can answer with notes instead.
         gr.Button(visible=False).click(classify_ants_bees, inputs, label, api_name="classify_ants_bees", concurrency_limit=4)
-        upload.upload(classify_on_page, inputs, shown, api_visibility="private", concurrency_limit=4)
-        gallery.select(pick_example, None, upload, api_visibility="private").then(classify_on_page, inputs, shown, api_visibility="private")
+        explain_outputs = [gr.Label(visible=False), gr.Image(visible=False, type="pil", image_mode="L", format="png")]
+        gr.Button(visible=False).click(explain_ants_bees, inputs, explain_outputs, api_name="explain_ants_bees", concurrency_limit=4)
+        # Where it looked comes after the answer, never delaying it.
+        why = dict(fn=why_ants_bees, inputs=[photo, arm, panel.session], outputs=[why_picture, why_words], api_visibility="private", concurrency_limit=4)
+        upload.upload(classify_on_page, inputs, shown, api_visibility="private", concurrency_limit=4).then(**why)
+        gallery.select(pick_example, None, upload, api_visibility="private").then(classify_on_page, inputs, shown, api_visibility="private").then(**why)
         return panel
 
 

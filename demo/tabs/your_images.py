@@ -19,6 +19,7 @@ from demo.photo_sets import MAX_CLASSES, MIN_CLASSES, MIN_PHOTOS_PER_CLASS, Phot
 from serving.model_store import dropped_message
 from demo.uploads import Refusal, classify, consume, image_upload, open_upload
 from demo.views import answered_on_page, curves, download_folder, line_plots, plot_series, results_table, series_of
+from demo.why import explained_upload, trained_arms, why_photo
 from models import WeightsUnavailableError
 from models.alexnet import load_backbone
 from training.config import requested
@@ -149,6 +150,20 @@ def classify_on_page(image_path=None, arm="fine tuning", session=None, request: 
     return answered_on_page(image_path, request, lambda image: classify(chosen_model(arm, session)[1], image, session["spec"]))
 
 
+@answer_first
+def why_your_images(photo=None, arm="fine tuning", session=None, request: gr.Request = None) -> tuple:
+    """Where each model this session trained found the evidence for the answer to the photo shown."""
+    spec = session["spec"] if session else None
+    return why_photo(photo, spec, lambda: chosen_model(arm, session)[1], trained_arms(session, EXPERIMENT), request.session_hash if request else None)
+
+
+@answer_first
+def explain_your_images(image_path=None, arm="fine tuning", session=None):
+    """Your classes' probabilities and where the chosen model found its answer's evidence: a
+    grayscale map at the network's input size."""
+    return explained_upload(image_path, chosen_model(arm, session)[1], session["spec"])
+
+
 def trained_choice(arm="fine tuning", session=None):
     """After a run, the Model choice offers the arms this run trained, and only those (the small
     CNN alone trains neither AlexNet arm), on the chosen one where it was trained."""
@@ -240,7 +255,7 @@ def photo_inputs() -> tuple:
 
 def try_section() -> tuple:
     """Classify a new photo, the mistakes, the download: (upload, arm, download, label, wrong,
-    photo, note)."""
+    photo, note, [where it looked: picture, words])."""
     gr.Markdown("### Try it\nClassify a new photo with a model trained above, and see which validation photos it got wrong.")
     with gr.Row():
         with gr.Column():
@@ -251,12 +266,14 @@ def try_section() -> tuple:
         photo = gr.Image(label="Your photo", interactive=False, height=200, min_width=160)
         label = gr.Label(num_top_classes=3, label="Prediction", min_width=160)
     note = gr.Markdown()
+    why_words = gr.Markdown()
+    why_picture = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[])
     download = gr.DownloadButton("Download the models (.zip)")  # under the prediction, which a phone shows next
     wrong = gr.Gallery(
         label="Validation photos it got wrong (true class → taken for, how sure)", columns=6, fit_columns=False,  # a few mistakes stay thumbnails
         height=280, object_fit="contain", allow_preview=False,  # one row of thumbnails; more mistakes scroll
     )
-    return upload, arm, download, label, wrong, photo, note
+    return upload, arm, download, label, wrong, photo, note, [why_picture, why_words]
 
 
 class YourImages:
@@ -290,7 +307,7 @@ class YourImages:
         instrument_column, *instrument = INSTRUMENT.build()
         table = gr.Dataframe(results_table(EXPERIMENT, None), label="Results", interactive=False)
         session, rows_given = gr.State(), gr.State([])
-        upload, arm, download, label, wrong, photo, note = try_section()
+        upload, arm, download, label, wrong, photo, note, why = try_section()
         runs = buttons.wire(
             train_your_images, train_your_images_on_cpu, [archive, network, epochs, seed, rows_given], [loss_plot, accuracy_plot, table, status, session, dataset, *instrument],
             "train_your_images", [table, status], [plots, instrument_column], before=(collect_rows, boxes, rows_given),
@@ -302,7 +319,11 @@ class YourImages:
         # The public endpoint answers an API client with the prediction alone, or an error; a hidden
         # button carries it, so that the page's own call can answer with the photo and a note.
         gr.Button(visible=False).click(classify_your_images, [upload, arm, session], label, api_name="classify_your_images", concurrency_limit=4)
-        upload.upload(classify_on_page, [upload, arm, session], [label, note, photo], api_visibility="private", concurrency_limit=4)
+        explain_outputs = [gr.Label(visible=False), gr.Image(visible=False, type="pil", image_mode="L", format="png")]
+        gr.Button(visible=False).click(explain_your_images, [upload, arm, session], explain_outputs, api_name="explain_your_images", concurrency_limit=4)
+        upload.upload(classify_on_page, [upload, arm, session], [label, note, photo], api_visibility="private", concurrency_limit=4).then(
+            why_your_images, [photo, arm, session], why, api_visibility="private", concurrency_limit=4
+        )
         arm.change(wrong_photos, [arm, session], wrong, api_visibility="private")
         download.click(download_models, session, download, api_visibility="private")
 
