@@ -34,6 +34,9 @@ from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
 from models import AirbenchCNN, AlexNetTransfer, TeachingCNN  # noqa: E402
 from models.checkpoint import load_pretrained  # noqa: E402
 from training import explanations  # noqa: E402
@@ -42,7 +45,6 @@ from training.devices import cpu_brand  # noqa: E402
 from training.loader import center_crop, normalize  # noqa: E402
 from training.runner import folder_name  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results" / "explanations.json"
 
 
@@ -89,6 +91,35 @@ def networks(args) -> list[tuple[str, torch.nn.Module, torch.Tensor, object, str
     return found
 
 
+def page_latency(args, repeats: int = 10) -> dict:
+    """Seconds (median) of the page's whole explanation of a photo, maps drawn side by side and
+    written: the Final CNN's (the embedded classifier), and Transfer's with both AlexNet arms."""
+    import numpy as np
+    from PIL import Image
+
+    from demo.tabs import final_cnn, transfer
+    from serving.model_store import HeldModels
+
+    photo = np.asarray(Image.open(ROOT / "tests" / "assets" / "cat.jpg").convert("RGB"))
+
+    def median_s(call) -> float:
+        call()  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        return round(statistics.median(times), 3)
+
+    timed = {"final_cnn, embedded classifier": median_s(lambda: final_cnn.why_cifar10(photo))}
+    if args.transfer_run:
+        arms = {arm: load_pretrained(AlexNetTransfer, str(Path(args.transfer_run) / folder_name(arm))) for arm in ("feature extraction", "fine tuning")}
+        session = {"models": HeldModels(arms)}
+        transfer.ants_bees_model._loaded, transfer.ants_bees_model.model = True, None  # the session's arms answer
+        timed["transfer, both AlexNet arms"] = median_s(lambda: transfer.why_ants_bees(photo, "fine tuning", session))
+    return timed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cifar10-images", type=int, default=500)
@@ -96,20 +127,31 @@ def main() -> None:
     parser.add_argument("--transfer-run", help="a --save-dir of a Transfer run")
     parser.add_argument("--weights", default="ImageNet's IMAGENET1K_V1", help="what the AlexNet backbone started from, in words")
     parser.add_argument("--methods", nargs="+", default=list(explanations.METHODS))
+    parser.add_argument("--seed", type=int, default=0, help="of the random deletions and the re-initialised network")
     parser.add_argument("--write", action="store_true", help=f"record {RESULTS.relative_to(ROOT)}")
+    parser.add_argument("--page-only", action="store_true", help="time the page's explanations alone, keeping the recorded checks")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.page_only:
+        recorded = json.loads(RESULTS.read_text())
+        recorded["page"] = page_latency(args)
+        print("page", recorded["page"])
+        if args.write:
+            RESULTS.write_text(json.dumps(recorded, indent=1) + "\n")
+        return
     recorded = {
         "host": os.environ.get("CNNLAB_HOST", f"{cpu_brand()}, {torch.get_num_threads()} threads, run as AVX2 ({torch.backends.cpu.get_cpu_capability()}), fp32"),
-        "date": datetime.date.today().isoformat(), "torch": torch.__version__, "networks": {},
+        "date": datetime.date.today().isoformat(), "torch": torch.__version__, "seed": args.seed, "networks": {},
     }
     for name, model, images, spec, weights in networks(args):
         model.eval()
         entry = {"model": type(model).__name__, "weights": weights, "methods": {}}
         for method in args.methods:
-            entry["methods"][method] = measured(model, images, spec, method)
+            entry["methods"][method] = measured(model, images, spec, method, args.seed)
             print(name, method, entry["methods"][method], flush=True)
         recorded["networks"][name] = entry
+    recorded["page"] = page_latency(args)
+    print("page", recorded["page"], flush=True)
     if args.write:
         RESULTS.write_text(json.dumps(recorded, indent=1) + "\n")
         print("wrote", RESULTS)

@@ -24,10 +24,10 @@ RESULTS = Path(__file__).resolve().parent.parent / "results" / "explanations.jso
 OTHER_COLOUR = "#555555"  # a model no arm's curves name (a configured classifier)
 PANEL_IN = 2.6  # inches a map, at 100 dpi: two side by side fit a phone's 400 px at about three quarters
 HOW_TO_READ = {
-    "occlusion": "Bright where greying out that patch of the photo lowered the network's score for this class the most; "
-    "dark where it made no difference.",
-    "grad-cam": "Bright where the last conv layer's features that raise this class's score lie (Grad-CAM); dark where "
-    "nothing there pushed towards it.",
+    "occlusion": "Bright where greying out that patch of the photo lowered the network's score for this class the most. "
+    "Dark where greying it out made no difference: the network found its evidence elsewhere.",
+    "grad-cam": "Bright where the last conv layer's features that raise this class's score lie (Grad-CAM). "
+    "Dark where nothing there pushed towards it.",
 }
 
 
@@ -48,7 +48,7 @@ def faithfulness(model: torch.nn.Module) -> str:
         found = network["methods"].get(method)
         if network["model"] == kind and found:
             return (
-                f"Measured on {found['images']} {'test images' if 'cifar10' in name else 'validation photos'} ({name}; {network['weights']}): removing the 20% "
+                f"Measured on {found['images']} {'test images' if 'cifar10' in name else 'validation photos'} ({network['weights']}): removing the 20% "
                 f"of each image this map marks lowered the answer's probability by {found['map_drop']:.0f} points, removing as much at random "
                 f"by {found['random_drop']:.0f}; the map hurt more on {found['map_wins']:.0%} of them."
             )
@@ -84,7 +84,7 @@ def why_answer(image: Image.Image, spec, target: int, arms: list[tuple[str, str,
     methods = dict.fromkeys(explanations.method_for(model) for _, _, model in arms)
     reading = " ".join(HOW_TO_READ[method] for method in methods)
     faithful = " ".join(dict.fromkeys(filter(None, (faithfulness(model) for _, _, model in arms))))
-    words = f"**Where it found “{spec.classes[target]}”.** {reading}" + (f"\n\n<small>{faithful}</small>" if faithful else "")
+    words = f"**Where it found “{spec.classes[target]}”.** {reading}" + (f"\n\n{faithful}" if faithful else "")
     return image_file(paired_picture(panels), owner=owner or "anonymous"), words
 
 

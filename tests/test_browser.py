@@ -132,7 +132,14 @@ def test_visit_every_tab_train_and_classify(page, tmp_path):
     label.wait_for(timeout=30_000)
     assert label.inner_text().strip() == "cat"
     expect(visible(page.get_by_text("What the network sees (32×32)"))).to_have_count(1)
+    # Then, after the label, where it found its evidence, with how to read it and how faithful it measured.
+    expect(visible(page.get_by_text("Where it found “cat”."))).to_have_count(1)
     page.screenshot(path=shots / "final-cnn.png", full_page=True)
+    for width in (1400, 400):
+        page.set_viewport_size({"width": width, "height": 1000})
+        visible(page.get_by_text("Where it found “cat”.")).scroll_into_view_if_needed()
+        page.screenshot(path=shots / f"why-final-cnn-{width}.png")
+    page.set_viewport_size({"width": 1300, "height": 1400})
 
     page.get_by_role("tab", name="Batch normalization").click()
     plot = visible(page.locator(".vega-embed")).first
@@ -374,8 +381,10 @@ def served_for_transfer(tmp_path, torch_home):
     server.wait(timeout=10)
 
 
-def test_transfer_learning_draws_its_curves_while_it_trains_and_stop_is_live_only_then(served_for_transfer):
+def test_transfer_learning_draws_its_curves_while_it_trains_and_stop_is_live_only_then(served_for_transfer, tmp_path):
     page = served_for_transfer
+    shots = Path(os.environ.get("CNNLAB_SCREENSHOT_DIR", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
     expect.set_options(timeout=30_000)
     page.get_by_role("tab", name="Transfer learning").click()
     stop = visible(page.get_by_role("button", name="Stop"))
@@ -391,6 +400,13 @@ def test_transfer_learning_draws_its_curves_while_it_trains_and_stop_is_live_onl
     assert seen.get("curve") and seen["curve"] < seen["done"], seen  # how soon: benchmarks/RESULTS.md
     assert seen.get("stopLive"), seen
     expect(stop).to_be_disabled()
+    # A validation photo, answered, then explained by both arms side by side.
+    visible(page.locator(".block", has=page.get_by_text("Validation photos: click one to classify it")).locator("img")).first.click()
+    expect(visible(page.get_by_text(re.compile(r"Where it found “(ants|bees)”\.")))).to_have_count(1, timeout=60_000)
+    for width in (1400, 400):
+        page.set_viewport_size({"width": width, "height": 1000})
+        visible(page.get_by_text(re.compile(r"Where it found “(ants|bees)”\."))).scroll_into_view_if_needed()
+        page.screenshot(path=shots / f"why-transfer-{width}.png")
 
 
 @pytest.fixture
