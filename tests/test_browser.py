@@ -509,6 +509,13 @@ def test_your_images_trains_on_generated_shapes_classifies_and_shows_a_mistake(p
     label = visible(page.locator(".output-class")).first
     label.wait_for(timeout=30_000)
     assert label.inner_text().strip() in ("circle", "square")
+    # After the label: where both arms found their evidence, side by side.
+    expect(visible(page.get_by_text(re.compile(r"^Where it found “(circle|square)”\.")))).to_have_count(1, timeout=60_000)
+    for width in (1400, 400):
+        page.set_viewport_size({"width": width, "height": 1000})
+        visible(page.get_by_text(re.compile(r"^Where it found “(circle|square)”\."))).scroll_into_view_if_needed()
+        page.screenshot(path=shots / f"why-your-images-{width}.png")
+    page.set_viewport_size({"width": 1300, "height": 1400})
     # A backbone of random weights (this machine has no ImageNet weights) gets some validation photos wrong.
     visible(page.get_by_role("radio", name="feature extraction")).check()
     caption = visible(page.get_by_text(re.compile(r"^(circle → square|square → circle) \d+%$"))).first
