@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import torch
 from matplotlib import colormaps
@@ -74,9 +75,15 @@ def paired_picture(panels: list[tuple[str, str, torch.Tensor, torch.Tensor]]) ->
     return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
 
 
-def why_answer(image: Image.Image, spec, target: int, arms: list[tuple[str, str, torch.nn.Module]], owner: str | None) -> tuple[str, str]:
-    """The picture of every arm's map of `image` for class `target` and its words: how to read it,
-    and how faithful each method measured. `arms`: (name, colour, model)."""
+def nothing() -> tuple:
+    """No picture and no words: no photo answered, or no model (the answer's note says why). Made
+    afresh each time: Gradio may alter an update it is handed."""
+    return gr.update(value=None, visible=False), ""
+
+
+def why_answer(image: Image.Image, spec, target: int, arms: list[tuple[str, str, torch.nn.Module]], owner: str | None) -> tuple[dict, str]:
+    """The picture of every arm's map of `image` for class `target`, shown, and its words: how to
+    read it, and how faithful each method measured. `arms`: (name, colour, model)."""
     panels = []
     for name, colour, model in arms:
         pixels, found = explanations.explain(model, image, spec, target)
@@ -85,7 +92,7 @@ def why_answer(image: Image.Image, spec, target: int, arms: list[tuple[str, str,
     reading = " ".join(HOW_TO_READ[method] for method in methods)
     faithful = " ".join(dict.fromkeys(filter(None, (faithfulness(model) for _, _, model in arms))))
     words = f"**Where it found “{spec.classes[target]}”.** {reading}" + (f"\n\n{faithful}" if faithful else "")
-    return image_file(paired_picture(panels), owner=owner or "anonymous"), words
+    return gr.update(value=image_file(paired_picture(panels), owner=owner or "anonymous"), visible=True), words
 
 
 def relevance_image(model: torch.nn.Module, image: Image.Image, spec, target: int) -> Image.Image:
@@ -113,12 +120,12 @@ def why_photo(photo: np.ndarray | None, spec, answering: Callable[[], torch.nn.M
     """The page's explanation of the photo it shows: every arm's map for the class the answering
     model gave it, or nothing where there is no photo or no model (the answer's note says why)."""
     if photo is None or not arms:
-        return None, ""
+        return nothing()
     image = Image.fromarray(photo).convert("RGB")
     try:
         target = answer_of(answering(), image, spec)
     except Refusal:
-        return None, ""
+        return nothing()
     return why_answer(image, spec, target, arms, owner)
 
 

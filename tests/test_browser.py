@@ -137,7 +137,8 @@ def test_visit_every_tab_train_and_classify(page, tmp_path):
     page.screenshot(path=shots / "final-cnn.png", full_page=True)
     for width in (1400, 400):
         page.set_viewport_size({"width": width, "height": 1000})
-        visible(page.get_by_text("Where it found “cat”.")).scroll_into_view_if_needed()
+        visible(page.locator(".why-picture")).first.scroll_into_view_if_needed()
+        page.wait_for_timeout(800)  # the page reflows at the new width before it is drawn
         page.screenshot(path=shots / f"why-final-cnn-{width}.png")
     page.set_viewport_size({"width": 1300, "height": 1400})
 
@@ -405,7 +406,8 @@ def test_transfer_learning_draws_its_curves_while_it_trains_and_stop_is_live_onl
     expect(visible(page.get_by_text(re.compile(r"Where it found “(ants|bees)”\.")))).to_have_count(1, timeout=60_000)
     for width in (1400, 400):
         page.set_viewport_size({"width": width, "height": 1000})
-        visible(page.get_by_text(re.compile(r"Where it found “(ants|bees)”\."))).scroll_into_view_if_needed()
+        visible(page.locator(".why-picture")).first.scroll_into_view_if_needed()
+        page.wait_for_timeout(800)  # the page reflows at the new width before it is drawn
         page.screenshot(path=shots / f"why-transfer-{width}.png")
 
 
@@ -513,7 +515,8 @@ def test_your_images_trains_on_generated_shapes_classifies_and_shows_a_mistake(p
     expect(visible(page.get_by_text(re.compile(r"^Where it found “(circle|square)”\.")))).to_have_count(1, timeout=60_000)
     for width in (1400, 400):
         page.set_viewport_size({"width": width, "height": 1000})
-        visible(page.get_by_text(re.compile(r"^Where it found “(circle|square)”\."))).scroll_into_view_if_needed()
+        visible(page.locator(".why-picture")).first.scroll_into_view_if_needed()
+        page.wait_for_timeout(800)  # the page reflows at the new width before it is drawn
         page.screenshot(path=shots / f"why-your-images-{width}.png")
     page.set_viewport_size({"width": 1300, "height": 1400})
     # A backbone of random weights (this machine has no ImageNet weights) gets some validation photos wrong.

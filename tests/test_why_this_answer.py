@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from demo import why
 from demo.tabs import final_cnn, transfer
 from handlers import SMALL, last
 from models import AlexNetTransfer
@@ -97,9 +98,10 @@ def shown_photo(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def panels(picture: str) -> float:
-    """How many square maps side by side a picture holds (its width over its height, about)."""
-    width, height = Image.open(picture).size
+def panels(picture: dict) -> float:
+    """How many square maps side by side a shown picture holds (its width over its height, about)."""
+    assert picture["visible"] is True
+    width, height = Image.open(picture["value"]).size
     return width / height
 
 
@@ -109,7 +111,7 @@ def test_the_final_cnn_explains_its_answer_and_any_class_picked_and_its_endpoint
     assert words.startswith("**Where it found “cat”.** Bright where greying out that patch") and round(panels(picture)) == 1
     _, words = final_cnn.why_cifar10(photo, explained_class="dog")
     assert words.startswith("**Where it found “dog”.**")
-    assert final_cnn.why_cifar10(None) == (None, "")  # nothing answered, nothing to explain
+    assert final_cnn.why_cifar10(None) == why.nothing()  # nothing answered, nothing to explain
     upload = tmp_path / "cat.jpg"
     shutil.copy(CAT, upload)
     probabilities, found = final_cnn.explain_cifar10(str(upload))
@@ -138,7 +140,7 @@ def test_transfer_explains_each_arm_trained_side_by_side_and_its_endpoint_gives_
     Image.new("RGB", (300, 200), (250, 200, 0)).save(tmp_path / "bee.png")
     picture, words = transfer.why_ants_bees(shown_photo(tmp_path / "bee.png"), "fine tuning", session)
     assert round(panels(picture)) == 2 and "Measured on 153 validation photos (AlexNet trained here from stand-in weights" in words
-    assert transfer.why_ants_bees(shown_photo(tmp_path / "bee.png"), "fine tuning", None) == (None, "")  # nothing trained yet
+    assert transfer.why_ants_bees(shown_photo(tmp_path / "bee.png"), "fine tuning", None) == why.nothing()  # nothing trained yet
     probabilities, found = transfer.explain_ants_bees(str(tmp_path / "bee.png"), "fine tuning", session)
     assert set(probabilities) == {"ants", "bees"} and (found.mode, found.size) == ("L", (224, 224))
 

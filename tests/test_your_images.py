@@ -141,7 +141,7 @@ def test_training_on_a_zip_classifies_shows_mistakes_downloads_and_publishes(tmp
         assert set(probabilities) == {"circle", "square"} and sum(probabilities.values()) == pytest.approx(1)
         # Where each arm found its evidence, side by side; the endpoint's map at the network's input size.
         picture, words = your_images.why_your_images(np.asarray(Image.open(tmp_path / "new.jpg").convert("RGB")), "fine tuning", session)
-        width, height = Image.open(picture).size
+        width, height = Image.open(picture["value"]).size
         assert round(width / height) == 2 and words.startswith("**Where it found “")
         probabilities, found = your_images.explain_your_images(str(tmp_path / "new.jpg"), "fine tuning", session)
         assert set(probabilities) == {"circle", "square"} and (found.mode, found.size) == ("L", (224, 224))

@@ -21,7 +21,7 @@ from demo.panel import ComparisonPanel
 from demo.settings import GPU_AVAILABLE, Settings
 from demo.uploads import Refusal, classify, image_upload, open_upload
 from demo.views import colour_map, download_folder, explained, image_file, photo_file, plot_series
-from demo.why import OTHER_COLOUR, relevance_image, why_answer
+from demo.why import OTHER_COLOUR, nothing, relevance_image, why_answer
 from training.datasets import CIFAR10_DATASET
 from training.images import square_rgb
 from training.sources import DatasetMissingError
@@ -210,11 +210,11 @@ def why_cifar10(photo=None, choice=DEFAULT, session=None, explained_class="", re
     """The page's explanation of the photo just answered: where each classifier found the evidence
     for the chosen model's answer (or the class picked), side by side. Nothing where nothing answered."""
     if photo is None:
-        return None, ""
+        return nothing()
     try:
         classifier = classifier_named(choice, session)
     except Refusal:
-        return None, ""
+        return nothing()
     image = Image.fromarray(photo).convert("RGB")
     classes = CIFAR10_DATASET.classes
     target = classes.index(explained_class) if explained_class in classes else answer_index(classifier, image)
@@ -240,7 +240,7 @@ def why_cell(event: gr.SelectData, true_class=STARTING_CELL[0], predicted_class=
         examples, _ = cell_examples(classifier_named(choice, session), classes.index(true_class), classes.index(predicted_class), download=False)
         image = Image.fromarray(examples[event.index][0].permute(1, 2, 0).numpy())
     except (gr.Error, DatasetMissingError, IndexError, ValueError):
-        return None, ""
+        return nothing()
     return why_answer(image, CIFAR10_DATASET, classes.index(predicted_class), compared_arms(session), request.session_hash if request else None)
 
 
@@ -265,9 +265,10 @@ def classify_section():
         label = gr.Label(num_top_classes=3, label="Top-3 classes", min_width=160)
     # Where it looked: computed after the answer, so that it never delays the label.
     with gr.Row():
-        why_class = gr.Dropdown([("the answer", ""), *zip(SHORT_NAMES, CIFAR10_DATASET.classes)], value="", label="Show the evidence for", scale=1, min_width=160)
-        why_words = gr.Markdown()
-    why_picture = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[])
+        with gr.Column(min_width=300):
+            why_class = gr.Dropdown([("the answer", ""), *zip(SHORT_NAMES, CIFAR10_DATASET.classes)], value="", label="Show the evidence for")
+            why_words = gr.Markdown()
+        why_picture = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[], min_width=300, elem_classes="why-picture", visible=False)
     with gr.Row():
         filters = gr.Image(label="First-layer filters (each enlarged to 48 px)", interactive=False, min_width=300)
         maps = gr.Image(label="What the first layer's filters make of your photo (up to 32 of them)", interactive=False, min_width=300)
@@ -285,8 +286,10 @@ def classify_section():
         predicted_class = gr.Dropdown(names, value=STARTING_CELL[1], label="Predicted class")
     cell_note = gr.Markdown()
     gallery = gr.Gallery(label="Test images in this cell", columns=6, height="auto", object_fit="contain", allow_preview=False)
-    cell_why_words = gr.Markdown()
-    cell_why = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[])
+    with gr.Row():
+        with gr.Column(min_width=300):  # on a phone the words take the width, the picture goes under them
+            cell_why_words = gr.Markdown()
+        cell_why = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[], min_width=300, elem_classes="why-picture", visible=False)
     return dict(
         upload=upload, choice=choice, answered=answered, classified=[label, answered, photo, seen, filters, maps], matrix=matrix, true_class=true_class,
         predicted_class=predicted_class, cell=[gallery, cell_note, matrix], photo=photo, why_class=why_class, why=[why_picture, why_words], cell_why=[cell_why, cell_why_words],

@@ -101,8 +101,10 @@ class TransferLearning(Lesson):
             photo = gr.Image(label="Your photo", interactive=False, height=200, min_width=160)
             label = gr.Label(num_top_classes=2, label="Prediction", min_width=160)
         note = gr.Markdown()
-        why_words = gr.Markdown()
-        why_picture = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[])
+        with gr.Row():  # where it found its evidence: beside its words on a wide screen, under them on a phone
+            with gr.Column(min_width=300):  # on a phone the words take the width, the picture goes under them
+                why_words = gr.Markdown()
+            why_picture = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[], min_width=300, elem_classes="why-picture", visible=False)
         examples = example_photos()
         # One row of the four photos, as tall as they need: "auto" left a phone 200 px of empty frame.
         gallery = gr.Gallery(examples, label="Validation photos: click one to classify it", columns=4, rows=1, height=170, object_fit="contain", allow_preview=False, visible=bool(examples))

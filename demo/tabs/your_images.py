@@ -266,8 +266,10 @@ def try_section() -> tuple:
         photo = gr.Image(label="Your photo", interactive=False, height=200, min_width=160)
         label = gr.Label(num_top_classes=3, label="Prediction", min_width=160)
     note = gr.Markdown()
-    why_words = gr.Markdown()
-    why_picture = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[])
+    with gr.Row():  # where it found its evidence: beside its words on a wide screen, under them on a phone
+        with gr.Column(min_width=300):  # on a phone the words take the width, the picture goes under them
+            why_words = gr.Markdown()
+        why_picture = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[], min_width=300, elem_classes="why-picture", visible=False)
     download = gr.DownloadButton("Download the models (.zip)")  # under the prediction, which a phone shows next
     wrong = gr.Gallery(
         label="Validation photos it got wrong (true class → taken for, how sure)", columns=6, fit_columns=False,  # a few mistakes stay thumbnails
