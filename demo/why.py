@@ -111,9 +111,13 @@ def trained_arms(session: dict | None, experiment) -> list[tuple[str, str, torch
     return [(arm, colours.get(series_of(arm, series), OTHER_COLOUR), model) for arm, model in session["models"].items()]
 
 
-def answer_of(model: torch.nn.Module, image: Image.Image, spec) -> int:
-    probabilities = classify(model, image, spec)
+def top_class(probabilities: dict[str, float], spec) -> int:
     return spec.classes.index(max(probabilities, key=probabilities.get))
+
+
+def answer_of(model: torch.nn.Module, image: Image.Image, spec, flip: bool = False, shift: bool = False) -> int:
+    """The class the model answers for the photo, with the test-time views its accuracy was measured with."""
+    return top_class(classify(model, image, spec, flip, shift), spec)
 
 
 def why_photo(photo: np.ndarray | None, spec, answering: Callable[[], torch.nn.Module], arms: list, owner: str | None) -> tuple:
@@ -129,8 +133,11 @@ def why_photo(photo: np.ndarray | None, spec, answering: Callable[[], torch.nn.M
     return why_answer(image, spec, target, arms, owner)
 
 
-def explained_upload(image_path: str | None, model: torch.nn.Module, spec) -> tuple[dict, Image.Image]:
-    """An explain endpoint's answer: the class probabilities and the map of the top class's evidence."""
+def explained_upload(image_path: str | None, answering: Callable[[], tuple[torch.nn.Module, bool, bool]], spec) -> tuple[dict, Image.Image]:
+    """An explain endpoint's answer: the class probabilities and the map of the top class's
+    evidence. `answering` gives the model and its test-time views (flip, shift), or a Refusal; it
+    is asked after the upload is read, which deletes it whatever the answer."""
     image = open_upload(image_path)
-    probabilities = classify(model, image, spec)
-    return probabilities, relevance_image(model, image, spec, spec.classes.index(max(probabilities, key=probabilities.get)))
+    model, flip, shift = answering()
+    probabilities = classify(model, image, spec, flip, shift)
+    return probabilities, relevance_image(model, image, spec, top_class(probabilities, spec))

@@ -21,7 +21,7 @@ from demo.panel import ComparisonPanel
 from demo.settings import GPU_AVAILABLE, Settings
 from demo.uploads import Refusal, classify, image_upload, open_upload
 from demo.views import colour_map, download_folder, explained, image_file, photo_file, plot_series
-from demo.why import OTHER_COLOUR, nothing, relevance_image, why_answer
+from demo.why import OTHER_COLOUR, answer_of, explained_upload, nothing, why_answer
 from training.datasets import CIFAR10_DATASET
 from training.images import square_rgb
 from training.sources import DatasetMissingError
@@ -199,10 +199,9 @@ def compared_arms(session: dict | None) -> list[tuple[str, str, torch.nn.Module]
     return arms + ([(SESSION, FINAL_COLOUR, trained.model)] if trained else [])
 
 
-def answer_index(classifier: Classifier, image) -> int:
-    """The class the classifier answers for the photo (with the test-time views its accuracy was measured with)."""
-    probabilities = classify(classifier.model.eval(), image, CIFAR10_DATASET, flip=classifier.test_time_flip, shift=classifier.test_time_shift)
-    return CIFAR10_DATASET.classes.index(max(probabilities, key=probabilities.get))
+def answering(classifier: Classifier) -> tuple[torch.nn.Module, bool, bool]:
+    """The classifier's model and the test-time views (flip, shift) its accuracy was measured with."""
+    return classifier.model.eval(), classifier.test_time_flip, classifier.test_time_shift
 
 
 @answer_first
@@ -217,7 +216,8 @@ def why_cifar10(photo=None, choice=DEFAULT, session=None, explained_class="", re
         return nothing()
     image = Image.fromarray(photo).convert("RGB")
     classes = CIFAR10_DATASET.classes
-    target = classes.index(explained_class) if explained_class in classes else answer_index(classifier, image)
+    model, flip, shift = answering(classifier)
+    target = classes.index(explained_class) if explained_class in classes else answer_of(model, image, CIFAR10_DATASET, flip, shift)
     return why_answer(image, CIFAR10_DATASET, target, compared_arms(session), request.session_hash if request else None)
 
 
@@ -225,10 +225,7 @@ def why_cifar10(photo=None, choice=DEFAULT, session=None, explained_class="", re
 def explain_cifar10(image_path=None, choice=DEFAULT, session=None):
     """The top-3 classes and where the chosen model found its answer's evidence: a grayscale map,
     32×32, brighter where the evidence is stronger."""
-    image = open_upload(image_path)
-    classifier = classifier_named(choice, session)
-    probabilities = classify(classifier.model.eval(), image, CIFAR10_DATASET, flip=classifier.test_time_flip, shift=classifier.test_time_shift)
-    return probabilities, relevance_image(classifier.model, image, CIFAR10_DATASET, answer_index(classifier, image))
+    return explained_upload(image_path, lambda: answering(classifier_named(choice, session)), CIFAR10_DATASET)
 
 
 @answer_first

@@ -73,7 +73,7 @@ def why_ants_bees(photo=None, arm="fine tuning", session=None, request: gr.Reque
 @answer_first
 def explain_ants_bees(image_path=None, arm="fine tuning", session=None):
     """Ant or bee, and where the answering model found its evidence: a grayscale map, 224×224."""
-    return explained_upload(image_path, answering_model(arm, session), HYMENOPTERA_DATASET)
+    return explained_upload(image_path, lambda: (answering_model(arm, session), False, False), HYMENOPTERA_DATASET)
 
 
 def example_photos(per_class: int = 2) -> list[str]:

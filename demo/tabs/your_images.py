@@ -161,7 +161,7 @@ def why_your_images(photo=None, arm="fine tuning", session=None, request: gr.Req
 def explain_your_images(image_path=None, arm="fine tuning", session=None):
     """Your classes' probabilities and where the chosen model found its answer's evidence: a
     grayscale map at the network's input size."""
-    return explained_upload(image_path, chosen_model(arm, session)[1], session["spec"])
+    return explained_upload(image_path, lambda: (chosen_model(arm, session)[1], False, False), session["spec"] if session else None)
 
 
 def trained_choice(arm="fine tuning", session=None):
