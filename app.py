@@ -90,9 +90,11 @@ def build_app(tabs=TABS) -> gr.Blocks:
         link_note = gr.Markdown()
         panels = {}
         with gr.Tabs(overflow_behavior="wrap") as tab_bar:  # on a phone every tab stays in sight, on two or three rows
-            for tab in (*tabs, TEACHER_TAB):
+            for tab in tabs:
                 with gr.Tab(tab.title, id=tab_id(tab)):
                     panels[tab] = tab.build()
+            with gr.Tab(TEACHER_TAB.title, id=tab_id(TEACHER_TAB)) as teacher:
+                TEACHER_TAB.build(teacher)
         lessons = lesson_tabs(tabs)
         controls = {lesson: [*panels[lesson].own, *panels[lesson].settings] for lesson in lessons}
         outputs = [tab_bar, *(component for lesson in lessons for component in controls[lesson]), link_note]

@@ -6,7 +6,8 @@ training.explanations.
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
@@ -30,6 +31,27 @@ HOW_TO_READ = {
     "grad-cam": "Bright where the last conv layer's features that raise this class's score lie (Grad-CAM). "
     "Dark where nothing there pushed towards it.",
 }
+
+
+@contextmanager
+def why_section() -> Iterator[list]:
+    """Lay out where it found its evidence: its words (after whatever the caller lays out inside the
+    `with`) beside the picture on a wide screen, under them on a phone. Yields the handlers' outputs,
+    [picture, words], filled once the section is laid out; the picture is hidden until there is one."""
+    outputs = []
+    with gr.Row():
+        with gr.Column(min_width=300):  # on a phone the words take the width, the picture goes under them
+            yield outputs
+            words = gr.Markdown()
+        picture = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[], min_width=300, elem_classes="why-picture", visible=False)
+    outputs += [picture, words]
+
+
+def why_outputs() -> list:
+    """A section of its own (why_section), nothing above its words: [picture, words]."""
+    with why_section() as outputs:
+        pass
+    return outputs
 
 
 @functools.cache

@@ -106,6 +106,15 @@ def visible(locator):
     return locator.filter(visible=True)
 
 
+def shoot_where_it_looked(page, shots: Path, tab: str) -> None:
+    """Screenshots of a tab's explanation at desktop and phone width, the picture in view."""
+    for width in (1400, 400):
+        page.set_viewport_size({"width": width, "height": 1000})
+        visible(page.locator(".why-picture")).first.scroll_into_view_if_needed()
+        page.wait_for_timeout(800)  # the page reflows at the new width before it is drawn
+        page.screenshot(path=shots / f"why-{tab}-{width}.png")
+
+
 DASHES = DASH_POINTS // 2  # subpaths of a reference curve: its points drawn in pairs
 
 
@@ -135,11 +144,7 @@ def test_visit_every_tab_train_and_classify(page, tmp_path):
     # Then, after the label, where it found its evidence, with how to read it and how faithful it measured.
     expect(visible(page.get_by_text("Where it found “cat”."))).to_have_count(1)
     page.screenshot(path=shots / "final-cnn.png", full_page=True)
-    for width in (1400, 400):
-        page.set_viewport_size({"width": width, "height": 1000})
-        visible(page.locator(".why-picture")).first.scroll_into_view_if_needed()
-        page.wait_for_timeout(800)  # the page reflows at the new width before it is drawn
-        page.screenshot(path=shots / f"why-final-cnn-{width}.png")
+    shoot_where_it_looked(page, shots, "final-cnn")
     page.set_viewport_size({"width": 1300, "height": 1400})
 
     page.get_by_role("tab", name="Batch normalization").click()
@@ -404,11 +409,7 @@ def test_transfer_learning_draws_its_curves_while_it_trains_and_stop_is_live_onl
     # A validation photo, answered, then explained by both arms side by side.
     visible(page.locator(".block", has=page.get_by_text("Validation photos: click one to classify it")).locator("img")).first.click()
     expect(visible(page.get_by_text(re.compile(r"Where it found “(ants|bees)”\.")))).to_have_count(1, timeout=60_000)
-    for width in (1400, 400):
-        page.set_viewport_size({"width": width, "height": 1000})
-        visible(page.locator(".why-picture")).first.scroll_into_view_if_needed()
-        page.wait_for_timeout(800)  # the page reflows at the new width before it is drawn
-        page.screenshot(path=shots / f"why-transfer-{width}.png")
+    shoot_where_it_looked(page, shots, "transfer")
 
 
 @pytest.fixture
@@ -513,11 +514,7 @@ def test_your_images_trains_on_generated_shapes_classifies_and_shows_a_mistake(p
     assert label.inner_text().strip() in ("circle", "square")
     # After the label: where both arms found their evidence, side by side.
     expect(visible(page.get_by_text(re.compile(r"^Where it found “(circle|square)”\.")))).to_have_count(1, timeout=60_000)
-    for width in (1400, 400):
-        page.set_viewport_size({"width": width, "height": 1000})
-        visible(page.locator(".why-picture")).first.scroll_into_view_if_needed()
-        page.wait_for_timeout(800)  # the page reflows at the new width before it is drawn
-        page.screenshot(path=shots / f"why-your-images-{width}.png")
+    shoot_where_it_looked(page, shots, "your-images")
     page.set_viewport_size({"width": 1300, "height": 1400})
     # A backbone of random weights (this machine has no ImageNet weights) gets some validation photos wrong.
     visible(page.get_by_role("radio", name="feature extraction")).check()

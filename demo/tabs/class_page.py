@@ -69,11 +69,13 @@ class ClassPage:
     title = "Class"
     api_name = "class"
 
-    def build(self) -> None:
+    def build(self, page: gr.Tab) -> None:
+        """Lay the page out in `page`, whose table is read when the page is opened (not at every
+        student's page load: at 20,000 runs the summary takes half a second) and on Refresh."""
         gr.Markdown(INTRO)
         refresh = gr.Button("Refresh", size="sm")
         # Wide enough for each heading's longest word: a narrow column broke "Runs" into "Run s".
-        table = gr.Dataframe(summary_table, label="Runs by experiment and setting (the table scrolls sideways)", interactive=False, wrap=True, column_widths=COLUMN_WIDTHS)
+        table = gr.Dataframe(headers=[COLUMNS[f.name] for f in fields(Setting)], label="Runs by experiment and setting (the table scrolls sideways)", interactive=False, wrap=True, column_widths=COLUMN_WIDTHS)
         download = gr.DownloadButton("Download the record (CSV)", size="sm")
         gr.Markdown(where_kept())
         with gr.Accordion("Clear the record (needs the teacher key)", open=False):
@@ -82,7 +84,7 @@ class ClassPage:
             key = gr.Textbox(type="password", label="Teacher key", interactive=teacher_key_set())
             clear_button = gr.Button("Clear every run", variant="stop", interactive=teacher_key_set())
             said = gr.Markdown()
-        refresh.click(summary_table, None, table, api_visibility="private")
+        gr.on([page.select, refresh.click], summary_table, None, table, api_visibility="private")
         download.click(download_csv, None, download, api_visibility="private")
         clear_button.click(clear, key, [said, table, key], api_visibility="private")
 

@@ -21,7 +21,7 @@ from demo.panel import ComparisonPanel
 from demo.settings import GPU_AVAILABLE, Settings
 from demo.uploads import Refusal, classify, image_upload, open_upload
 from demo.views import colour_map, download_folder, explained, image_file, photo_file, plot_series
-from demo.why import OTHER_COLOUR, answer_of, explained_upload, nothing, why_answer
+from demo.why import OTHER_COLOUR, answer_of, explained_upload, nothing, why_answer, why_outputs, why_section
 from training.datasets import CIFAR10_DATASET
 from training.images import square_rgb
 from training.sources import DatasetMissingError
@@ -261,11 +261,8 @@ def classify_section():
         seen = gr.Image(label="What the network sees (32×32)", interactive=False, height=200, min_width=160)
         label = gr.Label(num_top_classes=3, label="Top-3 classes", min_width=160)
     # Where it looked: computed after the answer, so that it never delays the label.
-    with gr.Row():
-        with gr.Column(min_width=300):
-            why_class = gr.Dropdown([("the answer", ""), *zip(SHORT_NAMES, CIFAR10_DATASET.classes)], value="", label="Show the evidence for")
-            why_words = gr.Markdown()
-        why_picture = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[], min_width=300, elem_classes="why-picture", visible=False)
+    with why_section() as why:
+        why_class = gr.Dropdown([("the answer", ""), *zip(SHORT_NAMES, CIFAR10_DATASET.classes)], value="", label="Show the evidence for")
     with gr.Row():
         filters = gr.Image(label="First-layer filters (each enlarged to 48 px)", interactive=False, min_width=300)
         maps = gr.Image(label="What the first layer's filters make of your photo (up to 32 of them)", interactive=False, min_width=300)
@@ -283,13 +280,10 @@ def classify_section():
         predicted_class = gr.Dropdown(names, value=STARTING_CELL[1], label="Predicted class")
     cell_note = gr.Markdown()
     gallery = gr.Gallery(label="Test images in this cell", columns=6, height="auto", object_fit="contain", allow_preview=False)
-    with gr.Row():
-        with gr.Column(min_width=300):  # on a phone the words take the width, the picture goes under them
-            cell_why_words = gr.Markdown()
-        cell_why = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[], min_width=300, elem_classes="why-picture", visible=False)
+    cell_why = why_outputs()
     return dict(
         upload=upload, choice=choice, answered=answered, classified=[label, answered, photo, seen, filters, maps], matrix=matrix, true_class=true_class,
-        predicted_class=predicted_class, cell=[gallery, cell_note, matrix], photo=photo, why_class=why_class, why=[why_picture, why_words], cell_why=[cell_why, cell_why_words],
+        predicted_class=predicted_class, cell=[gallery, cell_note, matrix], photo=photo, why_class=why_class, why=why, cell_why=cell_why,
     )
 
 

@@ -9,7 +9,7 @@ from demo.panel import ComparisonPanel
 from serving.model_store import dropped_message
 from demo.uploads import ConfiguredModel, Refusal, classify, image_upload, open_upload
 from demo.views import answered_on_page
-from demo.why import OTHER_COLOUR, explained_upload, trained_arms, why_photo
+from demo.why import OTHER_COLOUR, explained_upload, trained_arms, why_outputs, why_photo
 from models import AlexNetTransfer
 from training.datasets import HYMENOPTERA_DATASET
 from training.sources import data_dir
@@ -101,10 +101,7 @@ class TransferLearning(Lesson):
             photo = gr.Image(label="Your photo", interactive=False, height=200, min_width=160)
             label = gr.Label(num_top_classes=2, label="Prediction", min_width=160)
         note = gr.Markdown()
-        with gr.Row():  # where it found its evidence: beside its words on a wide screen, under them on a phone
-            with gr.Column(min_width=300):  # on a phone the words take the width, the picture goes under them
-                why_words = gr.Markdown()
-            why_picture = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[], min_width=300, elem_classes="why-picture", visible=False)
+        where_it_looked = why_outputs()
         examples = example_photos()
         # One row of the four photos, as tall as they need: "auto" left a phone 200 px of empty frame.
         gallery = gr.Gallery(examples, label="Validation photos: click one to classify it", columns=4, rows=1, height=170, object_fit="contain", allow_preview=False, visible=bool(examples))
@@ -115,7 +112,7 @@ class TransferLearning(Lesson):
         explain_outputs = [gr.Label(visible=False), gr.Image(visible=False, type="pil", image_mode="L", format="png")]
         gr.Button(visible=False).click(explain_ants_bees, inputs, explain_outputs, api_name="explain_ants_bees", concurrency_limit=4)
         # Where it looked comes after the answer, never delaying it.
-        why = dict(fn=why_ants_bees, inputs=[photo, arm, panel.session], outputs=[why_picture, why_words], api_visibility="private", concurrency_limit=4)
+        why = dict(fn=why_ants_bees, inputs=[photo, arm, panel.session], outputs=where_it_looked, api_visibility="private", concurrency_limit=4)
         upload.upload(classify_on_page, inputs, shown, api_visibility="private", concurrency_limit=4).then(**why)
         gallery.select(pick_example, None, upload, api_visibility="private").then(classify_on_page, inputs, shown, api_visibility="private").then(**why)
         return panel

@@ -19,7 +19,7 @@ from demo.photo_sets import MAX_CLASSES, MIN_CLASSES, MIN_PHOTOS_PER_CLASS, Phot
 from serving.model_store import dropped_message
 from demo.uploads import Refusal, classify, consume, image_upload, open_upload
 from demo.views import answered_on_page, curves, download_folder, line_plots, plot_series, results_table, series_of
-from demo.why import explained_upload, trained_arms, why_photo
+from demo.why import explained_upload, trained_arms, why_outputs, why_photo
 from models import WeightsUnavailableError
 from models.alexnet import load_backbone
 from training.config import requested
@@ -266,16 +266,13 @@ def try_section() -> tuple:
         photo = gr.Image(label="Your photo", interactive=False, height=200, min_width=160)
         label = gr.Label(num_top_classes=3, label="Prediction", min_width=160)
     note = gr.Markdown()
-    with gr.Row():  # where it found its evidence: beside its words on a wide screen, under them on a phone
-        with gr.Column(min_width=300):  # on a phone the words take the width, the picture goes under them
-            why_words = gr.Markdown()
-        why_picture = gr.Image(label="Where it found its evidence", show_label=False, interactive=False, height=300, buttons=[], min_width=300, elem_classes="why-picture", visible=False)
+    why = why_outputs()
     download = gr.DownloadButton("Download the models (.zip)")  # under the prediction, which a phone shows next
     wrong = gr.Gallery(
         label="Validation photos it got wrong (true class → taken for, how sure)", columns=6, fit_columns=False,  # a few mistakes stay thumbnails
         height=280, object_fit="contain", allow_preview=False,  # one row of thumbnails; more mistakes scroll
     )
-    return upload, arm, download, label, wrong, photo, note, [why_picture, why_words]
+    return upload, arm, download, label, wrong, photo, note, why
 
 
 class YourImages:
