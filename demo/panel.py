@@ -194,7 +194,7 @@ def after_run(experiment: Experiment, words: str | None, session: dict | None) -
     recorded = session.get("recorded")
     predicted(class_record(), experiment, words, recorded)
     note = judged_prediction(experiment, words, session["results"], recorded.class_runs if recorded else ())
-    found = board(class_record(), experiment, session["results"]) if recorded and recorded.run_id else None
+    found = board(class_record(), experiment, session["results"], recorded.sigma) if recorded and recorded.run_id else None
     return note, *drawn_board(experiment, found)
 
 

@@ -34,11 +34,19 @@ def spread_runs(runs: list[ClassRun]) -> list[dict]:
 
 @dataclass(frozen=True)
 class Recorded:
-    """A finished run as the class record took it: its row (None where it was not recorded) and
-    the class's runs at its settings, this one among them, which its verdict was told with."""
+    """A finished run as the class record took it: its row (None where it was not recorded), the
+    class's runs at its settings, this one among them, which its verdict was told with, and the
+    noise that verdict judged it against (its board shades the same band)."""
 
     run_id: int | None = None
     class_runs: tuple[dict, ...] = ()
+    sigma: float | None = None
+
+
+def at_settings(record: ClassRecord, experiment: Experiment, results: dict) -> list[ClassRun]:
+    """The recorded runs at a finished run's settings, other seeds included."""
+    configs = [run["config"] for run in results["runs"] if "test_acc" in run]
+    return record.runs(experiment.name, settings_key(experiment.name, configs))
 
 
 def record_finished(record: ClassRecord, experiment: Experiment, update: Update, session: str | None, client: str | None) -> tuple[Update, Recorded]:
@@ -50,11 +58,11 @@ def record_finished(record: ClassRecord, experiment: Experiment, update: Update,
     run_id = record.add(results, session, client)
     if run_id is None:
         return update, Recorded()
-    configs = [run["config"] for run in results["runs"] if "test_acc" in run]
-    class_runs = tuple(spread_runs(record.runs(experiment.name, settings_key(experiment.name, configs))))
+    class_runs = tuple(spread_runs(at_settings(record, experiment, results)))
     found = verdicts(experiment, results, class_runs)
     record.settle(run_id, outcome=found[0].outcome if found else None)
-    return replace(update, status=finished_status(update.headline, experiment, results, class_runs)), Recorded(run_id, class_runs)
+    status = finished_status(update.headline, experiment, results, class_runs)
+    return replace(update, status=status), Recorded(run_id, class_runs, found[0].sigma if found else None)
 
 
 def predicted(record: ClassRecord, experiment: Experiment, words: str | None, recorded: Recorded | None) -> None:
@@ -83,24 +91,22 @@ class Board:
         return len(self.points)
 
 
-def board(record: ClassRecord, experiment: Experiment, results: dict | None) -> Board | None:
-    """The board beside a finished run, or None where the experiment has no lesson or the run
-    is not in the record."""
+def board(record: ClassRecord, experiment: Experiment, results: dict | None, sigma: float | None = None) -> Board | None:
+    """The board beside a finished run, its "no clear winner" band ±2 `sigma` (its verdict's), or
+    None where the experiment has no lesson or the run is not in the record."""
     if not experiment.lessons or not results:
         return None
-    configs = [run["config"] for run in results["runs"] if "test_acc" in run]
-    rows = [run for run in record.runs(experiment.name, settings_key(experiment.name, configs)) if run.margin is not None]
+    rows = [run for run in at_settings(record, experiment, results) if run.margin is not None]
     if not rows:
         return None
     students = Counter(run.training for run in rows)
     trainings = distinct_trainings(rows)
-    told = verdicts(experiment, results, spread_runs(rows))
     named = predictions(experiment)
     said = [run for run in rows if run.prediction]
     accuracies = {run["label"]: run["test_acc"] for run in results["runs"] if "test_acc" in run}
     return Board(
         experiment.lessons[0].name, [(run.seed, run.margin, students[run.training]) for run in trainings], margin(experiment.lessons[0], accuracies),
-        report_margin(experiment), told[0].sigma if told else None,
+        report_margin(experiment), sigma,
         dict(Counter(named[run.prediction] for run in said)), sum(run.prediction == run.outcome for run in said), sum(run.prediction != run.outcome for run in said if run.outcome),
     )
 
