@@ -27,8 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from training.images import square_rgb
-from training.loader import center_crop, model_input
+from training.loader import model_pixels, normalize
 
 DELETED_SHARE = 0.2  # of the input's pixels, by the map or at random
 
@@ -149,6 +148,6 @@ def passes(measured: dict) -> bool:
 def explain(model: nn.Module, image, spec, target: int) -> tuple[torch.Tensor, torch.Tensor]:
     """A photo (PIL) as the network reads it, uint8 3×crop×crop, and the map of its evidence for
     class `target`, crop×crop."""
-    x = model_input(image, spec).to(next(model.parameters()).device)
-    pixels = center_crop(torch.from_numpy(square_rgb(image, spec.stored_size).copy()).permute(2, 0, 1)[None], spec.crop_size)[0]
-    return pixels, relevance(model, x, target).cpu()
+    pixels = model_pixels(image, spec)
+    x = normalize(pixels, spec.mean, spec.std).to(next(model.parameters()).device)
+    return pixels[0], relevance(model, x, target).cpu()

@@ -27,10 +27,15 @@ def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     return images[..., top : top + size, left : left + size]
 
 
+def model_pixels(image: Image.Image, spec: DatasetSpec) -> torch.Tensor:
+    """One PIL image as the pixels a model of this dataset reads: uint8, 1×3×crop×crop."""
+    pixels = torch.from_numpy(square_rgb(image, spec.stored_size).copy()).permute(2, 0, 1)[None]
+    return center_crop(pixels, spec.crop_size)
+
+
 def model_input(image: Image.Image, spec: DatasetSpec) -> torch.Tensor:
     """One PIL image as the normalised 1×3×crop×crop batch a model of this dataset expects."""
-    pixels = torch.from_numpy(square_rgb(image, spec.stored_size).copy()).permute(2, 0, 1)[None]
-    return normalize(center_crop(pixels, spec.crop_size), spec.mean, spec.std)
+    return normalize(model_pixels(image, spec), spec.mean, spec.std)
 
 
 def draw_crops(count: int, side: int, size: int, padding: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
